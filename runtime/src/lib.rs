@@ -1,0 +1,38 @@
+//! The runtime under the RL library: actors, an object store and tasks.
+//!
+//! - [`Runtime`]: `Runtime::local` starts everything in-process (the embedded default).
+//! - [`actor`]: stateful workers on their own OS threads; [`ActorHandle::call`] returns a reply
+//!   you can `.await` or `.wait()`; panics are caught and reported.
+//! - [`object_store`]: immutable `Bytes` objects behind reference-counted [`ObjectRef`]s, with a
+//!   memory cap; zero-copy inside a process.
+//! - Tasks: [`Runtime::register_task`] and [`Runtime::submit`] run a named function on a thread
+//!   pool and hand back the [`ObjectRef`] of its result.
+//!
+//! # Examples
+//!
+//! ```
+//! use bytes::Bytes;
+//! use rl_runtime::{Runtime, RuntimeOptions, decode, encode};
+//!
+//! let rt = Runtime::local(RuntimeOptions::default())?;
+//! rt.register_task("square", |args: Bytes| {
+//!     let x: u64 = decode(&args)?;
+//!     Ok(encode(&(x * x))?)
+//! });
+//! let r = rt.submit("square", encode(&12u64)?)?;
+//! let out: u64 = decode(&rt.get_blocking(&r, None)?)?;
+//! assert_eq!(out, 144);
+//! rt.shutdown();
+//! # Ok::<(), rl_runtime::RuntimeError>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod actor;
+mod error;
+pub mod object_store;
+mod runtime;
+
+pub use actor::{Actor, ActorContext, ActorHandle, ActorOptions, BoxError, Reply};
+pub use error::{Result, RuntimeError};
+pub use object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};
+pub use runtime::{Runtime, RuntimeOptions, decode, encode};

@@ -1,0 +1,311 @@
+//! [`Runtime`]: the entry point that owns the object store, actor scheduling and the task pool.
+//!
+//! `Runtime::local` is the embedded default: head and node in this process, like `ray.init()`
+//! without an address. Everything rllib does goes through this type's methods, which keep the
+//! same shape when the runtime spans several nodes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::actor::{self, Actor, ActorHandle, ActorOptions, BoxError};
+use crate::error::{Result, RuntimeError};
+use crate::object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};
+
+/// Settings of an embedded runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeOptions {
+    /// Logical CPUs actors may reserve; defaults to the machine's available parallelism.
+    pub num_cpus: f64,
+    /// GPUs actors may reserve.
+    pub num_gpus: f64,
+    /// Custom resources actors may reserve.
+    pub resources: BTreeMap<String, f64>,
+    /// Object store capacity.
+    pub store: StoreOptions,
+    /// Threads that run submitted tasks.
+    pub num_task_threads: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Self {
+            num_cpus: cpus as f64,
+            num_gpus: 0.0,
+            resources: BTreeMap::new(),
+            store: StoreOptions::default(),
+            num_task_threads: cpus,
+        }
+    }
+}
+
+type TaskFn = Arc<dyn Fn(Bytes) -> std::result::Result<Bytes, BoxError> + Send + Sync>;
+
+struct Job {
+    func: TaskFn,
+    name: String,
+    args: Bytes,
+    out: u64,
+}
+
+struct ActorEntry {
+    stop: Box<dyn Fn() + Send>,
+    thread: JoinHandle<()>,
+}
+
+struct Inner {
+    store: ObjectStore,
+    totals: BTreeMap<String, f64>,
+    free: Mutex<BTreeMap<String, f64>>,
+    actor_types: Mutex<HashSet<&'static str>>,
+    actors: Mutex<Vec<ActorEntry>>,
+    next_actor: AtomicU64,
+    tasks: Mutex<HashMap<String, TaskFn>>,
+    jobs: Mutex<Option<crossbeam_channel::Sender<Job>>>,
+    task_threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A handle to the runtime. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("resources", &self.inner.totals).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a single insert/remove/arithmetic step; a panic elsewhere
+    // cannot leave the data half-updated, so a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Runtime {
+    /// Starts an embedded runtime in this process.
+    pub fn local(options: RuntimeOptions) -> Result<Self> {
+        let mut totals = options.resources.clone();
+        totals.insert("CPU".into(), options.num_cpus);
+        totals.insert("GPU".into(), options.num_gpus);
+        let store = ObjectStore::new(options.store);
+        let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
+        let threads = (0..options.num_task_threads.max(1))
+            .map(|i| {
+                let rx = job_rx.clone();
+                let store = store.clone();
+                std::thread::Builder::new()
+                    .name(format!("rl-task-{i}"))
+                    .spawn(move || run_tasks(&rx, &store))
+                    .map_err(|e| RuntimeError::Serialization { what: "task thread".into(), message: e.to_string() })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                free: Mutex::new(totals.clone()),
+                totals,
+                actor_types: Mutex::new(HashSet::new()),
+                actors: Mutex::new(Vec::new()),
+                next_actor: AtomicU64::new(0),
+                tasks: Mutex::new(HashMap::new()),
+                jobs: Mutex::new(Some(job_tx)),
+                task_threads: Mutex::new(threads),
+            }),
+        })
+    }
+
+    // === Objects ===
+
+    /// Stores `data`; see [`ObjectStore::put`].
+    pub fn put(&self, data: Bytes) -> Result<ObjectRef> {
+        self.inner.store.put(data)
+    }
+
+    /// An object's bytes, awaiting while it is pending.
+    pub async fn get(&self, r: &ObjectRef) -> Result<Bytes> {
+        self.inner.store.get(r).await
+    }
+
+    /// An object's bytes, blocking while it is pending (at most `timeout`).
+    pub fn get_blocking(&self, r: &ObjectRef, timeout: Option<Duration>) -> Result<Bytes> {
+        self.inner.store.get_blocking(r, timeout)
+    }
+
+    /// Ray's `wait`; see [`ObjectStore::wait`].
+    pub async fn wait(
+        &self,
+        refs: &[ObjectRef],
+        num_returns: usize,
+        timeout: Option<Duration>,
+    ) -> (Vec<ObjectRef>, Vec<ObjectRef>) {
+        self.inner.store.wait(refs, num_returns, timeout).await
+    }
+
+    /// Blocking [`Runtime::wait`].
+    pub fn wait_blocking(
+        &self,
+        refs: &[ObjectRef],
+        num_returns: usize,
+        timeout: Option<Duration>,
+    ) -> (Vec<ObjectRef>, Vec<ObjectRef>) {
+        self.inner.store.wait_blocking(refs, num_returns, timeout)
+    }
+
+    /// Frees objects now; see [`ObjectStore::free`].
+    pub fn free(&self, refs: &[ObjectRef]) {
+        self.inner.store.free(refs)
+    }
+
+    /// Byte accounting of the object store.
+    pub fn store_stats(&self) -> StoreStats {
+        self.inner.store.stats()
+    }
+
+    // === Actors ===
+
+    /// Makes the actor type spawnable by name on this runtime.
+    pub fn register_actor<A: Actor>(&self) {
+        lock(&self.inner.actor_types).insert(A::TYPE_NAME);
+    }
+
+    /// Total resources of the runtime (`CPU`, `GPU` and custom ones).
+    pub fn total_resources(&self) -> BTreeMap<String, f64> {
+        self.inner.totals.clone()
+    }
+
+    /// Resources not reserved by live actors.
+    pub fn available_resources(&self) -> BTreeMap<String, f64> {
+        lock(&self.inner.free).clone()
+    }
+
+    fn reserve(&self, name: &str, request: &BTreeMap<String, f64>) -> Result<()> {
+        let mut free = lock(&self.inner.free);
+        for (res, &needed) in request {
+            let available = free.get(res).copied().unwrap_or(0.0);
+            if needed > available + 1e-9 {
+                return Err(RuntimeError::InsufficientResources {
+                    actor: name.to_string(),
+                    resource: res.clone(),
+                    needed,
+                    available,
+                    total: self.inner.totals.get(res).copied().unwrap_or(0.0),
+                });
+            }
+        }
+        for (res, &needed) in request {
+            *free.entry(res.clone()).or_insert(0.0) -= needed;
+        }
+        Ok(())
+    }
+
+    /// Starts an actor of a registered type, reserving its resources until it stops.
+    pub fn spawn<A: Actor>(&self, init: A::Init, options: ActorOptions) -> Result<ActorHandle<A>> {
+        if !lock(&self.inner.actor_types).contains(A::TYPE_NAME) {
+            return Err(RuntimeError::UnknownActorType(A::TYPE_NAME.into()));
+        }
+        let index = self.inner.next_actor.fetch_add(1, Ordering::Relaxed);
+        let name = options.name.clone().unwrap_or_else(|| format!("{}#{index}", A::TYPE_NAME));
+        let mut request: BTreeMap<String, f64> =
+            options.resources.iter().filter(|(_, v)| **v > 0.0).map(|(k, v)| (k.clone(), *v)).collect();
+        for (key, value) in [("CPU", options.num_cpus), ("GPU", options.num_gpus)] {
+            if value > 0.0 {
+                request.insert(key.into(), value);
+            }
+        }
+        self.reserve(&name, &request)?;
+        let weak = Arc::downgrade(&self.inner);
+        let released = request.clone();
+        let on_exit = Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                let mut free = lock(&inner.free);
+                for (res, v) in released {
+                    *free.entry(res).or_insert(0.0) += v;
+                }
+            }
+        });
+        // On failure the actor thread has already run `on_exit`, returning the reservation.
+        let (handle, thread) = actor::start::<A>(init, &options, name, self.clone(), on_exit)?;
+        let stopper = handle.clone();
+        lock(&self.inner.actors).push(ActorEntry { stop: Box::new(move || stopper.stop()), thread });
+        Ok(handle)
+    }
+
+    // === Tasks ===
+
+    /// Registers a task function under `name`. It takes and returns bytes (see [`encode`] and
+    /// [`decode`] for typed values); an error or panic becomes the result object's failure.
+    pub fn register_task<F>(&self, name: &str, func: F)
+    where
+        F: Fn(Bytes) -> std::result::Result<Bytes, BoxError> + Send + Sync + 'static,
+    {
+        lock(&self.inner.tasks).insert(name.to_string(), Arc::new(func));
+    }
+
+    /// Runs the registered task `name` on the task pool; returns the ref of its future result.
+    pub fn submit(&self, name: &str, args: Bytes) -> Result<ObjectRef> {
+        let func = lock(&self.inner.tasks).get(name).cloned().ok_or_else(|| RuntimeError::UnknownTask(name.into()))?;
+        let jobs = lock(&self.inner.jobs);
+        let tx = jobs.as_ref().ok_or(RuntimeError::Shutdown)?;
+        let out = self.inner.store.reserve();
+        tx.send(Job { func, name: name.to_string(), args, out: out.id() }).map_err(|_| RuntimeError::Shutdown)?;
+        Ok(out)
+    }
+
+    // === Lifecycle ===
+
+    /// Stops every actor (after the messages already queued) and the task pool, and waits for
+    /// their threads. Objects stay readable through refs that are still held.
+    pub fn shutdown(&self) {
+        let actors = std::mem::take(&mut *lock(&self.inner.actors));
+        for a in &actors {
+            (a.stop)();
+        }
+        for a in actors {
+            let _ = a.thread.join();
+        }
+        lock(&self.inner.jobs).take();
+        for t in std::mem::take(&mut *lock(&self.inner.task_threads)) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_tasks(rx: &crossbeam_channel::Receiver<Job>, store: &ObjectStore) {
+    while let Ok(job) = rx.recv() {
+        let Job { func, name, args, out } = job;
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| func(args))) {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(e)) => Err(format!("task {name} failed: {e}")),
+            Err(p) => Err(format!(
+                "task {name} panicked: {}",
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            )),
+        };
+        store.complete(out, result);
+    }
+}
+
+/// Serializes a value for a task argument or an object (postcard).
+pub fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
+    postcard::to_stdvec(value)
+        .map(Bytes::from)
+        .map_err(|e| RuntimeError::Serialization { what: std::any::type_name::<T>().into(), message: e.to_string() })
+}
+
+/// Deserializes a value written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| RuntimeError::Serialization { what: std::any::type_name::<T>().into(), message: e.to_string() })
+}

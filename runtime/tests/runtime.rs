@@ -1,0 +1,206 @@
+//! Runtime behaviour seen from outside: actors (panics, restarts, resources, shutdown) and tasks.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use rl_runtime::{
+    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, ObjectRef, Runtime, RuntimeError, RuntimeOptions, decode,
+    encode,
+};
+use serde::{Deserialize, Serialize};
+
+/// Fails to compile if the handles lose `Send + Sync`.
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn handles_are_send_and_sync() {
+    assert_send_sync::<ActorHandle<Worker>>();
+    assert_send_sync::<ObjectRef>();
+    assert_send_sync::<Runtime>();
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Msg {
+    Add(u64),
+    Panic,
+    Fail,
+    PutObject(Vec<u8>),
+}
+
+struct Worker {
+    total: u64,
+}
+
+impl Actor for Worker {
+    const TYPE_NAME: &'static str = "Worker";
+    type Init = u64;
+    type Msg = Msg;
+    type Reply = Option<ObjectRef>;
+
+    fn new(init: u64, _ctx: &ActorContext) -> Result<Self, BoxError> {
+        if init == 999 {
+            return Err("refusing init 999".into());
+        }
+        Ok(Worker { total: init })
+    }
+
+    fn handle(&mut self, msg: Msg, ctx: &ActorContext) -> Result<Option<ObjectRef>, BoxError> {
+        match msg {
+            Msg::Add(x) => {
+                self.total += x;
+                Ok(Some(ctx.runtime().put(encode(&self.total)?)?))
+            }
+            Msg::Panic => panic!("worker exploded at total {}", self.total),
+            Msg::Fail => Err("a handled failure".into()),
+            Msg::PutObject(v) => Ok(Some(ctx.runtime().put(Bytes::from(v))?)),
+        }
+    }
+}
+
+fn runtime(num_cpus: f64) -> Runtime {
+    let rt = Runtime::local(RuntimeOptions { num_cpus, num_task_threads: 2, ..Default::default() }).unwrap();
+    rt.register_actor::<Worker>();
+    rt
+}
+
+fn total(rt: &Runtime, reply: Option<ObjectRef>) -> u64 {
+    decode(&rt.get_blocking(&reply.unwrap(), None).unwrap()).unwrap()
+}
+
+#[test]
+fn actor_keeps_state_and_replies_through_the_store() {
+    let rt = runtime(2.0);
+    let w = rt.spawn::<Worker>(1, ActorOptions::default()).unwrap();
+    w.call(Msg::Add(2)).wait().unwrap();
+    let r = w.call(Msg::Add(3)).wait().unwrap();
+    assert_eq!(total(&rt, r), 6);
+    rt.shutdown();
+}
+
+#[test]
+fn panic_surfaces_as_error_and_the_process_lives_on() {
+    let rt = runtime(2.0);
+    let w = rt.spawn::<Worker>(5, ActorOptions::default()).unwrap();
+    let err = w.call(Msg::Panic).wait().unwrap_err();
+    assert_eq!(
+        err,
+        RuntimeError::ActorPanicked { actor: w.name().to_string(), message: "worker exploded at total 5".into() }
+    );
+    // No restarts: the actor is dead and says why.
+    let err = w.call(Msg::Add(1)).wait().unwrap_err();
+    assert!(matches!(&err, RuntimeError::ActorDead { reason, .. } if reason.contains("max_restarts = 0")), "{err}");
+    assert!(!w.is_alive());
+    // Its CPU was given back, and other actors still work.
+    assert_eq!(rt.available_resources()["CPU"], 2.0);
+    let w2 = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+    assert_eq!(total(&rt, w2.call(Msg::Add(4)).wait().unwrap()), 4);
+    rt.shutdown();
+}
+
+#[test]
+fn panicked_actor_restarts_from_its_init() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(10, ActorOptions { max_restarts: 1, ..Default::default() }).unwrap();
+    w.call(Msg::Add(5)).wait().unwrap();
+    assert!(matches!(w.call(Msg::Panic).wait(), Err(RuntimeError::ActorPanicked { .. })));
+    // Rebuilt from init 10: the +5 is gone.
+    assert_eq!(total(&rt, w.call(Msg::Add(1)).wait().unwrap()), 11);
+    assert!(matches!(w.call(Msg::Panic).wait(), Err(RuntimeError::ActorPanicked { .. })));
+    assert!(matches!(w.call(Msg::Add(1)).wait(), Err(RuntimeError::ActorDead { .. })));
+    rt.shutdown();
+}
+
+#[test]
+fn handler_errors_do_not_kill_the_actor() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+    let err = w.call(Msg::Fail).wait().unwrap_err();
+    assert_eq!(err.to_string(), format!("actor {} failed: a handled failure", w.name()));
+    assert!(w.call(Msg::Add(1)).wait().is_ok());
+    rt.shutdown();
+}
+
+#[test]
+fn constructor_error_is_reported_and_frees_resources() {
+    let rt = runtime(1.0);
+    let err = rt.spawn::<Worker>(999, ActorOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("refusing init 999"), "{err}");
+    assert_eq!(rt.available_resources()["CPU"], 1.0);
+    rt.shutdown();
+}
+
+#[test]
+fn resources_are_reserved_and_checked() {
+    let rt = runtime(1.0);
+    let _w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+    let err = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::InsufficientResources { resource, needed, available, total, .. }
+            if resource == "CPU" && *needed == 1.0 && *available == 0.0 && *total == 1.0),
+        "{err}"
+    );
+    let gpu = ActorOptions { num_cpus: 0.0, num_gpus: 1.0, ..Default::default() };
+    assert!(matches!(rt.spawn::<Worker>(0, gpu), Err(RuntimeError::InsufficientResources { .. })));
+    rt.shutdown();
+}
+
+#[test]
+fn unregistered_actor_type_is_an_error() {
+    let rt = Runtime::local(RuntimeOptions::default()).unwrap();
+    assert_eq!(
+        rt.spawn::<Worker>(0, ActorOptions::default()).unwrap_err(),
+        RuntimeError::UnknownActorType("Worker".into())
+    );
+    rt.shutdown();
+}
+
+#[test]
+fn shutdown_answers_queued_calls_then_stops() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+    let replies: Vec<_> = (0..50).map(|_| w.call(Msg::Add(1))).collect();
+    rt.shutdown();
+    let last = replies.into_iter().map(|r| r.wait().unwrap()).last().unwrap();
+    assert_eq!(total(&rt, last), 50);
+    assert!(matches!(w.call(Msg::Add(1)).wait(), Err(RuntimeError::ActorDead { .. })));
+}
+
+#[tokio::test]
+async fn replies_can_be_awaited() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(7, ActorOptions::default()).unwrap();
+    let r = w.call(Msg::Add(1)).await.unwrap().unwrap();
+    let v: u64 = decode(&rt.get(&r).await.unwrap()).unwrap();
+    assert_eq!(v, 8);
+    let rt2 = rt.clone();
+    tokio::task::spawn_blocking(move || rt2.shutdown()).await.unwrap();
+}
+
+#[test]
+fn objects_put_by_an_actor_are_freed_when_the_caller_drops_them() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+    let r = w.call(Msg::PutObject(vec![1; 1000])).wait().unwrap().unwrap();
+    assert_eq!(rt.store_stats().used_bytes, 1000);
+    drop(r);
+    assert_eq!(rt.store_stats().used_bytes, 0);
+    rt.shutdown();
+}
+
+#[test]
+fn tasks_run_and_report_failures() {
+    let rt = runtime(1.0);
+    rt.register_task("double", |b: Bytes| Ok(encode(&(2 * decode::<u32>(&b)?))?));
+    rt.register_task("boom", |_b: Bytes| panic!("task went wrong"));
+    let refs: Vec<ObjectRef> = (0..8u32).map(|i| rt.submit("double", encode(&i).unwrap()).unwrap()).collect();
+    let (done, pending) = rt.wait_blocking(&refs, refs.len(), Some(Duration::from_secs(60)));
+    assert_eq!((done.len(), pending.len()), (8, 0));
+    let outs: Vec<u32> = refs.iter().map(|r| decode(&rt.get_blocking(r, None).unwrap()).unwrap()).collect();
+    assert_eq!(outs, (0..8).map(|i| 2 * i).collect::<Vec<_>>());
+    let bad = rt.submit("boom", Bytes::new()).unwrap();
+    let err = rt.get_blocking(&bad, None).unwrap_err();
+    assert!(err.to_string().contains("task boom panicked: task went wrong"), "{err}");
+    assert_eq!(rt.submit("nope", Bytes::new()).unwrap_err(), RuntimeError::UnknownTask("nope".into()));
+    rt.shutdown();
+    assert_eq!(rt.submit("double", Bytes::new()).unwrap_err(), RuntimeError::Shutdown);
+}
