@@ -37,7 +37,8 @@ fn parse_args() -> Result<Args, String> {
             return Err(String::new());
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag} expects a non-negative integer, got {v:?}"));
+        let number =
+            |v: &str| v.parse::<u64>().map_err(|_| format!("{flag} expects a non-negative integer, got {v:?}"));
         match flag.as_str() {
             "--env" => args.env = value,
             "--seed" => args.seed = number(&value)?,

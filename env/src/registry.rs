@@ -293,8 +293,7 @@ mod tests {
         let kw: Kwargs = serde_json::from_str(r#"{"max_episode_steps": 3}"#).unwrap();
         let mut env = r.make("MountainCar-v0", &kw).unwrap();
         env.reset(Some(0), None).unwrap();
-        let dones: Vec<bool> =
-            (0..3).map(|_| env.step(crate::Action::Discrete(1)).unwrap().truncated).collect();
+        let dones: Vec<bool> = (0..3).map(|_| env.step(crate::Action::Discrete(1)).unwrap().truncated).collect();
         assert_eq!(dones, [false, false, true]);
         let bad: Kwargs = serde_json::from_str(r#"{"max_episode_steps": -1}"#).unwrap();
         assert!(r.make("MountainCar-v0", &bad).is_err());

@@ -82,10 +82,7 @@ impl SeedSequence {
                 v ^ (v >> XSHIFT)
             })
             .collect();
-        words32
-            .chunks_exact(2)
-            .map(|w| u64::from(w[0]) | (u64::from(w[1]) << 32))
-            .collect()
+        words32.chunks_exact(2).map(|w| u64::from(w[0]) | (u64::from(w[1]) << 32)).collect()
     }
 }
 
@@ -212,7 +209,7 @@ mod tests {
     //   ss = np.random.SeedSequence(S); ss.pool; ss.generate_state(4, np.uint64)
     //   g = np.random.Generator(np.random.PCG64(ss)); g.bit_generator.random_raw(3)
     //   np.random.Generator(np.random.PCG64(S)).uniform(-0.05, 0.05, size=4)
-    // (see env/fixtures/generate.py --print-rng-reference).
+    // (see env/fixtures/rng_reference.py).
     include!("../fixtures/rng_reference.rs");
 
     #[test]

@@ -196,9 +196,7 @@ impl Space {
     /// True when `action` is of this space's kind and inside it.
     pub fn contains(&self, action: Action<'_>) -> bool {
         match (self, action) {
-            (Space::Discrete { n, start }, Action::Discrete(a)) => {
-                a >= *start && ((a - start) as u64) < *n
-            }
+            (Space::Discrete { n, start }, Action::Discrete(a)) => a >= *start && ((a - start) as u64) < *n,
             (Space::Box(b), Action::Continuous(x)) => b.contains(x),
             (Space::MultiDiscrete { nvec }, Action::MultiDiscrete(a)) => {
                 a.len() == nvec.len() && a.iter().zip(nvec).all(|(v, n)| *v >= 0 && (*v as u64) < *n)
@@ -235,7 +233,8 @@ impl fmt::Display for Space {
             Space::Discrete { n, start } => write!(f, "Discrete({n}, start={start})"),
             Space::Box(b) => {
                 let shape: Vec<String> = b.shape.iter().map(|d| d.to_string()).collect();
-                let shape = if shape.len() == 1 { format!("({},)", shape[0]) } else { format!("({})", shape.join(", ")) };
+                let shape =
+                    if shape.len() == 1 { format!("({},)", shape[0]) } else { format!("({})", shape.join(", ")) };
                 let same = |v: &[f32]| v.windows(2).all(|w| w[0] == w[1]);
                 if same(&b.low) && same(&b.high) && !b.low.is_empty() {
                     write!(f, "Box({:?}, {:?}, {shape}, float32)", b.low[0], b.high[0])
@@ -294,8 +293,12 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let spaces = [
             Space::Discrete { n: 4, start: 2 },
-            Space::boxed(vec![-1.0, f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY], vec![1.0, 0.0, f32::INFINITY, f32::INFINITY], vec![2, 2])
-                .unwrap(),
+            Space::boxed(
+                vec![-1.0, f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY],
+                vec![1.0, 0.0, f32::INFINITY, f32::INFINITY],
+                vec![2, 2],
+            )
+            .unwrap(),
             Space::multi_discrete(vec![3, 1, 5]).unwrap(),
         ];
         for s in &spaces {
