@@ -1,0 +1,201 @@
+//! The `rl` command line: raw flags parsed by clap, validated into actions, run, and mapped to an exit code.
+//!
+//! Custom environment crates reuse it whole: register the env, then call [`main`]:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     // rl_env::register(...) your env here.
+//!     rllib::cli::main()
+//! }
+//! ```
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::TrainConfig;
+use crate::evaluation::{EvalStats, evaluate};
+use crate::ppo::{TrainOptions, train};
+
+const EXAMPLES: &str = "Examples:
+  rl train --config configs/ppo.yaml
+  rl train --config configs/ppo.yaml --seed 2 --set lr=3e-4 --set model.fcnet_hiddens=[128,128]
+  rl evaluate --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --episodes 20
+  rl envs";
+
+/// Reinforcement learning on an embedded local cluster of rollout-worker and learner actors.
+#[derive(Debug, Parser)]
+#[command(name = "rl", version, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a policy from a YAML config; writes a run directory.
+    Train {
+        /// The config file (see configs/ for ready ones).
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config key, e.g. `--set lr=3e-4` or `--set stop.training_iteration=10`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// The run directory to create (default: runs/ALGO_ENV_seedN_TIMESTAMP). Must not exist
+        /// or be empty.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The seed (same as `--set seed=N`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// No progress bar; only the final summary.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run deterministic evaluation episodes of a checkpoint.
+    Evaluate {
+        /// A checkpoint directory (holding metadata.json and policy.safetensors).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Number of episodes.
+        #[arg(long, default_value_t = 20)]
+        episodes: u64,
+        /// Seed of the first episode's reset; episode i uses seed + i.
+        #[arg(long, default_value_t = 1_000_000)]
+        seed: u64,
+    },
+    /// List the registered environment ids.
+    Envs,
+}
+
+/// Runs the CLI on the process arguments and returns the exit code.
+pub fn main() -> ExitCode {
+    run(std::env::args_os())
+}
+
+/// Runs the CLI on `args` (the first one is the program name).
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_logging();
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Train { config, mut overrides, output, seed, quiet } => {
+            if let Some(s) = seed {
+                overrides.push(format!("seed={s}"));
+            }
+            let config = TrainConfig::load(&config, &overrides)?;
+            let output = output.unwrap_or_else(|| default_run_dir(&config));
+            check_output_dir(&output)?;
+            let summary = train(&config, &TrainOptions { output, quiet })?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::Evaluate { checkpoint, episodes, seed } => {
+            if episodes == 0 {
+                bail!("--episodes must be at least 1");
+            }
+            let ckpt = Checkpoint::load(&checkpoint)?;
+            let stats = evaluate(&ckpt.config, &ckpt.policy, episodes, seed)?;
+            print_eval(&checkpoint, &stats);
+            Ok(())
+        }
+        Command::Envs => {
+            for id in rl_env::ids() {
+                let spec = rl_env::spec(&id)?;
+                let limit = spec.default_max_episode_steps().map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+                println!("{id:<28} max_episode_steps {limit}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_eval(checkpoint: &Path, s: &EvalStats) {
+    println!(
+        "{}: {} episodes  return mean {:.2} std {:.2} min {:.2} max {:.2}  length mean {:.1} min {} max {}",
+        checkpoint.display(),
+        s.returns.len(),
+        s.return_mean(),
+        s.return_std(),
+        s.return_min(),
+        s.return_max(),
+        s.length_mean(),
+        s.lengths.iter().min().copied().unwrap_or(0),
+        s.lengths.iter().max().copied().unwrap_or(0),
+    );
+}
+
+/// `runs/ALGO_ENV_seedN_YYYYmmdd-HHMMSS` (UTC).
+fn default_run_dir(config: &TrainConfig) -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    let stamp = format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
+    PathBuf::from("runs").join(format!("PPO_{}_seed{}_{stamp}", config.env, config.seed))
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn check_output_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let empty = dir.read_dir().with_context(|| format!("cannot read {}", dir.display()))?.next().is_none();
+        if !empty {
+            bail!("output directory {} already exists and is not empty; choose another --output", dir.display());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn help_lists_examples() {
+        let err = Cli::try_parse_from(["rl", "--help"]).unwrap_err();
+        assert!(err.to_string().contains("rl train --config configs/ppo.yaml"));
+    }
+}

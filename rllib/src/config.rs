@@ -1,0 +1,557 @@
+//! Training configs: the YAML schema (RLlib key names), `--set` overrides and validation.
+//!
+//! A config is read from YAML with unknown keys rejected, then `--set key=value` overrides are
+//! applied (dotted paths reach nested keys: `--set model.fcnet_hiddens=[32,32]`), then every
+//! value is range-checked. Each error names where the bad value came from (`file:line` or the
+//! `--set` argument), the key, and what is allowed.
+
+use std::fmt;
+use std::path::Path;
+
+use rl_env::Kwargs;
+use rl_policies::PolicyConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Why a config could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The algorithm to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// Proximal Policy Optimization (Schulman et al. 2017), clipped surrogate objective.
+    #[serde(rename = "PPO")]
+    Ppo,
+}
+
+/// How the learning rate changes over training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// `lr` throughout.
+    Constant,
+    /// From `lr` at the first iteration down to 0 at the last one (CleanRL's `anneal_lr`).
+    /// Needs `stop.num_env_steps_sampled_lifetime` or `stop.training_iteration`.
+    Linear,
+}
+
+/// When to stop training; the first criterion met ends the run. At least one is required.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopConfig {
+    /// Total env steps sampled.
+    pub num_env_steps_sampled_lifetime: Option<u64>,
+    /// Number of training iterations.
+    pub training_iteration: Option<u64>,
+    /// Mean return of the recent training episodes (over the last 100 episodes).
+    #[serde(rename = "env_runners/episode_return_mean")]
+    pub episode_return_mean: Option<f64>,
+    /// Wall-clock seconds.
+    pub time_total_s: Option<f64>,
+}
+
+/// Deterministic evaluation on separate envs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationConfig {
+    /// Evaluate every this many iterations; 0 evaluates only at the end.
+    pub interval: u64,
+    /// Episodes per evaluation.
+    pub duration: u64,
+    /// Seed of the evaluation envs (episode `i` resets with `seed + i`).
+    pub seed: u64,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self { interval: 0, duration: 20, seed: 1_000_000 }
+    }
+}
+
+/// Checkpoint cadence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Write a checkpoint every this many iterations; 0 writes only the final one.
+    pub frequency: u64,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self { frequency: 0 }
+    }
+}
+
+/// A full training config. Key names follow RLlib where RLlib has one; defaults follow
+/// CleanRL's `ppo.py` (cited per field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The algorithm.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: Algorithm,
+    /// Env id from the registry (`rl envs` lists them).
+    pub env: String,
+    /// Keyword arguments for the env constructor (and `max_episode_steps`).
+    #[serde(default)]
+    pub env_config: Kwargs,
+    /// Seed of everything: env resets, policy init, action sampling, minibatch shuffling.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Rollout-worker actors.
+    #[serde(default = "default_num_env_runners")]
+    pub num_env_runners: usize,
+    /// CPUs each rollout worker reserves on the runtime (RLlib's `num_cpus_per_env_runner`).
+    #[serde(default = "default_num_cpus_per_env_runner")]
+    pub num_cpus_per_env_runner: f64,
+    /// Sub-envs per rollout worker (CleanRL: 4 envs in total).
+    #[serde(default = "default_num_envs_per_env_runner")]
+    pub num_envs_per_env_runner: usize,
+    /// Steps each sub-env takes per iteration (CleanRL `num_steps` = 128).
+    #[serde(default = "default_rollout_fragment_length")]
+    pub rollout_fragment_length: usize,
+    /// Adam learning rate (CleanRL 2.5e-4).
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Learning-rate schedule (CleanRL anneals linearly).
+    #[serde(default = "default_lr_schedule")]
+    pub lr_schedule: LrSchedule,
+    /// Adam epsilon (CleanRL 1e-5).
+    #[serde(default = "default_adam_epsilon")]
+    pub adam_epsilon: f64,
+    /// Discount factor (0.99).
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+    /// GAE lambda (0.95).
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    /// PPO ratio clip (0.2).
+    #[serde(default = "default_clip_param")]
+    pub clip_param: f64,
+    /// Clip of the value change around the old value, or null for an unclipped value loss
+    /// (CleanRL clips with the same 0.2).
+    #[serde(default = "default_vf_clip_param")]
+    pub vf_clip_param: Option<f64>,
+    /// Entropy bonus coefficient (0.01).
+    #[serde(default = "default_entropy_coeff")]
+    pub entropy_coeff: f64,
+    /// Value loss coefficient (0.5).
+    #[serde(default = "default_vf_loss_coeff")]
+    pub vf_loss_coeff: f64,
+    /// Global gradient-norm clip, or null for none (0.5).
+    #[serde(default = "default_grad_clip")]
+    pub grad_clip: Option<f64>,
+    /// SGD epochs per iteration (4).
+    #[serde(default = "default_num_epochs")]
+    pub num_epochs: usize,
+    /// Minibatch size (CleanRL: 512 / 4 minibatches = 128).
+    #[serde(default = "default_minibatch_size")]
+    pub minibatch_size: usize,
+    /// Normalize advantages per minibatch (true).
+    #[serde(default = "default_true")]
+    pub normalize_advantages: bool,
+    /// Stop the epochs of an iteration early once the approximate KL exceeds this (null: never).
+    #[serde(default)]
+    pub target_kl: Option<f64>,
+    /// The policy network.
+    #[serde(default)]
+    pub model: PolicyConfig,
+    /// Stop conditions.
+    #[serde(default)]
+    pub stop: StopConfig,
+    /// Evaluation settings.
+    #[serde(default)]
+    pub evaluation: EvaluationConfig,
+    /// Checkpoint settings.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+fn default_algorithm() -> Algorithm {
+    Algorithm::Ppo
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_num_env_runners() -> usize {
+    2
+}
+fn default_num_cpus_per_env_runner() -> f64 {
+    1.0
+}
+fn default_num_envs_per_env_runner() -> usize {
+    2
+}
+fn default_rollout_fragment_length() -> usize {
+    128
+}
+fn default_lr() -> f64 {
+    2.5e-4
+}
+fn default_lr_schedule() -> LrSchedule {
+    LrSchedule::Linear
+}
+fn default_adam_epsilon() -> f64 {
+    1e-5
+}
+fn default_gamma() -> f64 {
+    0.99
+}
+fn default_lambda() -> f64 {
+    0.95
+}
+fn default_clip_param() -> f64 {
+    0.2
+}
+fn default_vf_clip_param() -> Option<f64> {
+    Some(0.2)
+}
+fn default_entropy_coeff() -> f64 {
+    0.01
+}
+fn default_vf_loss_coeff() -> f64 {
+    0.5
+}
+fn default_grad_clip() -> Option<f64> {
+    Some(0.5)
+}
+fn default_num_epochs() -> usize {
+    4
+}
+fn default_minibatch_size() -> usize {
+    128
+}
+fn default_true() -> bool {
+    true
+}
+
+impl TrainConfig {
+    /// Env steps per iteration: runners x envs per runner x fragment length.
+    pub fn train_batch_size(&self) -> usize {
+        self.num_env_runners * self.num_envs_per_env_runner * self.rollout_fragment_length
+    }
+
+    /// Iterations the run is planned for, from the step or iteration budget (the smaller).
+    pub fn planned_iterations(&self) -> Option<u64> {
+        let by_steps = self.stop.num_env_steps_sampled_lifetime.map(|s| s.div_ceil(self.train_batch_size() as u64));
+        match (by_steps, self.stop.training_iteration) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Reads and validates a config file, then applies and validates `overrides` (`key=value`).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parses YAML `text` (named `source` in errors) and applies `overrides`.
+    pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut config: TrainConfig = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e.to_string(), source))?;
+        let origin = |key: &str| match find_key_line(text, key) {
+            Some(line) => format!("{source}:{line}"),
+            None => source.to_string(),
+        };
+        config.validate().map_err(|(key, msg)| ConfigError(format!("{}: {key}: {msg}", origin(&key))))?;
+        for o in overrides {
+            config = config.with_override(o)?;
+        }
+        Ok(config)
+    }
+
+    /// Applies one `key=value` override (value in YAML syntax) and validates the result.
+    pub fn with_override(&self, arg: &str) -> Result<Self, ConfigError> {
+        let err = |msg: String| ConfigError(format!("--set {arg}: {msg}"));
+        let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected key=value".into()))?;
+        let key = key.trim();
+        let value: Value = if raw.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_saphyr::from_str(raw)
+                .map_err(|e| err(format!("cannot read the value: {}", first_line(&e.to_string()))))?
+        };
+        let mut tree = serde_json::to_value(self).map_err(|e| err(e.to_string()))?;
+        let mut node = &mut tree;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let map = node.as_object_mut().ok_or_else(|| err(format!("{} is not a section", parts[..i].join("."))))?;
+            let last = i + 1 == parts.len();
+            // `env_config` takes any keys; everywhere else the key must already exist.
+            let free_form = i > 0 && parts[i - 1] == "env_config";
+            if !map.contains_key(*part) && !free_form {
+                let known: Vec<String> = map.keys().cloned().collect();
+                let hint = closest(part, &known).map(|k| format!("; did you mean {k}?")).unwrap_or_default();
+                return Err(err(format!("unknown key {part:?}{hint}")));
+            }
+            if last {
+                map.insert(part.to_string(), value.clone());
+                break;
+            }
+            node = map.get_mut(*part).expect("checked above");
+        }
+        let config: TrainConfig = serde_json::from_value(tree).map_err(|e| err(e.to_string()))?;
+        config.validate().map_err(|(k, msg)| err(format!("{k}: {msg}")))?;
+        Ok(config)
+    }
+
+    /// Range and consistency checks. Returns the offending key and what is allowed.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |k: &str, m: String| Err((k.to_string(), m));
+        if rl_env::spec(&self.env).is_err() {
+            return fail("env", rl_env::spec(&self.env).unwrap_err().to_string());
+        }
+        let positive = [
+            ("num_env_runners", self.num_env_runners),
+            ("num_envs_per_env_runner", self.num_envs_per_env_runner),
+            ("rollout_fragment_length", self.rollout_fragment_length),
+            ("num_epochs", self.num_epochs),
+            ("minibatch_size", self.minibatch_size),
+        ];
+        for (k, v) in positive {
+            if v == 0 {
+                return fail(k, "must be at least 1".into());
+            }
+        }
+        if !(self.num_cpus_per_env_runner >= 0.0 && self.num_cpus_per_env_runner.is_finite()) {
+            return fail(
+                "num_cpus_per_env_runner",
+                format!("must be a non-negative number, got {}", self.num_cpus_per_env_runner),
+            );
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return fail("lr", format!("must be a positive number, got {}", self.lr));
+        }
+        if !(self.adam_epsilon > 0.0) {
+            return fail("adam_epsilon", format!("must be positive, got {}", self.adam_epsilon));
+        }
+        for (k, v) in [("gamma", self.gamma), ("lambda", self.lambda)] {
+            if !(0.0..=1.0).contains(&v) {
+                return fail(k, format!("must be within [0, 1], got {v}"));
+            }
+        }
+        if !(self.clip_param > 0.0) {
+            return fail("clip_param", format!("must be positive, got {}", self.clip_param));
+        }
+        for (k, v) in
+            [("vf_clip_param", self.vf_clip_param), ("grad_clip", self.grad_clip), ("target_kl", self.target_kl)]
+        {
+            if let Some(v) = v
+                && !(v > 0.0)
+            {
+                return fail(k, format!("must be positive or null, got {v}"));
+            }
+        }
+        for (k, v) in [("entropy_coeff", self.entropy_coeff), ("vf_loss_coeff", self.vf_loss_coeff)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return fail(k, format!("must be a non-negative number, got {v}"));
+            }
+        }
+        if self.minibatch_size > self.train_batch_size() {
+            return fail(
+                "minibatch_size",
+                format!(
+                    "{} is larger than the batch of {} steps per iteration (num_env_runners {} x \
+                     num_envs_per_env_runner {} x rollout_fragment_length {})",
+                    self.minibatch_size,
+                    self.train_batch_size(),
+                    self.num_env_runners,
+                    self.num_envs_per_env_runner,
+                    self.rollout_fragment_length
+                ),
+            );
+        }
+        if let Err(e) = self.model.validate() {
+            return fail("model", e.to_string());
+        }
+        let s = &self.stop;
+        if s.num_env_steps_sampled_lifetime.is_none()
+            && s.training_iteration.is_none()
+            && s.episode_return_mean.is_none()
+            && s.time_total_s.is_none()
+        {
+            return fail(
+                "stop",
+                "needs at least one of num_env_steps_sampled_lifetime, training_iteration, \
+                 env_runners/episode_return_mean, time_total_s"
+                    .into(),
+            );
+        }
+        if s.num_env_steps_sampled_lifetime == Some(0) || s.training_iteration == Some(0) {
+            return fail("stop", "budgets must be at least 1".into());
+        }
+        if self.lr_schedule == LrSchedule::Linear && self.planned_iterations().is_none() {
+            return fail(
+                "lr_schedule",
+                "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
+            );
+        }
+        if self.evaluation.duration == 0 {
+            return fail("evaluation.duration", "must be at least 1 episode".into());
+        }
+        Ok(())
+    }
+}
+
+/// Rewrites a serde-saphyr error for `source`, adding a suggestion for unknown keys.
+fn yaml_error(message: &str, source: &str) -> ConfigError {
+    let mut out = message.replace("<input>", source);
+    if let Some(rest) = message.split("unknown field `").nth(1)
+        && let Some((field, tail)) = rest.split_once('`')
+        && let Some(list) = tail.split("expected one of ").nth(1)
+    {
+        let known: Vec<String> =
+            list.lines().next().unwrap_or("").split(',').map(|s| s.trim().trim_matches('`').to_string()).collect();
+        if let Some(k) = closest(field, &known) {
+            out.push_str(&format!("\nhelp: did you mean `{k}`?"));
+        }
+    }
+    ConfigError(format!("{source}: {}", out.trim_start_matches("error: ")))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// The known key closest to `key` by edit distance, if it is close enough to be a typo.
+fn closest(key: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (edit_distance(key, k), k))
+        .filter(|(d, _)| *d <= (key.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k.clone())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The 1-based line of a dotted key (`evaluation.duration`) in block-style YAML, if found.
+fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
+    let mut parts = dotted.split('.').peekable();
+    let mut want = parts.next()?;
+    let mut min_indent = 0;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with('#') || indent < min_indent {
+            continue;
+        }
+        let key = trimmed.split(':').next().unwrap_or("").trim().trim_matches('"').trim_matches('\'');
+        if key == want && trimmed.contains(':') {
+            match parts.next() {
+                None => return Some(i + 1),
+                Some(next) => {
+                    want = next;
+                    min_indent = indent + 1;
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "env: CartPole-v1\nstop:\n  num_env_steps_sampled_lifetime: 10000\n";
+
+    fn parse(text: &str) -> Result<TrainConfig, ConfigError> {
+        TrainConfig::parse(text, "ppo.yaml", &[])
+    }
+
+    #[test]
+    fn defaults_follow_cleanrl() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.train_batch_size(), 512);
+        assert_eq!((c.lr, c.gamma, c.lambda, c.clip_param), (2.5e-4, 0.99, 0.95, 0.2));
+        assert_eq!((c.num_epochs, c.minibatch_size, c.grad_clip), (4, 128, Some(0.5)));
+        assert_eq!(c.planned_iterations(), Some(20));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_suggests() {
+        let err = parse(&format!("{BASE}lamda: 0.9\n")).unwrap_err().to_string();
+        assert!(err.starts_with("ppo.yaml: line 4 column 1: unknown field `lamda`"), "{err}");
+        assert!(err.contains("did you mean `lambda`?"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let err = parse(&format!("{BASE}lr: fast\n")).unwrap_err().to_string();
+        assert!(err.contains("line 4 column 5") && err.contains("ppo.yaml:4:5"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let err = parse("env: [CartPole\n").unwrap_err().to_string();
+        assert!(err.starts_with("ppo.yaml: line"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_line_and_key() {
+        let err = parse(&format!("{BASE}lr: -0.1\n")).unwrap_err().to_string();
+        assert_eq!(err, "ppo.yaml:4: lr: must be a positive number, got -0.1");
+        let err = parse(&format!("{BASE}minibatch_size: 1024\n")).unwrap_err().to_string();
+        assert!(err.starts_with("ppo.yaml:4: minibatch_size: 1024 is larger than the batch of 512"), "{err}");
+        let err = parse(&format!("{BASE}evaluation:\n  duration: 0\n")).unwrap_err().to_string();
+        assert_eq!(err, "ppo.yaml:5: evaluation.duration: must be at least 1 episode");
+    }
+
+    #[test]
+    fn unknown_env_suggests_close_ids() {
+        let err = parse(BASE.replace("CartPole-v1", "CartPole-v0").as_str()).unwrap_err().to_string();
+        assert!(err.starts_with("ppo.yaml:1: env: unknown env id \"CartPole-v0\"; did you mean CartPole-v1"), "{err}");
+    }
+
+    #[test]
+    fn stop_condition_is_required() {
+        let err = parse("env: CartPole-v1\nlr_schedule: constant\n").unwrap_err().to_string();
+        assert!(err.contains("stop: needs at least one of"), "{err}");
+    }
+
+    #[test]
+    fn overrides_apply_and_validate() {
+        let args = ["lr=1e-3".to_string(), "model.fcnet_hiddens=[32, 32]".into(), "env_config.g=9.81".into()];
+        let c = TrainConfig::parse(&BASE.replace("CartPole-v1", "Pendulum-v1"), "x.yaml", &args).unwrap();
+        assert_eq!(c.lr, 1e-3);
+        assert_eq!(c.model.fcnet_hiddens, vec![32, 32]);
+        assert_eq!(c.env_config["g"], 9.81);
+        let err = TrainConfig::parse(BASE, "x.yaml", &["lamda=0.9".into()]).unwrap_err().to_string();
+        assert_eq!(err, "--set lamda=0.9: unknown key \"lamda\"; did you mean lambda?");
+        let err = TrainConfig::parse(BASE, "x.yaml", &["gamma=2".into()]).unwrap_err().to_string();
+        assert_eq!(err, "--set gamma=2: gamma: must be within [0, 1], got 2");
+        let err = TrainConfig::parse(BASE, "x.yaml", &["gamma".into()]).unwrap_err().to_string();
+        assert_eq!(err, "--set gamma: expected key=value");
+        let err = TrainConfig::parse(BASE, "x.yaml", &["num_epochs=many".into()]).unwrap_err().to_string();
+        assert!(err.starts_with("--set num_epochs=many: invalid type"), "{err}");
+    }
+
+    #[test]
+    fn config_round_trips_through_yaml() {
+        let c = parse(BASE).unwrap();
+        let yaml = serde_saphyr::to_string(&c).unwrap();
+        assert_eq!(parse(&yaml).unwrap(), c);
+    }
+}

@@ -1,0 +1,21 @@
+//! RL algorithms on the rl runtime: PPO with rollout-worker actors and a learner actor.
+//!
+//! - [`config`]: the YAML training config (RLlib key names), overrides and validation.
+//! - [`ppo`]: the PPO driver ([`ppo::train`]), reading like the paper's pseudocode, and its loss.
+//! - [`rollout`]: the rollout-worker actor; [`learner`]: the learner actor.
+//! - [`gae`]: generalized advantage estimation with bootstrapping on truncation.
+//! - [`batch`]: trajectory batches as safetensors; [`optim`]: Adam with fused clipping.
+//! - [`metrics`], [`checkpoint`], [`evaluation`]: what a run writes and how it is judged.
+//! - [`cli`]: the `rl` command line, reusable by custom environment crates.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod evaluation;
+pub mod gae;
+pub mod learner;
+pub mod metrics;
+pub mod optim;
+pub mod ppo;
+pub mod rollout;

@@ -1,0 +1,215 @@
+//! The rollout-worker actor: a vector env and a policy copy that sample trajectory batches.
+//!
+//! Each worker owns `num_envs_per_env_runner` sub-envs (seeded `seed + worker_index * n_envs + i`)
+//! and an inference-only copy of the policy. `SetWeights` loads a published weight object
+//! (ignoring versions older than the one it has); `Sample` steps every sub-env
+//! `rollout_fragment_length` times with one batched forward pass per step, puts the
+//! [`TrajectoryBatch`] into the object store and replies with its ref.
+
+use rl_env::rng::{Pcg64, SeedSequence};
+use rl_env::{Actions, Space, SyncVectorEnv};
+use rl_policies::{ActorCritic, FastPolicy};
+use rl_runtime::{Actor, ActorContext, BoxError, ObjectRef};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{BatchActions, TrajectoryBatch};
+use crate::config::TrainConfig;
+use crate::evaluation::clip_to_space;
+
+/// What a rollout worker is built from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RolloutWorkerInit {
+    /// The training config (env, env_config, model, seed, sizes).
+    pub config: TrainConfig,
+    /// This worker's index, `0..num_env_runners`.
+    pub worker_index: u32,
+}
+
+/// Messages a rollout worker handles.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RolloutMsg {
+    /// Load the weights in this object (safetensors from the learner) unless they are older
+    /// than the current ones.
+    SetWeights(ObjectRef),
+    /// Sample one fragment and put it into the object store.
+    Sample,
+    /// The raw state of the action-sampling generator, for checkpoints.
+    RngState,
+}
+
+/// Replies of a rollout worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RolloutReply {
+    /// The policy version now loaded.
+    Weights(u64),
+    /// The sampled batch.
+    Batch(ObjectRef),
+    /// `(state, increment)` of the sampling generator.
+    RngState(u128, u128),
+}
+
+/// The rollout-worker actor.
+pub struct RolloutWorker {
+    index: u32,
+    envs: SyncVectorEnv,
+    policy: ActorCritic,
+    fast: FastPolicy,
+    version: u64,
+    rng: Pcg64,
+    fragment: usize,
+    discrete: bool,
+    // Reused per-step buffers.
+    actions_i: Vec<i64>,
+    actions_f: Vec<f32>,
+    actions_env: Vec<f32>,
+    logp: Vec<f32>,
+    values: Vec<f32>,
+}
+
+/// The seed of the generator stream `stream` derived from the run seed.
+pub fn stream_rng(seed: u64, stream: u64) -> Pcg64 {
+    Pcg64::from_seed_sequence(&SeedSequence::new(seed.wrapping_mul(0x9e37_79b9).wrapping_add(stream)))
+}
+
+impl Actor for RolloutWorker {
+    const TYPE_NAME: &'static str = "RolloutWorker";
+    type Init = RolloutWorkerInit;
+    type Msg = RolloutMsg;
+    type Reply = RolloutReply;
+
+    fn new(init: RolloutWorkerInit, _ctx: &ActorContext) -> Result<Self, BoxError> {
+        let c = &init.config;
+        let n = c.num_envs_per_env_runner;
+        let mut envs = SyncVectorEnv::make(&c.env, &c.env_config, n)?;
+        envs.reset(Some(c.seed + u64::from(init.worker_index) * n as u64))?;
+        let policy = ActorCritic::new(&c.model, envs.single_observation_space(), envs.single_action_space(), c.seed)?;
+        let fast = policy.fast_policy()?;
+        let discrete = matches!(envs.single_action_space(), Space::Discrete { .. });
+        let act_dim = envs.act_dim();
+        Ok(Self {
+            index: init.worker_index,
+            envs,
+            policy,
+            fast,
+            version: 0,
+            rng: stream_rng(c.seed, 1 + u64::from(init.worker_index)),
+            fragment: c.rollout_fragment_length,
+            discrete,
+            actions_i: vec![0; n],
+            actions_f: vec![0.0; n * act_dim],
+            actions_env: vec![0.0; n * act_dim],
+            logp: vec![0.0; n],
+            values: vec![0.0; n],
+        })
+    }
+
+    fn handle(&mut self, msg: RolloutMsg, ctx: &ActorContext) -> Result<RolloutReply, BoxError> {
+        match msg {
+            RolloutMsg::SetWeights(r) => {
+                let bytes = ctx.runtime().get_blocking(&r, None)?;
+                let version = rl_policies::weights_version(&bytes)?;
+                if version >= self.version {
+                    self.policy.load_safetensors(&bytes)?;
+                    self.fast = self.policy.fast_policy()?;
+                    self.version = version;
+                }
+                Ok(RolloutReply::Weights(self.version))
+            }
+            RolloutMsg::Sample => {
+                let batch = self.sample()?;
+                Ok(RolloutReply::Batch(ctx.runtime().put(batch.to_bytes().into())?))
+            }
+            RolloutMsg::RngState => {
+                let (s, i) = self.rng.state();
+                Ok(RolloutReply::RngState(s, i))
+            }
+        }
+    }
+}
+
+impl RolloutWorker {
+    /// Steps the vector env `fragment` times; see the module docs.
+    fn sample(&mut self) -> Result<TrajectoryBatch, BoxError> {
+        let n = self.envs.n_envs();
+        let obs_dim = self.envs.obs_dim();
+        let rows = self.fragment * n;
+        let mut b = TrajectoryBatch {
+            policy_version: self.version,
+            worker_index: self.index,
+            n_envs: n,
+            obs_dim,
+            obs: Vec::with_capacity(rows * obs_dim),
+            actions: if self.discrete {
+                BatchActions::Discrete(Vec::with_capacity(rows))
+            } else {
+                BatchActions::Continuous(Vec::with_capacity(rows * self.envs.act_dim()))
+            },
+            logp: Vec::with_capacity(rows),
+            values: Vec::with_capacity(rows),
+            rewards: Vec::with_capacity(rows),
+            terminated: Vec::with_capacity(rows),
+            truncated: Vec::with_capacity(rows),
+            bootstrap_values: Vec::with_capacity(rows),
+            last_values: Vec::new(),
+            episode_returns: Vec::new(),
+            episode_lengths: Vec::new(),
+        };
+        let mut final_value = [0.0f32];
+        for _ in 0..self.fragment {
+            let obs = self.envs.observations();
+            b.obs.extend_from_slice(obs);
+            if self.discrete {
+                self.fast.act_discrete(
+                    obs,
+                    &mut self.rng,
+                    false,
+                    &mut self.actions_i,
+                    &mut self.logp,
+                    &mut self.values,
+                )?;
+                self.envs.step(Actions::Discrete(&self.actions_i))?;
+                if let BatchActions::Discrete(a) = &mut b.actions {
+                    a.extend_from_slice(&self.actions_i);
+                }
+            } else {
+                self.fast.act_continuous(
+                    obs,
+                    &mut self.rng,
+                    false,
+                    &mut self.actions_f,
+                    &mut self.logp,
+                    &mut self.values,
+                )?;
+                self.actions_env.copy_from_slice(&self.actions_f);
+                clip_to_space(self.envs.single_action_space(), &mut self.actions_env);
+                self.envs.step(Actions::Continuous(&self.actions_env))?;
+                if let BatchActions::Continuous(a) = &mut b.actions {
+                    a.extend_from_slice(&self.actions_f);
+                }
+            }
+            b.logp.extend_from_slice(&self.logp);
+            b.values.extend_from_slice(&self.values);
+            for i in 0..n {
+                b.rewards.push(self.envs.rewards()[i] as f32);
+                let (term, trunc) = (self.envs.terminated()[i], self.envs.truncated()[i]);
+                b.terminated.push(term);
+                b.truncated.push(trunc && !term);
+                let bootstrap = match self.envs.final_observation(i) {
+                    Some(final_obs) if trunc && !term => {
+                        self.fast.values(final_obs, &mut final_value)?;
+                        final_value[0]
+                    }
+                    _ => 0.0,
+                };
+                b.bootstrap_values.push(bootstrap);
+            }
+            for ep in self.envs.drain_episodes() {
+                b.episode_returns.push(ep.r);
+                b.episode_lengths.push(ep.length as i64);
+            }
+        }
+        b.last_values = vec![0.0; n];
+        self.fast.values(self.envs.observations(), &mut b.last_values)?;
+        Ok(b)
+    }
+}
