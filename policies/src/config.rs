@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PolicyError, Result};
+use crate::fastmath::tanh_f32;
 
 /// Hidden-layer activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,12 +16,12 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// Applies the activation to one value. Tanh is computed as `1 - 2 / (exp(2x) + 1)`, within
-    /// 2e-7 of `f32::tanh` and several times faster, which matters on the rollout hot path.
+    /// Applies the activation to one value. Tanh is [`tanh_f32`], the same function the candle
+    /// model uses on the CPU, within 2e-7 of `f32::tanh`.
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            Activation::Tanh => 1.0 - 2.0 / ((2.0 * x).exp() + 1.0),
+            Activation::Tanh => tanh_f32(x),
             Activation::Relu => x.max(0.0),
         }
     }
@@ -55,22 +56,5 @@ impl PolicyConfig {
             return Err(PolicyError::Config(format!("fcnet_hiddens[{i}] is 0; every layer needs at least 1 unit")));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_tanh_is_close_to_std_and_saturates() {
-        for i in -2000..=2000 {
-            let x = i as f32 * 0.01;
-            let d = (Activation::Tanh.apply(x) - x.tanh()).abs();
-            assert!(d <= 2e-7, "x = {x}: off by {d}");
-        }
-        assert_eq!(Activation::Tanh.apply(100.0), 1.0);
-        assert_eq!(Activation::Tanh.apply(-100.0), -1.0);
-        assert_eq!(Activation::Relu.apply(-1.0), 0.0);
     }
 }

@@ -31,6 +31,7 @@ mod config;
 mod distributions;
 mod error;
 mod fast;
+mod fastmath;
 mod init;
 mod model;
 mod weights;
@@ -42,6 +43,7 @@ pub use distributions::{
 };
 pub use error::{PolicyError, Result};
 pub use fast::FastPolicy;
+pub use fastmath::{FastTanh, exp_f32, tanh_f32};
 pub use init::orthogonal;
 pub use model::{ActionKind, ActorCritic, Architecture};
 pub use weights::{WEIGHTS_FORMAT_VERSION, weights_architecture, weights_version};

@@ -72,9 +72,26 @@ enum Command {
     Envs,
 }
 
-/// Runs the CLI on the process arguments and returns the exit code.
+/// Runs the CLI on the process arguments and returns the exit code. Call it first thing in
+/// `main`, before any other thread is started (it may set `RAYON_NUM_THREADS`).
 pub fn main() -> ExitCode {
+    configure_threads();
     run(std::env::args_os())
+}
+
+/// Pins candle's CPU thread count to 1 unless `RAYON_NUM_THREADS` is set.
+///
+/// candle looks the count up on every tensor op and, without the variable, counts physical cores
+/// by parsing `/proc/cpuinfo` each time; for the small networks trained here that parsing cost
+/// more than the arithmetic, and one thread per actor is also the fastest setting measured
+/// (see `experiments/`). Rollout workers and the learner are separate actors, so they still use
+/// separate cores.
+fn configure_threads() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: called at the start of `main` (documented on `main`), before this process
+        // starts other threads, so nothing reads the environment concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
 }
 
 /// Runs the CLI on `args` (the first one is the program name).

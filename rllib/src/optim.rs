@@ -65,13 +65,13 @@ impl Adam {
             let Some(g) = g else { continue };
             let var = &self.vars[i];
             let mut p = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-            let (m, v) = (&mut self.m[i], &mut self.v[i]);
-            for j in 0..p.len() {
-                let gj = g[j] * scale;
-                m[j] = self.beta1 * m[j] + (1.0 - self.beta1) * gj;
-                v[j] = self.beta2 * v[j] + (1.0 - self.beta2) * gj * gj;
-                let denom = v[j].sqrt() / bias2_sqrt + self.eps;
-                p[j] -= step_size * m[j] / denom;
+            let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+            // Zipped iterators (no indexing) let the compiler vectorize this loop.
+            for (((pj, gj), mj), vj) in p.iter_mut().zip(&g).zip(self.m[i].iter_mut()).zip(self.v[i].iter_mut()) {
+                let gj = gj * scale;
+                *mj = b1 * *mj + (1.0 - b1) * gj;
+                *vj = b2 * *vj + (1.0 - b2) * gj * gj;
+                *pj -= step_size * *mj / (vj.sqrt() / bias2_sqrt + eps);
             }
             var.set(&Tensor::from_vec(p, var.shape(), var.device())?)?;
         }
