@@ -1,0 +1,125 @@
+//! The `rl` binary: bad input gets one clear error, a non-zero exit and no run directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn rl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rl")).args(args).output().unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rl-cli-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const GOOD: &str = "env: CartPole-v1\nstop:\n  training_iteration: 2\n";
+
+/// Writes `yaml`, runs `rl train` on it and returns (exit code, stderr), asserting that no
+/// run directory was created.
+fn train_fails(name: &str, yaml: &str, extra: &[&str]) -> (i32, String) {
+    let dir = scratch(name);
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out_dir = dir.join("run");
+    let mut args = vec!["train", "--config", cfg.to_str().unwrap(), "--output", out_dir.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    let out = rl(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{name}: should fail");
+    assert!(!out_dir.exists(), "{name}: left a run directory behind");
+    assert!(stderr.starts_with("error: "), "{name}: {stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    (out.status.code().unwrap(), stderr.replace(&cfg.display().to_string(), "CONFIG"))
+}
+
+#[test]
+fn missing_config_file() {
+    let out = rl(&["train", "--config", "/nonexistent/ppo.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: cannot read config /nonexistent/ppo.yaml: "), "{err}");
+}
+
+#[test]
+fn yaml_syntax_error_names_the_line() {
+    let (code, err) = train_fails("syntax", "env: CartPole-v1\nstop: [training_iteration: 2\n", &[]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error: CONFIG: line 2"), "{err}");
+}
+
+#[test]
+fn unknown_key_suggests_the_close_one() {
+    let (_, err) = train_fails("unknown", &format!("{GOOD}entropy_coef: 0.01\n"), &[]);
+    assert!(err.contains("line 4 column 1: unknown field `entropy_coef`"), "{err}");
+    assert!(err.contains("did you mean `entropy_coeff`?"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_line() {
+    let (_, err) = train_fails("type", &format!("{GOOD}num_epochs: four\n"), &[]);
+    assert!(err.contains("line 4 column 13"), "{err}");
+}
+
+#[test]
+fn out_of_range_values() {
+    let (_, err) = train_fails("lr", &format!("{GOOD}lr: -0.001\n"), &[]);
+    assert_eq!(err.trim(), "error: CONFIG:4: lr: must be a positive number, got -0.001");
+    let (_, err) = train_fails("mb", &format!("{GOOD}minibatch_size: 4096\n"), &[]);
+    assert!(err.starts_with("error: CONFIG:4: minibatch_size: 4096 is larger than the batch of 512"), "{err}");
+    let (_, err) = train_fails("set", GOOD, &["--set", "gamma=1.5"]);
+    assert_eq!(err.trim(), "error: --set gamma=1.5: gamma: must be within [0, 1], got 1.5");
+}
+
+#[test]
+fn unknown_env_id() {
+    let (_, err) = train_fails("env", &GOOD.replace("CartPole-v1", "Cartpole-v1"), &[]);
+    assert!(err.contains("CONFIG:1: env: unknown env id \"Cartpole-v1\"; did you mean CartPole-v1"), "{err}");
+}
+
+#[test]
+fn bad_env_config_fails_before_the_run_directory() {
+    let (_, err) = train_fails("kwarg", &format!("{GOOD}env_config:\n  gravity: 3\n"), &[]);
+    assert!(err.contains("unknown keyword argument \"gravity\""), "{err}");
+}
+
+#[test]
+fn existing_output_is_not_overwritten() {
+    let dir = scratch("exists");
+    std::fs::write(dir.join("keep.txt"), "precious").unwrap();
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, GOOD).unwrap();
+    let out = rl(&["train", "--config", cfg.to_str().unwrap(), "--output", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists and is not empty"));
+    assert_eq!(std::fs::read_to_string(dir.join("keep.txt")).unwrap(), "precious");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn train_then_evaluate_a_checkpoint() {
+    let dir = scratch("roundtrip");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, GOOD).unwrap();
+    let run = dir.join("run");
+    let out = rl(&["train", "--config", cfg.to_str().unwrap(), "--output", run.to_str().unwrap(), "--seed", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("final evaluation: episode_return_mean "), "{stdout}");
+    assert!(Path::new(&run).join("checkpoints/final/policy.safetensors").is_file());
+    let ckpt = run.join("checkpoints/final");
+    let out = rl(&["evaluate", "--checkpoint", ckpt.to_str().unwrap(), "--episodes", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": 3 episodes  return mean "));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn envs_lists_builtins_and_help_has_examples() {
+    let out = rl(&["envs"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CartPole-v1") && text.contains("Pendulum-v1"), "{text}");
+    let help = String::from_utf8_lossy(&rl(&["--help"]).stdout).to_string();
+    assert!(help.contains("Examples:") && help.contains("rl train --config configs/ppo.yaml"), "{help}");
+}
