@@ -1,0 +1,141 @@
+//! A custom environment defined outside `rl-env`: `Corridor-v0`.
+//!
+//! The agent walks a corridor of `length` cells, starting in the middle. Action 0 steps left,
+//! action 1 steps right. Reaching the right end pays +1 and terminates; every step costs 0.01.
+//! The left end is a wall. Observation: `[position / (length - 1), 1.0]` as `f32`.
+//! The registry wraps it in a 100-step time limit.
+//!
+//! This file is everything a user writes to train on their own env: implement [`Env`], then
+//! [`register`] it before handing control to the `rl` command line (see `main.rs`).
+
+use rl_env::rng::NpRandom;
+use rl_env::{
+    Action, Env, EnvError, EnvSpec, Info, KwargReader, Kwargs, Result, Space, StepResult, check_obs_len, register,
+    seeded_rng,
+};
+
+/// The id the env is registered under.
+pub const ID: &str = "Corridor-v0";
+
+/// The corridor env.
+#[derive(Debug, Clone)]
+pub struct Corridor {
+    length: u32,
+    position: Option<u32>,
+    rng: Option<NpRandom>,
+    observation_space: Space,
+    action_space: Space,
+}
+
+impl Corridor {
+    /// A corridor of `length` cells (at least 3).
+    pub fn new(length: u32) -> Result<Self> {
+        if length < 3 {
+            return Err(EnvError::InvalidKwarg {
+                env: ID.into(),
+                message: format!("length must be at least 3, got {length}"),
+            });
+        }
+        Ok(Self {
+            length,
+            position: None,
+            rng: None,
+            observation_space: Space::boxed(vec![0.0, 1.0], vec![1.0, 1.0], vec![2])?,
+            action_space: Space::discrete(2)?,
+        })
+    }
+
+    /// Reads the `length` keyword (default 8).
+    pub fn from_kwargs(kwargs: &Kwargs) -> Result<Self> {
+        let mut kw = KwargReader::new(ID, kwargs);
+        let length = kw.f64("length", 8.0)?;
+        kw.finish()?;
+        if length.fract() != 0.0 || !(3.0..=1e6).contains(&length) {
+            return Err(EnvError::InvalidKwarg {
+                env: ID.into(),
+                message: format!("length must be an integer >= 3, got {length}"),
+            });
+        }
+        Self::new(length as u32)
+    }
+
+    fn write_obs(&self, obs: &mut [f32]) {
+        let p = self.position.unwrap_or(0);
+        obs[0] = p as f32 / (self.length - 1) as f32;
+        obs[1] = 1.0;
+    }
+}
+
+impl Env for Corridor {
+    fn id(&self) -> &str {
+        ID
+    }
+
+    fn observation_space(&self) -> &Space {
+        &self.observation_space
+    }
+
+    fn action_space(&self) -> &Space {
+        &self.action_space
+    }
+
+    fn reset_into(&mut self, seed: Option<u64>, _options: Option<&Kwargs>, obs: &mut [f32]) -> Result<Info> {
+        check_obs_len(2, obs)?;
+        // Start in the middle, one cell either way at random.
+        let rng = seeded_rng(&mut self.rng, seed);
+        let jitter = (rng.random() * 3.0) as u32;
+        self.position = Some(self.length / 2 - 1 + jitter.min(2));
+        self.write_obs(obs);
+        Ok(Info::new())
+    }
+
+    fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
+        check_obs_len(2, obs)?;
+        self.action_space.check(ID, action)?;
+        let p = self.position.ok_or_else(|| EnvError::StepBeforeReset { env: ID.into() })?;
+        let p = match action {
+            Action::Discrete(0) => p.saturating_sub(1),
+            _ => (p + 1).min(self.length - 1),
+        };
+        self.position = Some(p);
+        self.write_obs(obs);
+        let terminated = p == self.length - 1;
+        Ok(StepResult { reward: if terminated { 1.0 } else { -0.01 }, terminated, truncated: false, info: Info::new() })
+    }
+}
+
+/// Registers `Corridor-v0` (100-step time limit) in the process-wide registry.
+pub fn register_corridor() -> Result<()> {
+    register(EnvSpec::new(ID, |kw| Ok(Box::new(Corridor::from_kwargs(kw)?))).max_episode_steps(100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walking_right_reaches_the_goal() {
+        let mut env = Corridor::new(5).unwrap();
+        let (obs, _) = env.reset(Some(0), None).unwrap();
+        assert!(obs[0] > 0.0 && obs[0] < 1.0);
+        let mut steps = 0;
+        loop {
+            let s = env.step(Action::Discrete(1)).unwrap();
+            steps += 1;
+            if s.terminated {
+                assert_eq!(s.reward, 1.0);
+                assert_eq!(s.obs[0], 1.0);
+                break;
+            }
+            assert_eq!(s.reward, -0.01);
+        }
+        assert!(steps <= 3);
+        assert!(env.step(Action::Discrete(2)).is_err());
+    }
+
+    #[test]
+    fn bad_length_is_an_error() {
+        let kw: Kwargs = [("length".to_string(), 2.into())].into_iter().collect();
+        assert!(Corridor::from_kwargs(&kw).unwrap_err().to_string().contains("length must be"));
+    }
+}
