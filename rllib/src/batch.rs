@@ -135,7 +135,7 @@ impl TrajectoryBatch {
                 owned.push(("actions", Dtype::I64, vec![a.len()], le_bytes(a, i64::to_le_bytes)))
             }
             BatchActions::Continuous(a) => {
-                let dim = if rows == 0 { 0 } else { a.len() / rows };
+                let dim = a.len().checked_div(rows).unwrap_or(0);
                 owned.push(("actions", Dtype::F32, vec![a.len() / dim.max(1), dim], le_bytes(a, f32::to_le_bytes)))
             }
         }
@@ -203,7 +203,7 @@ impl TrajectoryBatch {
             episode_lengths: tensor("episode_lengths", Dtype::I64).map(|t| from_le(t.data(), i64::from_le_bytes))?,
         };
         let rows = batch.len();
-        if batch.n_envs == 0 || rows % batch.n_envs != 0 || batch.last_values.len() != batch.n_envs {
+        if batch.n_envs == 0 || !rows.is_multiple_of(batch.n_envs) || batch.last_values.len() != batch.n_envs {
             return Err(BatchError(format!("{rows} rows do not fit n_envs {}", batch.n_envs)));
         }
         for (name, len) in [
@@ -212,7 +212,7 @@ impl TrajectoryBatch {
             ("terminated", batch.terminated.len()),
             ("truncated", batch.truncated.len()),
             ("bootstrap_values", batch.bootstrap_values.len()),
-            ("obs rows", if obs_dim == 0 { 0 } else { batch.obs.len() / obs_dim }),
+            ("obs rows", batch.obs.len().checked_div(obs_dim).unwrap_or(0)),
         ] {
             if len != rows {
                 return Err(BatchError(format!("{name} has {len} rows, rewards has {rows}")));

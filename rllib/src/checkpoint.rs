@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrainConfig;
 use crate::learner::LearnerState;
 
+/// Flat `f32` tensors by name.
+pub type NamedTensors = Vec<(String, Vec<f32>)>;
+
 /// The checkpoint layout written by this version.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 
@@ -111,7 +114,7 @@ fn optimizer_bytes(learner: &LearnerState) -> Result<Vec<u8>> {
 }
 
 /// Reads the Adam step and moments back from `optimizer.safetensors` bytes.
-pub fn read_optimizer(bytes: &[u8]) -> Result<(u64, Vec<(String, Vec<f32>)>)> {
+pub fn read_optimizer(bytes: &[u8]) -> Result<(u64, NamedTensors)> {
     let st = SafeTensors::deserialize(bytes)?;
     let (_, header) = SafeTensors::read_metadata(bytes)?;
     let step = header

@@ -78,17 +78,11 @@ impl Default for EvaluationConfig {
 }
 
 /// Checkpoint cadence.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
     /// Write a checkpoint every this many iterations; 0 writes only the final one.
     pub frequency: u64,
-}
-
-impl Default for CheckpointConfig {
-    fn default() -> Self {
-        Self { frequency: 0 }
-    }
 }
 
 /// A full training config. Key names follow RLlib where RLlib has one; defaults follow
@@ -311,14 +305,14 @@ impl TrainConfig {
         if rl_env::spec(&self.env).is_err() {
             return fail("env", rl_env::spec(&self.env).unwrap_err().to_string());
         }
-        let positive = [
+        let counts = [
             ("num_env_runners", self.num_env_runners),
             ("num_envs_per_env_runner", self.num_envs_per_env_runner),
             ("rollout_fragment_length", self.rollout_fragment_length),
             ("num_epochs", self.num_epochs),
             ("minibatch_size", self.minibatch_size),
         ];
-        for (k, v) in positive {
+        for (k, v) in counts {
             if v == 0 {
                 return fail(k, "must be at least 1".into());
             }
@@ -329,10 +323,10 @@ impl TrainConfig {
                 format!("must be a non-negative number, got {}", self.num_cpus_per_env_runner),
             );
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
+        if !positive(self.lr) {
             return fail("lr", format!("must be a positive number, got {}", self.lr));
         }
-        if !(self.adam_epsilon > 0.0) {
+        if !positive(self.adam_epsilon) {
             return fail("adam_epsilon", format!("must be positive, got {}", self.adam_epsilon));
         }
         for (k, v) in [("gamma", self.gamma), ("lambda", self.lambda)] {
@@ -340,14 +334,14 @@ impl TrainConfig {
                 return fail(k, format!("must be within [0, 1], got {v}"));
             }
         }
-        if !(self.clip_param > 0.0) {
+        if !positive(self.clip_param) {
             return fail("clip_param", format!("must be positive, got {}", self.clip_param));
         }
         for (k, v) in
             [("vf_clip_param", self.vf_clip_param), ("grad_clip", self.grad_clip), ("target_kl", self.target_kl)]
         {
             if let Some(v) = v
-                && !(v > 0.0)
+                && !positive(v)
             {
                 return fail(k, format!("must be positive or null, got {v}"));
             }
@@ -401,6 +395,11 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// True for finite numbers above 0 (false for NaN).
+fn positive(v: f64) -> bool {
+    v > 0.0 && v.is_finite()
 }
 
 /// Rewrites a serde-saphyr error for `source`, adding a suggestion for unknown keys.

@@ -31,7 +31,7 @@ pub struct GaeInput<'a> {
 pub fn compute_gae(input: &GaeInput<'_>, gamma: f32, lambda: f32) -> (Vec<f32>, Vec<f32>) {
     let n = input.n_envs;
     let len = input.rewards.len();
-    assert!(n > 0 && len % n == 0, "rewards must be [T, {n}]");
+    assert!(n > 0 && len.is_multiple_of(n), "rewards must be [T, {n}]");
     for (name, l) in [
         ("values", input.values.len()),
         ("terminated", input.terminated.len()),
