@@ -14,6 +14,11 @@ use rl_env::rng::NpRandom;
 use rl_policies::{ActorCritic, Categorical, PolicyConfig};
 
 fn bench(c: &mut Criterion) {
+    // Same thread setting as the `rl` binary: without it candle parses /proc/cpuinfo on every op.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: set before the first candle op; the benchmark runs on this one thread.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
     let obs_space = Space::boxed(vec![-1.0; 4], vec![1.0; 4], vec![4]).unwrap();
     let policy = ActorCritic::new(&PolicyConfig::default(), &obs_space, &Space::discrete(2).unwrap(), 0).unwrap();
     let fast = policy.fast_policy().unwrap();
