@@ -154,7 +154,9 @@ impl Registry {
     }
 }
 
-fn levenshtein(a: &str, b: &str) -> usize {
+/// Edit distance (insertions, deletions, substitutions) between two strings, by characters.
+/// Used for "did you mean" suggestions here and in configs.
+pub fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

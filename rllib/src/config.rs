@@ -426,23 +426,10 @@ fn first_line(s: &str) -> &str {
 fn closest(key: &str, known: &[String]) -> Option<String> {
     known
         .iter()
-        .map(|k| (edit_distance(key, k), k))
+        .map(|k| (rl_env::levenshtein(key, k), k))
         .filter(|(d, _)| *d <= (key.len() / 3).max(2))
         .min()
         .map(|(_, k)| k.clone())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The 1-based line of a dotted key (`evaluation.duration`) in block-style YAML, if found.
