@@ -129,6 +129,7 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
     std::fs::write(dir.join("config.yaml"), serde_saphyr::to_string(config)?)?;
     let mut results = ResultWriter::create(dir)?;
     let progress = progress_bar(config, options.quiet);
+    tracing::info!(run_dir = %dir.display(), env = %config.env, seed = config.seed, workers = workers.len(), "training started");
 
     let start = Instant::now();
     let mut window = EpisodeWindow::new(100);
@@ -170,6 +171,7 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
         // 6. Evaluation every `evaluation.interval` iterations, on the weights just trained.
         if config.evaluation.interval > 0 && iteration % config.evaluation.interval == 0 {
             let eval = evaluate_current(&learner, config)?;
+            tracing::info!(iteration, return_mean = eval.return_mean(), "evaluation");
             r.set("evaluation/episode_return_mean", eval.return_mean());
             r.set("evaluation/episode_return_std", eval.return_std());
             r.set("evaluation/episode_len_mean", eval.length_mean());
@@ -302,7 +304,8 @@ fn save_checkpoint(
         policy_version: iteration,
         library_version: env!("CARGO_PKG_VERSION").into(),
     };
-    write_checkpoint(&run_dir.join("checkpoints").join(name), &metadata, config, &state, &rngs)?;
+    let path = write_checkpoint(&run_dir.join("checkpoints").join(name), &metadata, config, &state, &rngs)?;
+    tracing::info!(checkpoint = %path.display(), iteration, "checkpoint written");
     Ok(())
 }
 
