@@ -26,6 +26,8 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bias_act;
+mod categorical_ops;
 mod clip;
 mod config;
 mod distributions;
@@ -36,6 +38,8 @@ mod init;
 mod model;
 mod weights;
 
+pub use bias_act::BiasAct;
+pub use categorical_ops::{CategoricalEntropy, CategoricalLogProb};
 pub use clip::clip_grad_norm;
 pub use config::{Activation, PolicyConfig};
 pub use distributions::{

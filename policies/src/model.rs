@@ -15,10 +15,11 @@ use rl_env::Space;
 use rl_env::rng::NpRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::bias_act::BiasAct;
+use crate::categorical_ops::{CategoricalEntropy, CategoricalLogProb};
 use crate::config::{Activation, PolicyConfig};
 use crate::distributions::{Categorical, DiagGaussian};
 use crate::error::{PolicyError, Result};
-use crate::fastmath::FastTanh;
 use crate::init::orthogonal;
 
 /// What the policy head produces.
@@ -72,14 +73,19 @@ impl Dense {
         Ok(Self { name, w, b })
     }
 
-    /// `x W^T + b` for `x` `[batch, in]`. The bias enters through `ones[batch, 1] @ b[1, out]`
-    /// rather than a broadcast add: both compute the same sums, but the matmul's backward
-    /// reduces the bias gradient with a GEMM instead of candle's much slower strided reduction.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let batch = x.dim(0)?;
-        let ones = Tensor::ones((batch, 1), x.dtype(), x.device())?;
-        let bias = ones.matmul(&self.b.as_tensor().unsqueeze(0)?)?;
-        Ok((x.matmul(&self.w.as_tensor().t()?)? + bias)?)
+    /// `act(x W^T + b)` for `x` `[batch, in]`; on the CPU the bias and activation are one fused
+    /// op ([`BiasAct`]), elsewhere primitive candle ops.
+    fn forward(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        let z = x.matmul(&self.w.as_tensor().t()?)?;
+        if z.device().is_cpu() {
+            return Ok(z.contiguous()?.apply_op2(self.b.as_tensor(), BiasAct(act))?);
+        }
+        let z = z.broadcast_add(self.b.as_tensor())?;
+        Ok(match act {
+            Some(Activation::Tanh) => z.tanh()?,
+            Some(Activation::Relu) => z.relu()?,
+            None => z,
+        })
     }
 }
 
@@ -96,12 +102,7 @@ fn mlp(prefix: &str, n_in: usize, hiddens: &[usize], rng: &mut NpRandom, device:
 fn run_trunk(layers: &[Dense], act: Activation, x: &Tensor) -> Result<Tensor> {
     let mut h = x.clone();
     for l in layers {
-        h = l.forward(&h)?;
-        h = match act {
-            Activation::Tanh if h.device().is_cpu() => h.apply_op1(FastTanh)?,
-            Activation::Tanh => h.tanh()?,
-            Activation::Relu => h.relu()?,
-        };
+        h = l.forward(&h, Some(act))?;
     }
     Ok(h)
 }
@@ -203,9 +204,9 @@ impl ActorCritic {
     pub fn forward(&self, obs: &Tensor) -> Result<(Tensor, Tensor)> {
         let act = self.arch.config.fcnet_activation;
         let h = run_trunk(&self.actor, act, obs)?;
-        let head = self.pi.forward(&h)?;
+        let head = self.pi.forward(&h, None)?;
         let hv = if self.critic.is_empty() { h } else { run_trunk(&self.critic, act, obs)? };
-        let value = self.vf.forward(&hv)?.squeeze(1)?;
+        let value = self.vf.forward(&hv, None)?.squeeze(1)?;
         Ok((head, value))
     }
 
@@ -219,6 +220,11 @@ impl ActorCritic {
     pub fn evaluate_actions(&self, obs: &Tensor, actions: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (head, value) = self.forward(obs)?;
         match &self.log_std {
+            None if head.device().is_cpu() => {
+                let actions = actions.to_dtype(DType::U32)?;
+                let logp = head.apply_op2(&actions, CategoricalLogProb)?;
+                Ok((logp, head.apply_op1(CategoricalEntropy)?, value))
+            }
             None => {
                 let d = Categorical::from_logits(&head)?;
                 Ok((d.log_prob(actions)?, d.entropy()?, value))
