@@ -5,7 +5,8 @@
 //! - [`rollout`]: the rollout-worker actor; [`learner`]: the learner actor.
 //! - [`gae`]: generalized advantage estimation with bootstrapping on truncation.
 //! - [`batch`]: trajectory batches as safetensors; [`optim`]: Adam with fused clipping.
-//! - [`metrics`], [`checkpoint`], [`evaluation`]: what a run writes and how it is judged.
+//! - [`metrics`], [`checkpoint`], [`evaluation`]: what a run writes and how it is judged;
+//!   [`tensorboard`]: TensorBoard event files of every metric.
 //! - [`cli`]: the `rl` command line, reusable by custom environment crates.
 
 pub mod batch;
@@ -19,3 +20,4 @@ pub mod metrics;
 pub mod optim;
 pub mod ppo;
 pub mod rollout;
+pub mod tensorboard;

@@ -66,6 +66,11 @@ impl IterationResult {
         self.values.get(name).and_then(Value::as_f64)
     }
 
+    /// The numeric metrics in column order, for TensorBoard.
+    pub fn numbers(&self) -> Vec<(&'static str, f64)> {
+        COLUMNS.iter().filter_map(|c| self.get(c).map(|v| (*c, v))).collect()
+    }
+
     /// All metrics as a JSON object (keys sorted).
     pub fn to_json(&self) -> Value {
         Value::Object(self.values.clone())

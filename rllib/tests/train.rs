@@ -37,6 +37,22 @@ fn ppo_learns_cartpole_on_a_short_budget() {
     }
     let progress = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
     assert_eq!(progress.lines().count(), 1 + 79);
+
+    // TensorBoard: one event file with every numeric metric of every iteration, keyed by env steps.
+    let event_files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("events.out.tfevents."))
+        .collect();
+    assert_eq!(event_files.len(), 1);
+    let events = rllib::tensorboard::read_events(&event_files[0]).unwrap();
+    let scalar_events: Vec<_> = events.iter().filter(|e| !e.scalars().is_empty()).collect();
+    assert_eq!(scalar_events.len(), 79);
+    assert_eq!(scalar_events.last().unwrap().step, 79 * 512);
+    let last: Vec<&str> = scalar_events.last().unwrap().scalars().iter().map(|(t, _)| *t).collect();
+    for tag in ["env_runners/episode_return_mean", "learners/policy_loss", "learners/lr", "time_total_s"] {
+        assert!(last.contains(&tag), "{tag} missing from {last:?}");
+    }
     for ckpt in ["iter_000040", "final"] {
         for f in ["metadata.json", "config.yaml", "policy.safetensors", "optimizer.safetensors", "rng_state.json"] {
             assert!(dir.join("checkpoints").join(ckpt).join(f).is_file(), "{ckpt}/{f} missing");

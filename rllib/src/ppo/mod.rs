@@ -33,6 +33,7 @@ use crate::evaluation::{EvalStats, evaluate};
 use crate::learner::{Learner, LearnerMsg, LearnerReply, LearnerState, UpdateStats, env_spaces};
 use crate::metrics::{EpisodeWindow, IterationResult, ResultWriter};
 use crate::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
+use crate::tensorboard::EventWriter;
 
 /// Where and how to train.
 #[derive(Debug, Clone)]
@@ -123,11 +124,13 @@ fn spawn_actors(rt: &Runtime, config: &TrainConfig) -> Result<(ActorHandle<Learn
 fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummary> {
     let (learner, workers) = spawn_actors(rt, config)?;
 
-    // 2. The run directory: resolved config, progress.csv, result.jsonl, checkpoints/.
+    // 2. The run directory: resolved config, progress.csv, result.jsonl, TensorBoard events,
+    //    checkpoints/.
     let dir = &options.output;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
     std::fs::write(dir.join("config.yaml"), serde_saphyr::to_string(config)?)?;
     let mut results = ResultWriter::create(dir)?;
+    let mut events = EventWriter::create(dir)?;
     let progress = progress_bar(config, options.quiet);
     tracing::info!(run_dir = %dir.display(), env = %config.env, seed = config.seed, workers = workers.len(), "training started");
 
@@ -183,6 +186,8 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
         r.set("timers/learn_s", learn_s);
         r.set("num_env_steps_sampled_per_s", env_steps as f64 / total_s);
         results.write(&r)?;
+        let scalars: Vec<(&str, f32)> = r.numbers().into_iter().map(|(k, v)| (k, v as f32)).collect();
+        events.add_scalars(&scalars, env_steps as i64)?;
         progress.set_position(env_steps);
         progress.set_message(format!(
             "iter {iteration} | return {} | {:.0} steps/s",
@@ -214,6 +219,7 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
     };
     let train_seconds = start.elapsed().as_secs_f64();
     progress.finish_and_clear();
+    events.flush()?;
 
     // 9. Final checkpoint and final deterministic evaluation.
     save_checkpoint(&learner, &workers, config, dir, "final", iteration, env_steps)?;
