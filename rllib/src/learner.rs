@@ -124,8 +124,7 @@ impl Actor for Learner {
     type Reply = LearnerReply;
 
     fn new(config: TrainConfig, _ctx: &ActorContext) -> Result<Self, BoxError> {
-        let probe = make(&config.env, &config.env_config)?;
-        let (obs_space, act_space) = (probe.observation_space().clone(), probe.action_space().clone());
+        let (obs_space, act_space) = env_spaces(&config.env, &config.env_config)?;
         let policy = ActorCritic::new(&config.model, &obs_space, &act_space, config.seed)?;
         let adam = Adam::new(policy.vars(), config.adam_epsilon);
         Ok(Self {
