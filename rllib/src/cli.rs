@@ -18,13 +18,14 @@ use clap::{Parser, Subcommand};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
-use crate::evaluation::{EvalStats, evaluate};
+use crate::evaluation::{EvalStats, evaluate, write_rollout};
 use crate::ppo::{TrainOptions, train};
 
 const EXAMPLES: &str = "Examples:
   rl train --config configs/ppo.yaml
   rl train --config configs/ppo.yaml --seed 2 --set lr=3e-4 --set model.fcnet_hiddens=[128,128]
   rl evaluate --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --episodes 20
+  rl rollout --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --steps 500 --out traj.jsonl
   rl envs";
 
 /// Reinforcement learning on an embedded local cluster of rollout-worker and learner actors.
@@ -67,6 +68,24 @@ enum Command {
         /// Seed of the first episode's reset; episode i uses seed + i.
         #[arg(long, default_value_t = 1_000_000)]
         seed: u64,
+    },
+    /// Write a trajectory of a checkpoint's policy as JSON lines.
+    Rollout {
+        /// A checkpoint directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Number of env steps.
+        #[arg(long, default_value_t = 1000)]
+        steps: u64,
+        /// Output file (JSON lines); `-` for standard output.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the first episode's reset (episode i uses seed + i) and of sampled actions.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Sample actions from the policy instead of taking the deterministic ones.
+        #[arg(long)]
+        sample: bool,
     },
     /// List the registered environment ids.
     Envs,
@@ -139,6 +158,18 @@ fn execute(command: Command) -> Result<()> {
             let ckpt = Checkpoint::load(&checkpoint)?;
             let stats = evaluate(&ckpt.config, &ckpt.policy, episodes, seed)?;
             print_eval(&checkpoint, &stats);
+            Ok(())
+        }
+        Command::Rollout { checkpoint, steps, out, seed, sample } => {
+            let ckpt = Checkpoint::load(&checkpoint)?;
+            if out.as_os_str() == "-" {
+                write_rollout(&ckpt.config, &ckpt.policy, steps, seed, !sample, &mut std::io::stdout().lock())?;
+            } else {
+                let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+                let mut w = std::io::BufWriter::new(file);
+                let n = write_rollout(&ckpt.config, &ckpt.policy, steps, seed, !sample, &mut w)?;
+                eprintln!("wrote {steps} steps ({n} finished episodes) to {}", out.display());
+            }
             Ok(())
         }
         Command::Envs => {

@@ -61,30 +61,78 @@ pub fn clip_to_space(space: &Space, actions: &mut [f32]) {
     }
 }
 
+/// A trained policy acting in one env: greedy (deterministic) or sampling, one observation at a time.
+pub struct Agent {
+    env: Box<dyn rl_env::Env>,
+    fast: rl_policies::FastPolicy,
+    discrete: bool,
+    rng: Pcg64,
+    deterministic: bool,
+    action_i: [i64; 1],
+    action_f: Vec<f32>,
+    logp: [f32; 1],
+    value: [f32; 1],
+}
+
+/// What one [`Agent::step`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentStep {
+    /// The action sent to the env (clipped into a Box space).
+    pub action: rl_env::OwnedAction,
+    /// The env's answer.
+    pub step: rl_env::Step,
+}
+
+impl Agent {
+    /// Builds the env of `config` and the policy with `weights`. With `deterministic`, actions
+    /// are the argmax / mean; otherwise they are sampled with a generator seeded by `sample_seed`.
+    pub fn new(config: &TrainConfig, weights: &[u8], deterministic: bool, sample_seed: u64) -> anyhow::Result<Self> {
+        let env = make(&config.env, &config.env_config)?;
+        let mut policy = ActorCritic::new(&config.model, env.observation_space(), env.action_space(), config.seed)?;
+        policy.load_safetensors(weights)?;
+        let act_dim = env.action_space().flat_dim();
+        Ok(Self {
+            fast: policy.fast_policy()?,
+            discrete: matches!(env.action_space(), Space::Discrete { .. }),
+            rng: crate::rollout::stream_rng(sample_seed, u64::MAX),
+            deterministic,
+            action_i: [0],
+            action_f: vec![0.0; act_dim],
+            logp: [0.0],
+            value: [0.0],
+            env,
+        })
+    }
+
+    /// Resets the env with `seed`; returns the first observation.
+    pub fn reset(&mut self, seed: Option<u64>) -> anyhow::Result<Vec<f32>> {
+        Ok(self.env.reset(seed, None)?.0)
+    }
+
+    /// Acts on `obs` and steps the env.
+    pub fn step(&mut self, obs: &[f32]) -> anyhow::Result<AgentStep> {
+        let det = self.deterministic;
+        let (action, step) = if self.discrete {
+            self.fast.act_discrete(obs, &mut self.rng, det, &mut self.action_i, &mut self.logp, &mut self.value)?;
+            (rl_env::OwnedAction::Discrete(self.action_i[0]), self.env.step(Action::Discrete(self.action_i[0]))?)
+        } else {
+            self.fast.act_continuous(obs, &mut self.rng, det, &mut self.action_f, &mut self.logp, &mut self.value)?;
+            clip_to_space(self.env.action_space(), &mut self.action_f);
+            (rl_env::OwnedAction::Continuous(self.action_f.clone()), self.env.step(Action::Continuous(&self.action_f))?)
+        };
+        Ok(AgentStep { action, step })
+    }
+}
+
 /// Runs `episodes` deterministic episodes of the policy whose safetensors weights are `weights`.
 pub fn evaluate(config: &TrainConfig, weights: &[u8], episodes: u64, seed: u64) -> anyhow::Result<EvalStats> {
-    let mut env = make(&config.env, &config.env_config)?;
-    let mut policy = ActorCritic::new(&config.model, env.observation_space(), env.action_space(), config.seed)?;
-    policy.load_safetensors(weights)?;
-    let fast = policy.fast_policy()?;
-    let discrete = matches!(env.action_space(), Space::Discrete { .. });
-    let act_dim = env.action_space().flat_dim();
-    // Deterministic mode draws nothing; the generator only satisfies the signature.
-    let mut rng = Pcg64::from_raw_state(0, 1);
-    let (mut a_i, mut a_f, mut logp, mut value) = ([0i64], vec![0.0f32; act_dim], [0.0f32], [0.0f32]);
+    let mut agent = Agent::new(config, weights, true, 0)?;
     let mut stats = EvalStats { returns: Vec::new(), lengths: Vec::new() };
     for ep in 0..episodes {
-        let (mut obs, _) = env.reset(Some(seed + ep), None)?;
+        let mut obs = agent.reset(Some(seed + ep))?;
         let (mut ret, mut len) = (0.0, 0u64);
         loop {
-            let step = if discrete {
-                fast.act_discrete(&obs, &mut rng, true, &mut a_i, &mut logp, &mut value)?;
-                env.step(Action::Discrete(a_i[0]))?
-            } else {
-                fast.act_continuous(&obs, &mut rng, true, &mut a_f, &mut logp, &mut value)?;
-                clip_to_space(env.action_space(), &mut a_f);
-                env.step(Action::Continuous(&a_f))?
-            };
+            let AgentStep { step, .. } = agent.step(&obs)?;
             ret += step.reward;
             len += 1;
             obs = step.obs;
@@ -96,4 +144,44 @@ pub fn evaluate(config: &TrainConfig, weights: &[u8], episodes: u64, seed: u64) 
         stats.lengths.push(len);
     }
     Ok(stats)
+}
+
+/// Writes `steps` env steps of the policy as JSON lines to `out`: a `{"reset": {"seed": ..},
+/// "obs": [..]}` line at every episode start (episode `i` resets with `seed + i`), then
+/// `{"action", "obs", "reward", "terminated", "truncated"}` per step. Returns the number of
+/// finished episodes.
+pub fn write_rollout(
+    config: &TrainConfig,
+    weights: &[u8],
+    steps: u64,
+    seed: u64,
+    deterministic: bool,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<u64> {
+    let mut agent = Agent::new(config, weights, deterministic, seed)?;
+    let mut episode = 0u64;
+    let mut obs = agent.reset(Some(seed))?;
+    writeln!(out, "{}", serde_json::json!({"reset": {"seed": seed}, "obs": obs}))?;
+    for _ in 0..steps {
+        let AgentStep { action, step } = agent.step(&obs)?;
+        let action = match action {
+            rl_env::OwnedAction::Discrete(a) => serde_json::json!(a),
+            rl_env::OwnedAction::Continuous(a) => serde_json::json!(a),
+            rl_env::OwnedAction::MultiDiscrete(a) => serde_json::json!(a),
+        };
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"action": action, "obs": step.obs, "reward": step.reward,
+                               "terminated": step.terminated, "truncated": step.truncated})
+        )?;
+        obs = step.obs;
+        if step.terminated || step.truncated {
+            episode += 1;
+            obs = agent.reset(Some(seed + episode))?;
+            writeln!(out, "{}", serde_json::json!({"reset": {"seed": seed + episode}, "obs": obs}))?;
+        }
+    }
+    out.flush()?;
+    Ok(episode)
 }

@@ -112,6 +112,20 @@ fn train_then_evaluate_a_checkpoint() {
     let out = rl(&["evaluate", "--checkpoint", ckpt.to_str().unwrap(), "--episodes", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains(": 3 episodes  return mean "));
+
+    // A rollout writes one JSON line per step plus one per reset, and is reproducible.
+    let traj = dir.join("traj.jsonl");
+    let args = ["rollout", "--checkpoint", ckpt.to_str().unwrap(), "--steps", "50", "--out", traj.to_str().unwrap()];
+    assert!(rl(&args).status.success());
+    let text = std::fs::read_to_string(&traj).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let steps = lines.iter().filter(|l| l.get("action").is_some()).count();
+    let resets = lines.iter().filter(|l| l.get("reset").is_some()).count();
+    let dones = lines.iter().filter(|l| l["terminated"] == true || l["truncated"] == true).count();
+    assert_eq!((steps, resets), (50, 1 + dones));
+    assert_eq!(lines[0]["reset"]["seed"], 0);
+    assert!(rl(&args).status.success());
+    assert_eq!(std::fs::read_to_string(&traj).unwrap(), text);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
