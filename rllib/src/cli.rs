@@ -26,6 +26,7 @@ const EXAMPLES: &str = "Examples:
   rl train --config configs/ppo.yaml --seed 2 --set lr=3e-4 --set model.fcnet_hiddens=[128,128]
   rl evaluate --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --episodes 20
   rl rollout --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --steps 500 --out traj.jsonl
+  rl bench
   rl envs";
 
 /// Reinforcement learning on an embedded local cluster of rollout-worker and learner actors.
@@ -87,6 +88,9 @@ enum Command {
         #[arg(long)]
         sample: bool,
     },
+    /// Measure env steps/s, policy inference, the object store, the learner and end-to-end
+    /// training on this machine.
+    Bench,
     /// List the registered environment ids.
     Envs,
 }
@@ -172,6 +176,7 @@ fn execute(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench => crate::bench::run(false, &mut std::io::stdout().lock()),
         Command::Envs => {
             for id in rl_env::ids() {
                 let spec = rl_env::spec(&id)?;

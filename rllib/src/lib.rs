@@ -7,9 +7,10 @@
 //! - [`batch`]: trajectory batches as safetensors; [`optim`]: Adam with fused clipping.
 //! - [`metrics`], [`checkpoint`], [`evaluation`]: what a run writes and how it is judged;
 //!   [`tensorboard`]: TensorBoard event files of every metric.
-//! - [`cli`]: the `rl` command line, reusable by custom environment crates.
+//! - [`cli`]: the `rl` command line, reusable by custom environment crates; [`bench`]: `rl bench`.
 
 pub mod batch;
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
