@@ -58,3 +58,45 @@ impl PolicyConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> std::result::Result<PolicyConfig, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn missing_keys_take_the_defaults() {
+        assert_eq!(parse("{}").unwrap(), PolicyConfig::default());
+        let c = parse(r#"{"fcnet_hiddens": [32], "fcnet_activation": "relu", "vf_share_layers": true}"#).unwrap();
+        assert_eq!(
+            c,
+            PolicyConfig { fcnet_hiddens: vec![32], fcnet_activation: Activation::Relu, vf_share_layers: true }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_activations_are_errors() {
+        let err = parse(r#"{"fcnet_hidden": [32]}"#).unwrap_err().to_string();
+        assert!(err.starts_with("unknown field `fcnet_hidden`, expected one of `fcnet_hiddens`"), "{err}");
+        let err = parse(r#"{"fcnet_activation": "swish"}"#).unwrap_err().to_string();
+        assert!(err.starts_with("unknown variant `swish`, expected `tanh` or `relu`"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_bad_size() {
+        let empty = PolicyConfig { fcnet_hiddens: vec![], ..Default::default() };
+        assert_eq!(
+            empty.validate().unwrap_err().to_string(),
+            "invalid model config: fcnet_hiddens needs at least one layer"
+        );
+        let zero = PolicyConfig { fcnet_hiddens: vec![64, 0], ..Default::default() };
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "invalid model config: fcnet_hiddens[1] is 0; every layer needs at least 1 unit"
+        );
+        assert!(PolicyConfig::default().validate().is_ok());
+    }
+}

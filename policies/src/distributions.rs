@@ -152,67 +152,91 @@ mod tests {
     use rl_env::rng::NpRandom;
 
     use super::*;
+    use crate::test_device;
 
     fn close(a: f32, b: f32) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
 
-    /// logits (0, ln 3): p = (1/4, 3/4); log p = (ln 1/4, ln 3/4);
-    /// entropy = -(1/4 ln 1/4 + 3/4 ln 3/4) = 0.562335.
-    #[test]
-    fn categorical_closed_form() -> Result<()> {
-        let logits = Tensor::new(&[[0.0f32, 3.0f32.ln()], [2.0, 2.0]], &Device::Cpu)?;
+    /// Row 0, logits (0, ln 3): p = (1/4, 3/4), log p(1) = ln 3/4 = -0.287682,
+    /// entropy = -(1/4 ln 1/4 + 3/4 ln 3/4) = 0.562335, mode 1.
+    /// Row 1, logits (2, 2): uniform, log p(0) = ln 1/2 = -0.693147, entropy ln 2, mode 0 (first).
+    /// Row 2, logits (5, 5 + ln 3): row 0 shifted by 5, the same distribution.
+    fn categorical_closed_form(device: &Device) -> Result<()> {
+        let logits = Tensor::new(&[[0.0f32, 3.0f32.ln()], [2.0, 2.0], [5.0, 5.0 + 3.0f32.ln()]], device)?;
         let d = Categorical::from_logits(&logits)?;
-        let lp = d.log_prob(&Tensor::new(&[1u32, 0], &Device::Cpu)?)?.to_vec1::<f32>()?;
-        close(lp[0], 0.75f32.ln());
-        close(lp[1], 0.5f32.ln());
+        let lp = d.log_prob(&Tensor::new(&[1u32, 0, 1], device)?)?.to_vec1::<f32>()?;
+        close(lp[0], -0.287_682);
+        close(lp[1], -std::f32::consts::LN_2);
+        close(lp[2], -0.287_682);
         let h = d.entropy()?.to_vec1::<f32>()?;
         close(h[0], 0.562_335);
-        close(h[1], 2.0f32.ln());
-        assert_eq!(d.mode()?.to_vec1::<u32>()?, [1, 0]);
+        close(h[1], std::f32::consts::LN_2);
+        close(h[2], 0.562_335);
+        assert_eq!(d.mode()?.to_vec1::<u32>()?, [1, 0, 1]);
+        let p: Vec<Vec<f32>> = d.log_probs().exp()?.to_vec2()?;
+        close(p[0][0], 0.25);
+        close(p[0][1], 0.75);
         Ok(())
     }
 
-    /// mean 1, log-std ln 2 (sigma 2), action 3: z = 1, log p = -0.5 - ln 2 - 0.918939 = -2.112086.
-    /// Entropy of one dimension: 0.5 + 0.918939 + ln 2 = 2.112086.
-    #[test]
-    fn gaussian_closed_form() -> Result<()> {
-        let mean = Tensor::new(&[[1.0f32, 0.0]], &Device::Cpu)?;
-        let log_std = Tensor::new(&[2.0f32.ln(), 0.0], &Device::Cpu)?;
+    /// Dimension 0: mean 1, log-std ln 2 (sigma 2), action 3: z = 1,
+    /// log p = -1/2 - ln 2 - ln(2 pi)/2 = -0.5 - 0.693147 - 0.918939 = -2.112086.
+    /// Dimension 1: standard normal at 0: -0.918939. Sum: -3.031024.
+    /// Entropy: (0.5 + 0.918939 + ln 2) + (0.5 + 0.918939) = 2.112086 + 1.418939 = 3.531024.
+    fn gaussian_closed_form(device: &Device) -> Result<()> {
+        let mean = Tensor::new(&[[1.0f32, 0.0], [-1.0, 0.5]], device)?;
+        let log_std = Tensor::new(&[2.0f32.ln(), 0.0], device)?;
         let d = DiagGaussian::new(&mean, &log_std)?;
-        let lp = d.log_prob(&Tensor::new(&[[3.0f32, 0.0]], &Device::Cpu)?)?.to_vec1::<f32>()?;
-        // Second dimension: standard normal at 0: -0.918939.
-        close(lp[0], -2.112_086 - 0.918_939);
-        close(d.entropy()?.to_vec1::<f32>()?[0], 2.112_086 + 1.418_939);
-        close(gaussian_log_prob_row(&[3.0, 0.0], &[1.0, 0.0], &[2.0f32.ln(), 0.0]), lp[0]);
+        let lp = d.log_prob(&Tensor::new(&[[3.0f32, 0.0], [-1.0, 0.5]], device)?)?.to_vec1::<f32>()?;
+        close(lp[0], -3.031_024);
+        // Row 1 at its mean: -ln 2 - 2 * 0.918939 = -2.531024.
+        close(lp[1], -2.531_024);
+        let h = d.entropy()?.to_vec1::<f32>()?;
+        close(h[0], 3.531_024);
+        close(h[1], 3.531_024);
+        assert_eq!(d.mode().to_vec2::<f32>()?, [[1.0, 0.0], [-1.0, 0.5]]);
+        close(gaussian_log_prob_row(&[3.0, 0.0], &[1.0, 0.0], &[2.0f32.ln(), 0.0]), -3.031_024);
         Ok(())
     }
 
-    #[test]
-    fn sampling_is_seeded_and_follows_the_probabilities() -> Result<()> {
-        let logits = Tensor::new(&[[0.0f32, 3.0f32.ln()]], &Device::Cpu)?.repeat((4000, 1))?;
+    /// Same seed, same samples; frequencies and variance follow the distribution.
+    fn sampling_is_seeded_and_follows_the_probabilities(device: &Device) -> Result<()> {
+        let logits = Tensor::new(&[[0.0f32, 3.0f32.ln()]], device)?.repeat((4000, 1))?;
         let d = Categorical::from_logits(&logits)?;
         let a = d.sample(NpRandom::from_seed(1).bits_mut())?;
         assert_eq!(a, d.sample(NpRandom::from_seed(1).bits_mut())?);
+        assert_ne!(a, d.sample(NpRandom::from_seed(2).bits_mut())?);
         let ones = a.iter().filter(|x| **x == 1).count() as f32 / a.len() as f32;
         assert!((ones - 0.75).abs() < 0.03, "{ones}");
 
-        let g = DiagGaussian::new(
-            &Tensor::zeros((4000, 1), DType::F32, &Device::Cpu)?,
-            &Tensor::new(&[0.5f32.ln()], &Device::Cpu)?,
-        )?;
+        let g =
+            DiagGaussian::new(&Tensor::ones((4000, 1), DType::F32, device)?, &Tensor::new(&[0.5f32.ln()], device)?)?;
         let s = g.sample(NpRandom::from_seed(2).bits_mut())?;
-        let var = s.iter().map(|x| x * x).sum::<f32>() / s.len() as f32;
+        assert_eq!(s, g.sample(NpRandom::from_seed(2).bits_mut())?);
+        let mean = s.iter().sum::<f32>() / s.len() as f32;
+        let var = s.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / s.len() as f32;
+        assert!((mean - 1.0).abs() < 0.02, "{mean}");
         assert!((var - 0.25).abs() < 0.02, "{var}");
         Ok(())
     }
 
+    test_device!(categorical_closed_form, categorical_cpu, categorical_cuda);
+    test_device!(gaussian_closed_form, gaussian_cpu, gaussian_cuda);
+    test_device!(sampling_is_seeded_and_follows_the_probabilities, sampling_cpu, sampling_cuda);
+
     #[test]
-    fn row_helpers_match_tensor_versions() {
+    fn row_helpers_match_the_closed_forms() {
         let mut row = [0.0f32, 3.0f32.ln()];
         log_softmax_row(&mut row);
+        close(row[0], 0.25f32.ln());
         close(row[1], 0.75f32.ln());
         assert_eq!(argmax_row(&[0.1, 0.5, 0.5]), 1);
-        assert_eq!(sample_categorical_row(&[0.0, f32::NEG_INFINITY], NpRandom::from_seed(0).bits_mut()), 0);
+        // A zero-probability action is never drawn.
+        let mut rng = NpRandom::from_seed(0);
+        for _ in 0..100 {
+            assert_eq!(sample_categorical_row(&[0.0, f32::NEG_INFINITY], rng.bits_mut()), 0);
+            assert_eq!(sample_categorical_row(&[f32::NEG_INFINITY, 0.0], rng.bits_mut()), 1);
+        }
     }
 }

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
 /// `e^x` for `f32`, clamped to the normal range (`x` below -87.3 gives about 1.2e-38, above 88
 /// gives about 1.65e38). NaN propagates.
-#[inline]
+#[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in a part exact in f32 and a remainder, for an accurate reduction.
@@ -20,17 +20,21 @@ pub fn exp_f32(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in f32 arithmetic.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.0);
-    let k = (x * LOG2_E + ROUND) - ROUND;
+    let t = x * LOG2_E + ROUND;
+    let k = t - ROUND;
     let r = x - k * LN2_HI - k * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    // `t` is `ROUND + k` exactly, with `k` (|k| <= 127) in the low mantissa bits, so the integer `k`
+    // is the difference of the bit patterns: no float-to-int conversion, which would not vectorize.
+    let k_int = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(k_int.wrapping_add(127) << 23);
     p * scale
 }
 
 /// `tanh(x) = 1 - 2 / (e^{2x} + 1)` with [`exp_f32`].
-#[inline]
+#[inline(always)]
 pub fn tanh_f32(x: f32) -> f32 {
     1.0 - 2.0 / (exp_f32(2.0 * x) + 1.0)
 }
@@ -78,6 +82,29 @@ mod tests {
         assert!(worst < 4e-7, "worst relative error {worst}");
         assert_eq!(exp_f32(0.0), 1.0);
         assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    /// Reading `k` from the bit patterns gives bitwise the result of converting it with `as i32`
+    /// (the scalar formulation, which does not vectorize).
+    #[test]
+    fn exponent_from_bits_equals_the_conversion() {
+        let converted = |x: f32| {
+            let x = x.clamp(-87.3, 88.0);
+            let k = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+            let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
+            let p = 1.0
+                + r * (1.0
+                    + r * (0.5
+                        + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
+            p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+        };
+        for i in -1_000_000..=1_000_000 {
+            let x = i as f32 * 9e-5;
+            assert_eq!(exp_f32(x).to_bits(), converted(x).to_bits(), "x = {x}");
+        }
+        for x in [-1e30, -88.0, -87.3, 88.0, 88.5, 1e30] {
+            assert_eq!(exp_f32(x).to_bits(), converted(x).to_bits(), "x = {x}");
+        }
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! Init (CleanRL's `layer_init`): orthogonal with gain `sqrt(2)` for hidden layers, `0.01` for the
 //! policy head, `1.0` for the value head; biases 0.
 
+use std::fmt;
+
 use candle_core::{DType, Device, Tensor, Var};
 use rl_env::Space;
 use rl_env::rng::NpRandom;
@@ -47,6 +49,16 @@ impl ActionKind {
     }
 }
 
+impl fmt::Display for ActionKind {
+    /// `Discrete(n)` or `Box(dim)`, like the spaces they come from.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionKind::Discrete { n } => write!(f, "Discrete({n})"),
+            ActionKind::Continuous { dim } => write!(f, "Box({dim})"),
+        }
+    }
+}
+
 /// The shape of a policy: enough to rebuild it and to check that weights fit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Architecture {
@@ -56,6 +68,24 @@ pub struct Architecture {
     pub obs_dim: usize,
     /// Action head.
     pub action: ActionKind,
+}
+
+impl fmt::Display for Architecture {
+    /// One line with every field, e.g.
+    /// `(obs_dim 4, fcnet_hiddens [64, 64], tanh, separate trunks, actions Discrete(2))`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let act = match c.fcnet_activation {
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+        };
+        let trunks = if c.vf_share_layers { "shared trunk" } else { "separate trunks" };
+        write!(
+            f,
+            "(obs_dim {}, fcnet_hiddens {:?}, {act}, {trunks}, actions {})",
+            self.obs_dim, c.fcnet_hiddens, self.action
+        )
+    }
 }
 
 /// One dense layer's parameters.
@@ -108,6 +138,12 @@ fn run_trunk(layers: &[Dense], act: Activation, x: &Tensor) -> Result<Tensor> {
 }
 
 /// A candle actor-critic for Discrete or Box action spaces.
+///
+/// Observations are the env's flat `f32` observations, `[batch, obs_dim]` with
+/// `obs_dim = obs_space.flat_dim()` (a Discrete observation is its index as one value; no
+/// one-hot encoding). Discrete actions are indices `0..n` into the action space, to which a
+/// caller adds the space's `start` before stepping the env. Box actions are unclipped Gaussian
+/// samples.
 #[derive(Debug)]
 pub struct ActorCritic {
     pub(crate) arch: Architecture,
@@ -123,11 +159,15 @@ pub struct ActorCritic {
 
 impl ActorCritic {
     /// Builds a freshly initialized policy on the CPU for the given spaces; `seed` fixes the init.
+    ///
+    /// Errors: an invalid `config`, a MultiDiscrete action space (not supported yet), or a
+    /// space with no elements to observe or act on.
     pub fn new(config: &PolicyConfig, obs_space: &Space, action_space: &Space, seed: u64) -> Result<Self> {
         Self::new_on(config, obs_space, action_space, seed, &Device::Cpu)
     }
 
-    /// [`ActorCritic::new`] on a chosen device.
+    /// [`ActorCritic::new`] on a chosen device. The init is drawn on the host, so a seed gives
+    /// the same weights on every device.
     pub fn new_on(
         config: &PolicyConfig,
         obs_space: &Space,
@@ -152,6 +192,12 @@ impl ActorCritic {
     /// Builds a freshly initialized policy of a known architecture.
     pub fn from_architecture(arch: &Architecture, seed: u64, device: &Device) -> Result<Self> {
         arch.config.validate()?;
+        if arch.obs_dim == 0 {
+            return Err(PolicyError::UnsupportedSpace("observation space has no elements".into()));
+        }
+        if arch.action.head_size() == 0 {
+            return Err(PolicyError::UnsupportedSpace(format!("action space {} has no elements", arch.action)));
+        }
         let mut rng = NpRandom::from_seed(seed);
         let hiddens = &arch.config.fcnet_hiddens;
         let last = *hiddens.last().expect("validated: at least one hidden layer");
@@ -170,6 +216,11 @@ impl ActorCritic {
     /// The architecture.
     pub fn architecture(&self) -> &Architecture {
         &self.arch
+    }
+
+    /// The action head: Discrete with `n` logits or Box with `dim` means.
+    pub fn action_kind(&self) -> ActionKind {
+        self.arch.action
     }
 
     /// The device the parameters live on.
@@ -194,13 +245,19 @@ impl ActorCritic {
         out
     }
 
-    /// Every parameter, for an optimizer.
+    /// Every parameter, for an optimizer (`candle_nn::AdamW::new(policy.vars(), params)`); the
+    /// `Var`s share storage with the policy, so an optimizer step updates it.
     pub fn vars(&self) -> Vec<Var> {
         self.named_vars().into_iter().map(|(_, v)| v).collect()
     }
 
-    /// Policy-head output (`[batch, n]` logits or `[batch, act_dim]` means) and values `[batch]`
-    /// for observations `[batch, obs_dim]`.
+    /// The state-independent log standard deviations `[act_dim]` of a Box policy.
+    pub fn log_std(&self) -> Option<&Var> {
+        self.log_std.as_ref()
+    }
+
+    /// For observations `[batch, obs_dim]`: the policy-head output (`[batch, n]` logits for
+    /// Discrete, `[batch, act_dim]` Gaussian means for Box) and the values `[batch]`.
     pub fn forward(&self, obs: &Tensor) -> Result<(Tensor, Tensor)> {
         let act = self.arch.config.fcnet_activation;
         let h = run_trunk(&self.actor, act, obs)?;
@@ -210,13 +267,20 @@ impl ActorCritic {
         Ok((head, value))
     }
 
-    /// Values `[batch]` of observations `[batch, obs_dim]`.
+    /// Values `[batch]` of observations `[batch, obs_dim]`. With separate trunks this skips the
+    /// policy trunk and head.
     pub fn value(&self, obs: &Tensor) -> Result<Tensor> {
-        Ok(self.forward(obs)?.1)
+        let trunk = if self.critic.is_empty() { &self.actor } else { &self.critic };
+        let h = run_trunk(trunk, self.arch.config.fcnet_activation, obs)?;
+        Ok(self.vf.forward(&h, None)?.squeeze(1)?)
     }
 
-    /// For PPO's update: log-probabilities and entropies of `actions` (`[batch]` indices for
-    /// Discrete, `[batch, act_dim]` for Box) and values, each `[batch]`.
+    /// For PPO's update, given observations `[batch, obs_dim]` and the actions taken: the
+    /// log-probabilities `[batch]` of the actions, the entropies `[batch]` of the action
+    /// distributions and the values `[batch]`, all differentiable.
+    ///
+    /// Discrete actions are `[batch]` indices of any integer or float dtype (converted to
+    /// `u32`); an index out of range is an error. Box actions are `[batch, act_dim]` `f32`.
     pub fn evaluate_actions(&self, obs: &Tensor, actions: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let (head, value) = self.forward(obs)?;
         match &self.log_std {
@@ -240,6 +304,7 @@ impl ActorCritic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_device;
 
     fn spaces() -> (Space, Space, Space) {
         let obs = Space::boxed(vec![-1.0; 4], vec![1.0; 4], vec![4]).unwrap();
@@ -248,25 +313,45 @@ mod tests {
         (obs, disc, cont)
     }
 
-    #[test]
-    fn shapes_and_names() -> Result<()> {
+    fn names(ac: &ActorCritic) -> Vec<String> {
+        ac.named_vars().into_iter().map(|(n, _)| n).collect()
+    }
+
+    fn shapes_and_names(device: &Device) -> Result<()> {
         let (obs, disc, cont) = spaces();
-        let ac = ActorCritic::new(&PolicyConfig::default(), &obs, &disc, 0)?;
-        let names: Vec<String> = ac.named_vars().into_iter().map(|(n, _)| n).collect();
+        let ac = ActorCritic::new_on(&PolicyConfig::default(), &obs, &disc, 0, device)?;
+        assert_eq!(ac.action_kind(), ActionKind::Discrete { n: 2 });
         assert_eq!(
-            names[..6],
-            ["actor.0.weight", "actor.0.bias", "actor.1.weight", "actor.1.bias", "pi.weight", "pi.bias"]
+            names(&ac),
+            [
+                "actor.0.weight",
+                "actor.0.bias",
+                "actor.1.weight",
+                "actor.1.bias",
+                "pi.weight",
+                "pi.bias",
+                "critic.0.weight",
+                "critic.0.bias",
+                "critic.1.weight",
+                "critic.1.bias",
+                "vf.weight",
+                "vf.bias"
+            ]
         );
-        assert_eq!(names.len(), 12);
-        let x = Tensor::zeros((5, 4), DType::F32, &Device::Cpu)?;
+        let dims: Vec<Vec<usize>> = ac.vars().iter().map(|v| v.dims().to_vec()).collect();
+        assert_eq!(dims[..6], [vec![64, 4], vec![64], vec![64, 64], vec![64], vec![2, 64], vec![2]]);
+        assert_eq!(dims[10..], [vec![1, 64], vec![1]]);
+        let x = Tensor::zeros((5, 4), DType::F32, device)?;
         let (logits, v) = ac.forward(&x)?;
         assert_eq!((logits.dims(), v.dims()), (&[5usize, 2][..], &[5usize][..]));
+        let (lp, ent, v) = ac.evaluate_actions(&x, &Tensor::new(&[0u32, 1, 1, 0, 1], device)?)?;
+        assert_eq!((lp.dims(), ent.dims(), v.dims()), (&[5usize][..], &[5usize][..], &[5usize][..]));
 
         let shared = PolicyConfig { vf_share_layers: true, ..Default::default() };
-        let ac = ActorCritic::new(&shared, &obs, &cont, 0)?;
-        let names: Vec<String> = ac.named_vars().into_iter().map(|(n, _)| n).collect();
+        let ac = ActorCritic::new_on(&shared, &obs, &cont, 0, device)?;
+        assert_eq!(ac.action_kind(), ActionKind::Continuous { dim: 3 });
         assert_eq!(
-            names,
+            names(&ac),
             [
                 "trunk.0.weight",
                 "trunk.0.bias",
@@ -279,36 +364,100 @@ mod tests {
                 "log_std"
             ]
         );
-        let (lp, ent, v) = ac.evaluate_actions(&x, &Tensor::zeros((5, 3), DType::F32, &Device::Cpu)?)?;
+        assert_eq!(ac.log_std().unwrap().as_tensor().to_vec1::<f32>()?, [0.0; 3]);
+        let (lp, ent, v) = ac.evaluate_actions(&x, &Tensor::zeros((5, 3), DType::F32, device)?)?;
         assert_eq!((lp.dims(), ent.dims(), v.dims()), (&[5usize][..], &[5usize][..], &[5usize][..]));
         Ok(())
     }
 
-    #[test]
-    fn init_gains_follow_cleanrl() -> Result<()> {
+    /// CleanRL's `layer_init`: orthogonal weights with gain sqrt(2) (hidden), 0.01 (policy head),
+    /// 1 (value head), zero biases. An orthogonal `[out, in]` weight with `out <= in` has rows of
+    /// norm `gain`; with `out > in` (the first layer, 64 x 4) columns of norm `gain`.
+    fn init_gains_follow_cleanrl(device: &Device) -> Result<()> {
         let (obs, disc, _) = spaces();
-        let ac = ActorCritic::new(&PolicyConfig::default(), &obs, &disc, 3)?;
-        // An orthogonal [out, in] weight with out <= in has rows of norm = gain.
-        let row_norm = |v: &Var| -> f32 {
-            v.as_tensor().get(0).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt()
+        let ac = ActorCritic::new_on(&PolicyConfig::default(), &obs, &disc, 3, device)?;
+        let row_norms = |v: &Var| -> Vec<f32> {
+            v.as_tensor().sqr().unwrap().sum(1).unwrap().sqrt().unwrap().to_vec1::<f32>().unwrap()
         };
-        assert!((row_norm(&ac.pi.w) - 0.01).abs() < 1e-6);
-        assert!((row_norm(&ac.vf.w) - 1.0).abs() < 1e-5);
-        assert!((row_norm(&ac.actor[1].w) - 2.0f32.sqrt()).abs() < 1e-5);
-        assert_eq!(ac.pi.b.as_tensor().to_vec1::<f32>()?, vec![0.0; 2]);
+        let col_norms = |v: &Var| -> Vec<f32> {
+            v.as_tensor().sqr().unwrap().sum(0).unwrap().sqrt().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let all_near = |xs: Vec<f32>, want: f32| xs.iter().all(|x| (x - want).abs() < 1e-5 * want.max(1.0));
+        assert!(all_near(row_norms(&ac.pi.w), 0.01));
+        assert!(all_near(row_norms(&ac.vf.w), 1.0));
+        assert!(all_near(row_norms(&ac.actor[1].w), 2.0f32.sqrt()));
+        assert!(all_near(row_norms(&ac.critic[1].w), 2.0f32.sqrt()));
+        assert!(all_near(col_norms(&ac.actor[0].w), 2.0f32.sqrt()));
+        for (name, v) in ac.named_vars() {
+            if name.ends_with(".bias") {
+                assert!(v.as_tensor().flatten_all()?.to_vec1::<f32>()?.iter().all(|b| *b == 0.0), "{name}");
+            }
+        }
         Ok(())
     }
 
+    /// The init is drawn on the host from the seed alone.
+    fn same_seed_same_weights_different_seed_different(device: &Device) -> Result<()> {
+        let (obs, disc, _) = spaces();
+        let weights = |seed| -> Result<Vec<Vec<f32>>> {
+            let ac = ActorCritic::new_on(&PolicyConfig::default(), &obs, &disc, seed, device)?;
+            ac.vars().iter().map(|v| Ok(v.as_tensor().flatten_all()?.to_vec1::<f32>()?)).collect()
+        };
+        assert_eq!(weights(7)?, weights(7)?);
+        assert_ne!(weights(7)?[0], weights(8)?[0]);
+        if !device.is_cpu() {
+            let cpu = ActorCritic::new(&PolicyConfig::default(), &obs, &disc, 7)?;
+            let host: Vec<Vec<f32>> =
+                cpu.vars().iter().map(|v| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()).collect();
+            assert_eq!(weights(7)?, host);
+        }
+        Ok(())
+    }
+
+    /// `value` agrees with the value output of `forward`, for both trunk layouts.
+    fn value_matches_forward(device: &Device) -> Result<()> {
+        let (obs, disc, _) = spaces();
+        let x = Tensor::new(&[[0.5f32, -1.0, 0.25, 2.0], [0.0, 0.1, -0.3, 0.7]], device)?;
+        for shared in [false, true] {
+            let cfg = PolicyConfig { vf_share_layers: shared, ..Default::default() };
+            let ac = ActorCritic::new_on(&cfg, &obs, &disc, 1, device)?;
+            assert_eq!(ac.value(&x)?.to_vec1::<f32>()?, ac.forward(&x)?.1.to_vec1::<f32>()?);
+        }
+        Ok(())
+    }
+
+    test_device!(shapes_and_names, shapes_and_names_cpu, shapes_and_names_cuda);
+    test_device!(init_gains_follow_cleanrl, init_gains_cpu, init_gains_cuda);
+    test_device!(same_seed_same_weights_different_seed_different, seeded_init_cpu, seeded_init_cuda);
+    test_device!(value_matches_forward, value_cpu, value_cuda);
+
     #[test]
-    fn bad_config_and_spaces_are_errors() {
+    fn bad_configs_and_spaces_are_clear_errors() {
         let (obs, disc, _) = spaces();
         let bad = PolicyConfig { fcnet_hiddens: vec![64, 0], ..Default::default() };
         let err = ActorCritic::new(&bad, &obs, &disc, 0).unwrap_err().to_string();
         assert_eq!(err, "invalid model config: fcnet_hiddens[1] is 0; every layer needs at least 1 unit");
         let md = Space::multi_discrete(vec![2, 3]).unwrap();
-        assert!(matches!(
-            ActorCritic::new(&PolicyConfig::default(), &obs, &md, 0),
-            Err(PolicyError::UnsupportedSpace(_))
-        ));
+        let err = ActorCritic::new(&PolicyConfig::default(), &obs, &md, 0).unwrap_err();
+        assert!(matches!(err, PolicyError::UnsupportedSpace(_)));
+        assert_eq!(
+            err.to_string(),
+            "unsupported space: action space MultiDiscrete([2, 3]) is not supported yet; use Discrete or Box"
+        );
+        let empty = Space::boxed(vec![], vec![], vec![0]).unwrap();
+        let err = ActorCritic::new(&PolicyConfig::default(), &obs, &empty, 0).unwrap_err().to_string();
+        assert_eq!(err, "unsupported space: action space Box(0) has no elements");
+        let err = ActorCritic::new(&PolicyConfig::default(), &empty, &disc, 0).unwrap_err().to_string();
+        assert_eq!(err, "unsupported space: observation space has no elements");
+    }
+
+    #[test]
+    fn architecture_displays_every_field() {
+        let arch = Architecture {
+            config: PolicyConfig { fcnet_hiddens: vec![32], fcnet_activation: Activation::Relu, vf_share_layers: true },
+            obs_dim: 3,
+            action: ActionKind::Continuous { dim: 1 },
+        };
+        assert_eq!(arch.to_string(), "(obs_dim 3, fcnet_hiddens [32], relu, shared trunk, actions Box(1))");
     }
 }
