@@ -26,6 +26,8 @@ const EXAMPLES: &str = "Examples:
   rl train --config configs/ppo.yaml --seed 2 --set lr=3e-4 --set model.fcnet_hiddens=[128,128]
   rl evaluate --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --episodes 20
   rl rollout --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --steps 500 --out traj.jsonl
+  rl plot runs/PPO_CartPole-v1_seed1_* runs/PPO_CartPole-v1_seed2_* --out cartpole.png
+  rl experiment run experiments/cleanrl-classic-control.yaml
   rl bench
   rl envs";
 
@@ -88,11 +90,44 @@ enum Command {
         #[arg(long)]
         sample: bool,
     },
+    /// Overlay the learning curves of run directories in one PNG; runs of the same config with
+    /// different seeds are drawn as a mean ± std band.
+    Plot {
+        /// Run directories (each holding config.yaml and progress.csv).
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// The PNG to write (default: RUN_DIR/learning_curve.png for one run, learning_curves.png
+        /// for several).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Reproduction runs: train a grid of configs x seeds and compare with published results.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
     /// Measure env steps/s, policy inference, the object store, the learner and end-to-end
     /// training on this machine.
     Bench,
     /// List the registered environment ids.
     Envs,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCommand {
+    /// Train every row of a spec with each of its seeds (finished runs are reused), then write
+    /// a markdown table against the reference numbers and learning-curve plots.
+    Run {
+        /// The experiment spec (see experiments/*.yaml).
+        spec: PathBuf,
+        /// Runs trained at once (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where run directories go (default: runs/experiments/NAME).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Where the table and plots go (default: results/ beside the spec).
+        #[arg(long)]
+        results: Option<PathBuf>,
+    },
 }
 
 /// Runs the CLI on the process arguments and returns the exit code. Call it first thing in
@@ -176,6 +211,28 @@ fn execute(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Plot { runs, out } => {
+            let out = out.unwrap_or_else(|| match runs.as_slice() {
+                [one] => one.join(crate::plot::RUN_PLOT),
+                _ => PathBuf::from("learning_curves.png"),
+            });
+            crate::plot::plot_runs(&runs, &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Experiment(ExperimentCommand::Run { spec, jobs, output, results }) => {
+            let program = std::env::current_exe().context("cannot find this program's path to start training runs")?;
+            let options = crate::experiment::ExperimentOptions { program, output, results, jobs };
+            let report = crate::experiment::run_experiment(&spec, &options)?;
+            println!(
+                "{} runs trained, {} reused; wrote {} and {}",
+                report.trained,
+                report.reused,
+                report.table_path.display(),
+                report.plot_path.display()
+            );
+            Ok(())
+        }
         Command::Bench => crate::bench::run(false, &mut std::io::stdout().lock()),
         Command::Envs => {
             for id in rl_env::ids() {
@@ -213,7 +270,7 @@ fn default_run_dir(config: &TrainConfig) -> PathBuf {
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

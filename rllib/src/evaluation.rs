@@ -11,7 +11,7 @@ use rl_policies::ActorCritic;
 use crate::config::TrainConfig;
 
 /// Returns and lengths of evaluation episodes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalStats {
     /// Episode returns, in episode order.
     pub returns: Vec<f64>,

@@ -7,6 +7,7 @@
 //! - [`batch`]: trajectory batches as safetensors; [`optim`]: Adam with fused clipping.
 //! - [`metrics`], [`checkpoint`], [`evaluation`]: what a run writes and how it is judged;
 //!   [`tensorboard`]: TensorBoard event files of every metric.
+//! - [`experiment`]: reproduction runs of configs x seeds, compared with published results.
 //! - [`cli`]: the `rl` command line, reusable by custom environment crates; [`bench`]: `rl bench`.
 
 pub mod batch;
@@ -15,10 +16,12 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod evaluation;
+pub mod experiment;
 pub mod gae;
 pub mod learner;
 pub mod metrics;
 pub mod optim;
+pub mod plot;
 pub mod ppo;
 pub mod rollout;
 pub mod tensorboard;

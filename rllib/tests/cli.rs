@@ -108,6 +108,12 @@ fn train_then_evaluate_a_checkpoint() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("final evaluation: episode_return_mean "), "{stdout}");
     assert!(Path::new(&run).join("checkpoints/final/policy.safetensors").is_file());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["iterations"], 2);
+    assert_eq!(summary["env_steps"], 1024);
+    assert_eq!(summary["final_evaluation"]["returns"].as_array().unwrap().len(), 20);
+    assert!(is_png(&run.join("learning_curve.png")));
     let ckpt = run.join("checkpoints/final");
     let out = rl(&["evaluate", "--checkpoint", ckpt.to_str().unwrap(), "--episodes", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -126,6 +132,42 @@ fn train_then_evaluate_a_checkpoint() {
     assert_eq!(lines[0]["reset"]["seed"], 0);
     assert!(rl(&args).status.success());
     assert_eq!(std::fs::read_to_string(&traj).unwrap(), text);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+#[test]
+fn plot_overlays_seeds_of_one_config() {
+    let dir = scratch("plot");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "env: CartPole-v1\nrollout_fragment_length: 64\nminibatch_size: 64\nstop:\n  training_iteration: 3\n",
+    )
+    .unwrap();
+    let mut runs = Vec::new();
+    for seed in ["1", "2"] {
+        let run = dir.join(format!("seed{seed}"));
+        let args = ["train", "--config", cfg.to_str().unwrap(), "--output", run.to_str().unwrap(), "--seed", seed];
+        assert!(rl(&[&args[..], &["--quiet"]].concat()).status.success());
+        runs.push(run.to_str().unwrap().to_string());
+    }
+    let out = dir.join("both.png");
+    let out_s = out.to_str().unwrap();
+    let res = rl(&["plot", &runs[0], &runs[1], "--out", out_s]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(is_png(&out));
+
+    // Not a run directory, and not a PNG path: one clear error each, nothing written.
+    let res = rl(&["plot", dir.to_str().unwrap(), "--out", out_s]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success() && err.contains("is not a run directory (it has no config.yaml)"), "{err}");
+    let jpg = dir.join("x.jpg");
+    let res = rl(&["plot", &runs[0], "--out", jpg.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&res.stderr).contains("must end in .png") && !jpg.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -44,8 +44,9 @@ pub struct TrainOptions {
     pub quiet: bool,
 }
 
-/// What a finished run reports.
-#[derive(Debug, Clone)]
+/// What a finished run reports; written to `summary.txt` (this type's `Display`) and
+/// `summary.json` (serde; the run directory is then complete).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainSummary {
     /// The run directory.
     pub run_dir: PathBuf,
@@ -55,6 +56,8 @@ pub struct TrainSummary {
     pub env_steps: u64,
     /// Wall-clock seconds of training (without the final evaluation).
     pub train_seconds: f64,
+    /// Mean return of the last 100 training episodes (`None` if none finished).
+    pub train_episode_return_mean: Option<f64>,
     /// The final deterministic evaluation.
     pub final_evaluation: EvalStats,
     /// Why training stopped.
@@ -229,10 +232,19 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
         iterations: iteration,
         env_steps,
         train_seconds,
+        train_episode_return_mean: window.mean_return(),
         final_evaluation,
         stop_reason,
     };
+    let title = format!("PPO {} seed {}", config.env, config.seed);
+    if let Err(e) = crate::plot::plot_run(dir, &title, Some(&summary)) {
+        // The run itself is complete; a missing picture must not fail it.
+        tracing::warn!(error = %e, "cannot draw the learning curve");
+        eprintln!("warning: cannot draw {}: {e}", dir.join(crate::plot::RUN_PLOT).display());
+    }
     std::fs::write(dir.join("summary.txt"), format!("{summary}\n"))?;
+    // Written last: its presence marks a finished run directory.
+    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
     Ok(summary)
 }
 
