@@ -131,6 +131,10 @@ pub struct TrainConfig {
     /// PPO ratio clip (0.2).
     #[serde(default = "default_clip_param")]
     pub clip_param: f64,
+    /// Schedule of `clip_param`: `constant` (default, CleanRL) or `linear` down to 0 over the
+    /// planned iterations, like `lr_schedule` (rl-baselines3-zoo's `clip_range: lin_0.2`).
+    #[serde(default = "default_clip_param_schedule")]
+    pub clip_param_schedule: LrSchedule,
     /// Clip of the value change around the old value, or null for an unclipped value loss
     /// (CleanRL clips with the same 0.2).
     #[serde(default = "default_vf_clip_param")]
@@ -202,6 +206,9 @@ fn default_gamma() -> f64 {
 }
 fn default_lambda() -> f64 {
     0.95
+}
+fn default_clip_param_schedule() -> LrSchedule {
+    LrSchedule::Constant
 }
 fn default_clip_param() -> f64 {
     0.2
@@ -387,6 +394,12 @@ impl TrainConfig {
         if self.lr_schedule == LrSchedule::Linear && self.planned_iterations().is_none() {
             return fail(
                 "lr_schedule",
+                "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
+            );
+        }
+        if self.clip_param_schedule == LrSchedule::Linear && self.planned_iterations().is_none() {
+            return fail(
+                "clip_param_schedule",
                 "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
             );
         }

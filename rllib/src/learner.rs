@@ -32,6 +32,8 @@ pub enum LearnerMsg {
         batches: Vec<ObjectRef>,
         /// Learning rate for this update.
         lr: f64,
+        /// PPO clip parameter for this update (`clip_param` after its schedule).
+        clip_param: f64,
     },
     /// The optimizer state and shuffling-generator state, for checkpoints.
     State,
@@ -144,12 +146,12 @@ impl Actor for Learner {
                 let bytes = self.policy.to_safetensors(self.version)?;
                 Ok(LearnerReply::Weights(ctx.runtime().put(Bytes::from(bytes))?, self.version))
             }
-            LearnerMsg::Update { batches, lr } => {
+            LearnerMsg::Update { batches, lr, clip_param } => {
                 let mut decoded = Vec::with_capacity(batches.len());
                 for r in &batches {
                     decoded.push(TrajectoryBatch::from_bytes(&ctx.runtime().get_blocking(r, None)?)?);
                 }
-                Ok(LearnerReply::Updated(self.update(&decoded, lr)?))
+                Ok(LearnerReply::Updated(self.update(&decoded, lr, clip_param)?))
             }
             LearnerMsg::State => {
                 let (adam_step, adam_moments) = self.adam.state();
@@ -270,12 +272,12 @@ impl Learner {
     }
 
     /// One PPO training phase over `batches`.
-    fn update(&mut self, batches: &[TrajectoryBatch], lr: f64) -> Result<UpdateStats, BoxError> {
+    fn update(&mut self, batches: &[TrajectoryBatch], lr: f64, clip_param: f64) -> Result<UpdateStats, BoxError> {
         let flat = self.flatten(batches);
         let n = flat.logp.len();
         let c = &self.config;
         let coeffs = LossCoeffs {
-            clip_param: c.clip_param,
+            clip_param,
             vf_clip_param: c.vf_clip_param,
             entropy_coeff: c.entropy_coeff,
             vf_loss_coeff: c.vf_loss_coeff,

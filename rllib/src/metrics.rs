@@ -30,6 +30,7 @@ pub const COLUMNS: &[&str] = &[
     "learners/explained_variance",
     "learners/grad_norm",
     "learners/lr",
+    "learners/clip_param",
     "learners/num_minibatch_updates",
     "learners/policy_version",
     "evaluation/episode_return_mean",

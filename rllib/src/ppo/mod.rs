@@ -87,9 +87,19 @@ impl fmt::Display for TrainSummary {
 
 /// The learning rate at 1-based `iteration` (CleanRL: `lr * (1 - (iteration - 1) / num_iterations)`).
 pub fn learning_rate(config: &TrainConfig, iteration: u64) -> f64 {
-    match (config.lr_schedule, config.planned_iterations()) {
-        (LrSchedule::Linear, Some(total)) => config.lr * (1.0 - (iteration - 1) as f64 / total as f64),
-        _ => config.lr,
+    scheduled(config.lr, config.lr_schedule, config, iteration)
+}
+
+/// The PPO clip parameter at 1-based `iteration`, annealed like the learning rate when
+/// `clip_param_schedule` is linear.
+pub fn clip_param(config: &TrainConfig, iteration: u64) -> f64 {
+    scheduled(config.clip_param, config.clip_param_schedule, config, iteration)
+}
+
+fn scheduled(value: f64, schedule: LrSchedule, config: &TrainConfig, iteration: u64) -> f64 {
+    match (schedule, config.planned_iterations()) {
+        (LrSchedule::Linear, Some(total)) => value * (1.0 - (iteration - 1) as f64 / total as f64),
+        _ => value,
     }
 }
 
@@ -143,7 +153,7 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
     let stop_reason = loop {
         iteration += 1;
         let iter_start = Instant::now();
-        let lr = learning_rate(config, iteration);
+        let (lr, clip) = (learning_rate(config, iteration), clip_param(config, iteration));
 
         // 3. Broadcast the learner's weights: one object, pulled by every worker, then sample.
         let LearnerReply::Weights(weights, _) = learner.call(LearnerMsg::PublishWeights).wait()? else {
@@ -163,7 +173,8 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
 
         // 4. Learn: GAE and the PPO epochs on the learner actor.
         let learn_start = Instant::now();
-        let LearnerReply::Updated(stats) = learner.call(LearnerMsg::Update { batches, lr }).wait()? else {
+        let LearnerReply::Updated(stats) = learner.call(LearnerMsg::Update { batches, lr, clip_param: clip }).wait()?
+        else {
             unreachable!("Update answers Updated")
         };
         let learn_s = learn_start.elapsed().as_secs_f64();
@@ -173,6 +184,7 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
         episodes += stats.episode_returns.len() as u64;
         window.extend(&stats.episode_returns, &stats.episode_lengths);
         let mut r = iteration_result(iteration, env_steps, episodes, &window, &stats, lr);
+        r.set("learners/clip_param", clip);
 
         // 6. Evaluation every `evaluation.interval` iterations, on the weights just trained.
         if config.evaluation.interval > 0 && iteration % config.evaluation.interval == 0 {
@@ -342,4 +354,36 @@ fn progress_bar(config: &TrainConfig, quiet: bool) -> ProgressBar {
             .progress_chars("=> "),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> TrainConfig {
+        let text = format!("env: CartPole-v1\nrollout_fragment_length: 32\nminibatch_size: 32\n{extra}");
+        TrainConfig::parse(&text, "test.yaml", &[]).unwrap()
+    }
+
+    #[test]
+    fn schedules_anneal_linearly_to_zero_over_the_planned_iterations() {
+        // 4 envs x 32 steps = 128 steps per iteration; 512 steps = 4 iterations.
+        let c = config(
+            "lr: 1.0e-3\nclip_param: 0.2\nclip_param_schedule: linear\nstop: {num_env_steps_sampled_lifetime: 512}\n",
+        );
+        let lrs: Vec<f64> = (1..=4).map(|i| learning_rate(&c, i)).collect();
+        let clips: Vec<f64> = (1..=4).map(|i| clip_param(&c, i)).collect();
+        assert_eq!(lrs, [1.0e-3, 0.75e-3, 0.5e-3, 0.25e-3]);
+        assert_eq!(clips, [0.2, 0.15000000000000002, 0.1, 0.05]);
+        // The default clip schedule is constant.
+        let c = config("stop: {training_iteration: 4}\n");
+        assert!((1..=4).all(|i| clip_param(&c, i) == c.clip_param));
+    }
+
+    #[test]
+    fn linear_clip_schedule_needs_a_budget() {
+        let text = "env: CartPole-v1\nlr_schedule: constant\nclip_param_schedule: linear\nstop: {time_total_s: 10}\n";
+        let err = TrainConfig::parse(text, "t.yaml", &[]).unwrap_err().to_string();
+        assert!(err.starts_with("t.yaml:3: clip_param_schedule: linear annealing needs"), "{err}");
+    }
 }
