@@ -170,6 +170,21 @@ impl Space {
         Ok(Space::Discrete { n, start: 0 })
     }
 
+    /// `Discrete(n, start)`: the integers `start..start + n` (Gymnasium's `Discrete(n, start=...)`).
+    pub fn discrete_from(n: u64, start: i64) -> Result<Self> {
+        Space::discrete(n)?;
+        Ok(Space::Discrete { n, start })
+    }
+
+    /// The value a policy's action index `i` stands for: `start + i` for `Discrete`, `i` for
+    /// other spaces. Policies emit indices from 0; envs expect values of their space.
+    pub fn discrete_value(&self, index: i64) -> i64 {
+        match self {
+            Space::Discrete { start, .. } => start + index,
+            _ => index,
+        }
+    }
+
     /// `Box(low, high, shape)` with per-element bounds.
     pub fn boxed(low: Vec<f32>, high: Vec<f32>, shape: Vec<usize>) -> Result<Self> {
         BoxSpace::new(low, high, shape).map(Space::Box)
@@ -262,6 +277,10 @@ mod tests {
         assert!(!s.contains(Action::Discrete(2)));
         assert!(!s.contains(Action::Discrete(-2)));
         assert!(!s.contains(Action::Continuous(&[0.0])));
+        assert_eq!(Space::discrete_from(3, -1).unwrap(), s);
+        assert!(Space::discrete_from(0, 5).is_err());
+        assert_eq!((s.discrete_value(0), s.discrete_value(2)), (-1, 1));
+        assert_eq!(Space::discrete(4).unwrap().discrete_value(3), 3);
     }
 
     #[test]

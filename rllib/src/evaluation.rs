@@ -114,7 +114,9 @@ impl Agent {
         let det = self.deterministic;
         let (action, step) = if self.discrete {
             self.fast.act_discrete(obs, &mut self.rng, det, &mut self.action_i, &mut self.logp, &mut self.value)?;
-            (rl_env::OwnedAction::Discrete(self.action_i[0]), self.env.step(Action::Discrete(self.action_i[0]))?)
+            // The policy emits an index from 0; the env takes a value from its space's start.
+            let a = self.env.action_space().discrete_value(self.action_i[0]);
+            (rl_env::OwnedAction::Discrete(a), self.env.step(Action::Discrete(a))?)
         } else {
             self.fast.act_continuous(obs, &mut self.rng, det, &mut self.action_f, &mut self.logp, &mut self.value)?;
             clip_to_space(self.env.action_space(), &mut self.action_f);

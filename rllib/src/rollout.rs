@@ -60,6 +60,7 @@ pub struct RolloutWorker {
     discrete: bool,
     // Reused per-step buffers.
     actions_i: Vec<i64>,
+    actions_env_i: Vec<i64>,
     actions_f: Vec<f32>,
     actions_env: Vec<f32>,
     logp: Vec<f32>,
@@ -96,6 +97,7 @@ impl Actor for RolloutWorker {
             fragment: c.rollout_fragment_length,
             discrete,
             actions_i: vec![0; n],
+            actions_env_i: vec![0; n],
             actions_f: vec![0.0; n * act_dim],
             actions_env: vec![0.0; n * act_dim],
             logp: vec![0.0; n],
@@ -167,7 +169,12 @@ impl RolloutWorker {
                     &mut self.logp,
                     &mut self.values,
                 )?;
-                self.envs.step(Actions::Discrete(&self.actions_i))?;
+                // The policy emits indices from 0; the env takes values from its space's start.
+                let space = self.envs.single_action_space();
+                for (v, &i) in self.actions_env_i.iter_mut().zip(&self.actions_i) {
+                    *v = space.discrete_value(i);
+                }
+                self.envs.step(Actions::Discrete(&self.actions_env_i))?;
                 if let BatchActions::Discrete(a) = &mut b.actions {
                     a.extend_from_slice(&self.actions_i);
                 }

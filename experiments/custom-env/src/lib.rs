@@ -1,7 +1,7 @@
 //! A custom environment defined outside `rl-env`: `Corridor-v0`.
 //!
-//! The agent walks a corridor of `length` cells, starting in the middle. Action 0 steps left,
-//! action 1 steps right. Reaching the right end pays +1 and terminates; every step costs 0.01.
+//! The agent walks a corridor of `length` cells, starting in the middle. The action is the move:
+//! -1 steps left, 0 stays, +1 steps right (`Discrete(3, start=-1)`). Reaching the right end pays +1 and terminates; every step costs 0.01.
 //! The left end is a wall. Observation: `[position / (length - 1), 1.0]` as `f32`.
 //! The registry wraps it in a 100-step time limit.
 //!
@@ -41,7 +41,7 @@ impl Corridor {
             position: None,
             rng: None,
             observation_space: Space::boxed(vec![0.0, 1.0], vec![1.0, 1.0], vec![2])?,
-            action_space: Space::discrete(2)?,
+            action_space: Space::discrete_from(3, -1)?,
         })
     }
 
@@ -94,7 +94,8 @@ impl Env for Corridor {
         self.action_space.check(ID, action)?;
         let p = self.position.ok_or_else(|| EnvError::StepBeforeReset { env: ID.into() })?;
         let p = match action {
-            Action::Discrete(0) => p.saturating_sub(1),
+            Action::Discrete(-1) => p.saturating_sub(1),
+            Action::Discrete(0) => p,
             _ => (p + 1).min(self.length - 1),
         };
         self.position = Some(p);
@@ -131,6 +132,11 @@ mod tests {
         }
         assert!(steps <= 3);
         assert!(env.step(Action::Discrete(2)).is_err());
+        // Staying and stepping left (the space starts at -1).
+        let (obs, _) = env.reset(Some(0), None).unwrap();
+        assert_eq!(env.step(Action::Discrete(0)).unwrap().obs, obs);
+        assert!(env.step(Action::Discrete(-1)).unwrap().obs[0] < obs[0]);
+        assert!(env.step(Action::Discrete(-2)).is_err());
     }
 
     #[test]
