@@ -6,7 +6,7 @@
 //! - [`gae`]: generalized advantage estimation with bootstrapping on truncation.
 //! - [`batch`]: trajectory batches as safetensors; [`optim`]: Adam with fused clipping.
 //! - [`metrics`], [`checkpoint`], [`evaluation`]: what a run writes and how it is judged;
-//!   [`tensorboard`]: TensorBoard event files of every metric.
+//!   [`tensorboard`]: TensorBoard event files of every metric; [`plot`]: learning-curve PNGs.
 //! - [`experiment`]: reproduction runs of configs x seeds, compared with published results.
 //! - [`cli`]: the `rl` command line, reusable by custom environment crates; [`bench`]: `rl bench`.
 
