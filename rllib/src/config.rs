@@ -417,6 +417,12 @@ fn positive(v: f64) -> bool {
 
 /// Rewrites a serde-saphyr error for `source`, adding a suggestion for unknown keys.
 fn yaml_error(message: &str, source: &str) -> ConfigError {
+    ConfigError(yaml_error_message(message, source))
+}
+
+/// A serde-saphyr error `message` rewritten for `source` (`FILE: line L column C: ...`), with a
+/// suggestion when it rejects an unknown key close to a known one.
+pub(crate) fn yaml_error_message(message: &str, source: &str) -> String {
     let mut out = message.replace("<input>", source);
     if let Some(rest) = message.split("unknown field `").nth(1)
         && let Some((field, tail)) = rest.split_once('`')
@@ -428,7 +434,7 @@ fn yaml_error(message: &str, source: &str) -> ConfigError {
             out.push_str(&format!("\nhelp: did you mean `{k}`?"));
         }
     }
-    ConfigError(format!("{source}: {}", out.trim_start_matches("error: ")))
+    format!("{source}: {}", out.trim_start_matches("error: "))
 }
 
 fn first_line(s: &str) -> &str {

@@ -23,11 +23,9 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use crate::evaluation::EvalStats;
 use crate::plot;
+use crate::ppo::{SUMMARY_FILE, TrainSummary};
 
-/// The file `rl train` writes last into a run directory; its presence marks a finished run.
-pub const SUMMARY_FILE: &str = "summary.json";
 /// Lines of a failed run's log shown in its error.
 const LOG_TAIL_LINES: usize = 15;
 
@@ -258,44 +256,7 @@ pub fn slug(label: &str) -> String {
 
 /// Rewrites a serde-saphyr error for `source`, adding a suggestion for unknown keys.
 fn yaml_error(message: &str, source: &str) -> SpecError {
-    let mut out = message.replace("<input>", source);
-    if let Some(rest) = message.split("unknown field `").nth(1)
-        && let Some((field, tail)) = rest.split_once('`')
-        && let Some(list) = tail.split("expected one of ").nth(1)
-    {
-        let known = list.lines().next().unwrap_or("").split(',').map(|s| s.trim().trim_matches('`'));
-        let best = known.map(|k| (rl_env::levenshtein(field, k), k)).filter(|(d, _)| *d <= (field.len() / 3).max(2));
-        if let Some((_, k)) = best.min() {
-            out.push_str(&format!("\nhelp: did you mean `{k}`?"));
-        }
-    }
-    SpecError(format!("{source}: {}", out.trim_start_matches("error: ")))
-}
-
-/// What one finished run reports: the `summary.json` that `rl train` writes last.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RunSummary {
-    /// Training iterations done.
-    pub iterations: u64,
-    /// Env steps sampled.
-    pub env_steps: u64,
-    /// Wall-clock seconds of training (without the final evaluation).
-    pub train_seconds: f64,
-    /// Why training stopped.
-    pub stop_reason: String,
-    /// Mean return of the last 100 training episodes; `None` if no episode finished.
-    pub train_episode_return_mean: Option<f64>,
-    /// The final deterministic evaluation episodes.
-    pub final_evaluation: EvalStats,
-}
-
-impl RunSummary {
-    /// Reads `run_dir/summary.json`.
-    pub fn read(run_dir: &Path) -> Result<Self> {
-        let path = run_dir.join(SUMMARY_FILE);
-        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a run summary", path.display()))
-    }
+    SpecError(crate::config::yaml_error_message(message, source))
 }
 
 /// A mean and a population standard deviation.
@@ -322,7 +283,7 @@ impl MeanStd {
 
 /// A row's result over the successful runs of its seeds (see [`Metric`]); `None` if no run has
 /// a value for the metric.
-pub fn aggregate(metric: Metric, runs: &[&RunSummary]) -> Option<MeanStd> {
+pub fn aggregate(metric: Metric, runs: &[&TrainSummary]) -> Option<MeanStd> {
     let values: Vec<f64> = match metric {
         Metric::Train => runs.iter().filter_map(|r| r.train_episode_return_mean).collect(),
         Metric::Evaluation => runs.iter().flat_map(|r| r.final_evaluation.returns.iter().copied()).collect(),
@@ -363,10 +324,11 @@ pub struct RowResult {
 
 impl RowResult {
     /// Builds a row's result from its seeds' summaries (`None` for a failed run), in seed order.
-    pub fn new(row: &RowSpec, runs: &[Option<&RunSummary>]) -> Self {
-        let ok: Vec<(u64, &RunSummary)> = row.seeds.iter().zip(runs).filter_map(|(s, r)| r.map(|r| (*s, r))).collect();
-        let summaries: Vec<&RunSummary> = ok.iter().map(|(_, r)| *r).collect();
-        let has_value = |r: &RunSummary| match row.metric {
+    pub fn new(row: &RowSpec, runs: &[Option<&TrainSummary>]) -> Self {
+        let ok: Vec<(u64, &TrainSummary)> =
+            row.seeds.iter().zip(runs).filter_map(|(s, r)| r.map(|r| (*s, r))).collect();
+        let summaries: Vec<&TrainSummary> = ok.iter().map(|(_, r)| *r).collect();
+        let has_value = |r: &TrainSummary| match row.metric {
             Metric::Train => r.train_episode_return_mean.is_some(),
             Metric::Evaluation => !r.final_evaluation.returns.is_empty(),
         };
@@ -527,13 +489,13 @@ struct Run {
 /// How a run went.
 #[derive(Debug)]
 enum RunOutcome {
-    Trained(RunSummary),
-    Reused(RunSummary),
+    Trained(TrainSummary),
+    Reused(TrainSummary),
     Failed(String),
 }
 
 impl RunOutcome {
-    fn summary(&self) -> Option<&RunSummary> {
+    fn summary(&self) -> Option<&TrainSummary> {
         match self {
             RunOutcome::Trained(s) | RunOutcome::Reused(s) => Some(s),
             RunOutcome::Failed(_) => None,
@@ -566,7 +528,7 @@ pub fn run_experiment(spec_path: &Path, options: &ExperimentOptions) -> Result<E
 
     let rows: Vec<RowResult> = (0..spec.rows.len())
         .map(|i| {
-            let summaries: Vec<Option<&RunSummary>> =
+            let summaries: Vec<Option<&TrainSummary>> =
                 runs.iter().zip(&outcomes).filter(|(run, _)| run.row == i).map(|(_, o)| o.summary()).collect();
             RowResult::new(&spec.rows[i], &summaries)
         })
@@ -630,7 +592,7 @@ fn execute(spec: &ExperimentSpec, runs: &[Run], program: &Path, jobs: usize) -> 
             pending.push(i);
             continue;
         }
-        let outcome = match RunSummary::read(&run.dir) {
+        let outcome = match TrainSummary::read(&run.dir) {
             Ok(s) => RunOutcome::Reused(s),
             Err(e) => RunOutcome::Failed(format!("{e:#}; remove {} to retrain it", run.dir.display())),
         };
@@ -666,7 +628,7 @@ fn execute(spec: &ExperimentSpec, runs: &[Run], program: &Path, jobs: usize) -> 
 }
 
 /// Trains one run as a child process, after removing what an unfinished earlier attempt left.
-fn train_run(program: &Path, row: &RowSpec, run: &Run) -> Result<RunSummary, String> {
+fn train_run(program: &Path, row: &RowSpec, run: &Run) -> Result<TrainSummary, String> {
     let io = |what: &str, path: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", path.display());
     if run.dir.exists() {
         fs::remove_dir_all(&run.dir).map_err(|e| io("remove the unfinished run", &run.dir, e))?;
@@ -684,7 +646,7 @@ fn train_run(program: &Path, row: &RowSpec, run: &Run) -> Result<RunSummary, Str
     if !status.success() {
         return Err(format!("`{} train` failed ({status}){}", program.display(), log_tail(&run.log)));
     }
-    RunSummary::read(&run.dir).map_err(|e| format!("{e:#}{}", log_tail(&run.log)))
+    TrainSummary::read(&run.dir).map_err(|e| format!("{e:#}{}", log_tail(&run.log)))
 }
 
 /// The last lines of a log, indented, after a line naming it.

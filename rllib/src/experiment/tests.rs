@@ -1,6 +1,7 @@
 //! Unit tests of spec parsing, aggregation and table rendering.
 
 use super::*;
+use crate::evaluation::EvalStats;
 
 /// A directory under the system temp dir holding `ppo.yaml`, removed on drop.
 struct TempDir(PathBuf);
@@ -25,8 +26,9 @@ impl Drop for TempDir {
 
 const ROW: &str = "  - label: CartPole-v1\n    config: ppo.yaml\n    seeds: [1, 2]\n    metric: train\n";
 
-fn summary(train: Option<f64>, returns: &[f64], env_steps: u64, secs: f64) -> RunSummary {
-    RunSummary {
+fn summary(train: Option<f64>, returns: &[f64], env_steps: u64, secs: f64) -> TrainSummary {
+    TrainSummary {
+        run_dir: PathBuf::from("runs/x/seed1"),
         iterations: 2,
         env_steps,
         train_seconds: secs,

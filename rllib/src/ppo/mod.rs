@@ -44,8 +44,11 @@ pub struct TrainOptions {
     pub quiet: bool,
 }
 
+/// The file `rl train` writes last into a run directory; its presence marks a finished run.
+pub const SUMMARY_FILE: &str = "summary.json";
+
 /// What a finished run reports; written to `summary.txt` (this type's `Display`) and
-/// `summary.json` (serde; the run directory is then complete).
+/// [`SUMMARY_FILE`] (serde; the run directory is then complete).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainSummary {
     /// The run directory.
@@ -82,6 +85,15 @@ impl fmt::Display for TrainSummary {
             self.stop_reason,
             self.run_dir.display()
         )
+    }
+}
+
+impl TrainSummary {
+    /// Reads a finished run directory's [`SUMMARY_FILE`].
+    pub fn read(run_dir: &std::path::Path) -> Result<Self> {
+        let path = run_dir.join(SUMMARY_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a run summary", path.display()))
     }
 }
 
@@ -256,7 +268,7 @@ fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<Tra
     }
     std::fs::write(dir.join("summary.txt"), format!("{summary}\n"))?;
     // Written last: its presence marks a finished run directory.
-    std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n")?;
+    std::fs::write(dir.join(SUMMARY_FILE), serde_json::to_string_pretty(&summary)? + "\n")?;
     Ok(summary)
 }
 
