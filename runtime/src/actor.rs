@@ -40,8 +40,24 @@
 //! restarts left (`ActorOptions::max_restarts`), else it is dead and later calls fail with
 //! [`RuntimeError::ActorDead`].
 //!
+//! ## Death is one step, seen the same way by every caller
+//!
+//! An actor dies when its constructor fails, when it is stopped (`stop` or `Runtime::shutdown`),
+//! when it panics with no restarts left, or when a restart fails. (Dropping every handle would
+//! end it too, but the runtime keeps one until shutdown.) Its thread then, in this order: drops
+//! the actor instance, returns the actor's resources to the runtime, writes the death note
+//! (`is_alive()` turns false), closes the mailbox (queued and later calls fail with
+//! [`RuntimeError::ActorDead`] and the reason), and only then sends the reply to the call that
+//! killed it. So a caller that sees the death in any way (that reply, an `ActorDead`, or
+//! `!is_alive()`) also sees the resources free. A panicked call's reply is likewise sent only
+//! after the restart: when it arrives, the actor is either rebuilt (keeping its reservation) or
+//! dead and released. A failed constructor returns the reservation before `spawn` returns the
+//! error.
+//!
 //! Messages, replies and init values are serde types: local calls move them, calls to actors on
-//! other nodes serialize them, and the caller's code is the same either way.
+//! other nodes serialize them, and the caller's code is the same either way. An
+//! [`ObjectRef`](crate::ObjectRef) inside a reply is the exception to "the same either way": moved,
+//! it stays owning; serialized, it arrives borrowed (see its docs for what the sender must do).
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -58,7 +74,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::error::{Result, RuntimeError};
-use crate::runtime::Runtime;
+use crate::runtime::{Reservation, Runtime};
 
 /// The error type actor code returns; its text reaches the caller.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -238,12 +254,16 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 /// Starts the actor's thread. Called by [`Runtime::spawn`] after scheduling.
+///
+/// The thread owns `reservation` and returns it when the actor dies (see [`Exit::die`]). If the
+/// thread cannot start, the closure that holds it is dropped here, which returns it as well; and
+/// if the constructor fails, it is returned before the error reaches the caller.
 pub(crate) fn start<A: Actor>(
     init: A::Init,
     options: &ActorOptions,
     name: String,
     runtime: Runtime,
-    on_exit: Box<dyn FnOnce() + Send>,
+    reservation: Reservation,
 ) -> Result<(ActorHandle<A>, JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::unbounded::<Envelope<A>>();
     let death: DeathNote = Arc::new(Mutex::new(None));
@@ -254,12 +274,8 @@ pub(crate) fn start<A: Actor>(
     let thread = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            let reason = run_actor::<A>(init, &ctx, &rx, max_restarts, ready_tx);
-            *death.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
-            // Anything still queued gets an answer instead of hanging.
-            drop(rx);
-            on_exit();
-            tracing::debug!(actor = %ctx.name, %reason, "actor stopped");
+            let mut exit = Exit { reservation: Some(reservation), death, mailbox: Some(rx), name: ctx.name.clone() };
+            run_actor::<A>(init, &ctx, &mut exit, max_restarts, ready_tx);
         })
         .map_err(|e| RuntimeError::ActorDead { actor: name.clone(), reason: format!("cannot start thread: {e}") })?;
     match ready_rx.recv() {
@@ -275,6 +291,43 @@ pub(crate) fn start<A: Actor>(
     }
 }
 
+/// What the actor thread holds that callers can observe: its reservation, its death note and its
+/// mailbox. [`Exit::die`] changes all three in one fixed order; dropping an `Exit` that has not
+/// died yet (an unexpected unwind of the thread) dies with a generic reason.
+struct Exit<A: Actor> {
+    reservation: Option<Reservation>,
+    death: DeathNote,
+    mailbox: Option<Receiver<Envelope<A>>>,
+    name: String,
+}
+
+impl<A: Actor> Exit<A> {
+    /// The next message, or `None` once every handle is gone (or the actor has died).
+    fn recv(&self) -> Option<Envelope<A>> {
+        self.mailbox.as_ref()?.recv().ok()
+    }
+
+    /// Makes the actor's death visible, in this order: its resources go back to the runtime,
+    /// then its death note is written (`is_alive()` turns false), then its mailbox closes (later
+    /// sends, and calls still queued, fail with [`RuntimeError::ActorDead`] carrying `reason`).
+    /// The caller sends its final reply, if any, only after this returns, so whoever observes the
+    /// death in any of these ways also observes the resources released.
+    fn die(&mut self, reason: &str) {
+        drop(self.reservation.take());
+        *self.death.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        drop(self.mailbox.take());
+        tracing::debug!(actor = %self.name, %reason, "actor stopped");
+    }
+}
+
+impl<A: Actor> Drop for Exit<A> {
+    fn drop(&mut self) {
+        if self.mailbox.is_some() {
+            self.die("the actor thread exited unexpectedly");
+        }
+    }
+}
+
 fn construct<A: Actor>(init: &A::Init, ctx: &ActorContext) -> Result<A> {
     match catch_unwind(AssertUnwindSafe(|| A::new(init.clone(), ctx))) {
         Ok(Ok(a)) => Ok(a),
@@ -286,56 +339,90 @@ fn construct<A: Actor>(init: &A::Init, ctx: &ActorContext) -> Result<A> {
     }
 }
 
-/// The actor's thread body; returns why the actor stopped.
+/// Drops an actor instance before its resources are returned or its successor is built; a panic
+/// in its `Drop` is logged, not propagated.
+fn dispose<A: Actor>(actor: A, ctx: &ActorContext) {
+    if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(actor))) {
+        tracing::error!(actor = %ctx.name, panic = %panic_message(&*p), "dropping the actor panicked");
+    }
+}
+
+fn send_reply<R>(reply: Option<oneshot::Sender<Result<R>>>, result: Result<R>, ctx: &ActorContext) {
+    match (reply, result) {
+        (Some(tx), result) => {
+            let _ = tx.send(result);
+        }
+        (None, Err(e)) => tracing::error!(actor = %ctx.name, error = %e, "message sent with tell failed"),
+        (None, Ok(_)) => {}
+    }
+}
+
+/// The actor's thread body. Every way out goes through [`Exit::die`] before the last reply is
+/// sent: a constructor error, a stop, the last handle dropped, a panic with no restarts left, a
+/// failed restart.
 fn run_actor<A: Actor>(
     init: A::Init,
     ctx: &ActorContext,
-    rx: &Receiver<Envelope<A>>,
+    exit: &mut Exit<A>,
     max_restarts: u32,
     ready: std::sync::mpsc::Sender<Result<()>>,
-) -> String {
+) {
     let mut actor = match construct::<A>(&init, ctx) {
         Ok(a) => a,
         Err(e) => {
-            let reason = e.to_string();
+            exit.die(&e.to_string());
             let _ = ready.send(Err(e));
-            return reason;
+            return;
         }
     };
     let _ = ready.send(Ok(()));
     let mut restarts = 0;
-    while let Ok(envelope) = rx.recv() {
-        let (msg, reply) = match envelope {
-            Envelope::Call(msg, reply) => (msg, reply),
-            Envelope::Stop => return "stopped".into(),
+    loop {
+        let (msg, reply) = match exit.recv() {
+            Some(Envelope::Call(msg, reply)) => (msg, reply),
+            Some(Envelope::Stop) => {
+                dispose(actor, ctx);
+                exit.die("stopped");
+                return;
+            }
+            None => {
+                dispose(actor, ctx);
+                exit.die("all handles dropped");
+                return;
+            }
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| actor.handle(msg, ctx)));
-        let (result, panicked) = match outcome {
-            Ok(Ok(r)) => (Ok(r), false),
-            Ok(Err(e)) => (Err(RuntimeError::ActorFailed { actor: ctx.name.clone(), message: e.to_string() }), false),
-            Err(p) => {
-                let message = panic_message(&*p);
-                (Err(RuntimeError::ActorPanicked { actor: ctx.name.clone(), message }), true)
+        let message = match outcome {
+            Ok(Ok(r)) => {
+                send_reply(reply, Ok(r), ctx);
+                continue;
+            }
+            Ok(Err(e)) => {
+                let failed = RuntimeError::ActorFailed { actor: ctx.name.clone(), message: e.to_string() };
+                send_reply(reply, Err(failed), ctx);
+                continue;
+            }
+            Err(p) => panic_message(&*p),
+        };
+        // The handler panicked. The caller hears of it only once the actor's next state is
+        // settled: rebuilt and running (it keeps its reservation), or dead and released.
+        let panicked = RuntimeError::ActorPanicked { actor: ctx.name.clone(), message };
+        dispose(actor, ctx);
+        if restarts >= max_restarts {
+            exit.die(&format!("panicked with no restarts left (max_restarts = {max_restarts})"));
+            send_reply(reply, Err(panicked), ctx);
+            return;
+        }
+        restarts += 1;
+        tracing::warn!(actor = %ctx.name, restarts, "restarting actor after a panic");
+        actor = match construct::<A>(&init, ctx) {
+            Ok(a) => a,
+            Err(e) => {
+                exit.die(&format!("restart failed: {e}"));
+                send_reply(reply, Err(panicked), ctx);
+                return;
             }
         };
-        match (reply, &result) {
-            (Some(tx), _) => {
-                let _ = tx.send(result);
-            }
-            (None, Err(e)) => tracing::error!(actor = %ctx.name, error = %e, "message sent with tell failed"),
-            (None, Ok(_)) => {}
-        }
-        if panicked {
-            if restarts >= max_restarts {
-                return format!("panicked with no restarts left (max_restarts = {max_restarts})");
-            }
-            restarts += 1;
-            tracing::warn!(actor = %ctx.name, restarts, "restarting actor after a panic");
-            actor = match construct::<A>(&init, ctx) {
-                Ok(a) => a,
-                Err(e) => return format!("restart failed: {e}"),
-            };
-        }
+        send_reply(reply, Err(panicked), ctx);
     }
-    "all handles dropped".into()
 }

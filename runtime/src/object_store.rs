@@ -9,6 +9,35 @@
 //!
 //! The store never grows past its cap: a put that does not fit waits up to the configured put
 //! timeout for other objects to be freed, then fails with [`RuntimeError::StoreFull`].
+//!
+//! Every change (put, complete, free, last owning ref dropped) happens under one lock together
+//! with its byte accounting, so [`ObjectStore::stats`] agrees with what `get` reports: once a
+//! `get` says [`RuntimeError::ObjectFreed`], the object's bytes are already out of `used_bytes`.
+//!
+//! ## Ownership across a serialization boundary
+//!
+//! Ownership is local to one process today. An owning [`ObjectRef`] (from `put`, `reserve` or
+//! `Runtime::submit`) keeps its object alive; `Serialize` writes only the id, and `Deserialize`
+//! builds a *borrowed* ref that names the object and keeps nothing alive. For actor replies:
+//!
+//! - A local call moves the reply, refs included: the caller receives the owning ref the actor
+//!   made, nothing is serialized, and the object lives until the caller drops it.
+//! - A reply that goes through the codec ([`encode`](crate::encode) / [`decode`](crate::decode),
+//!   as every reply from another process will) arrives with a borrowed ref. The object is freed
+//!   as soon as the sender's owning clones drop, so the sender must keep its owning ref alive
+//!   until the receiver has read the object (for example, until the receiver's next call
+//!   acknowledges it). Reads after that fail with `ObjectFreed`.
+//!
+//! What a ref must carry across processes (planned, not implemented; Ray's ownership model):
+//!
+//! - The ref names its owner: the node that created it, as name plus generation (a generation
+//!   grows on every restart, so a restarted node is never taken for its old self), next to the
+//!   object id, which becomes unique cluster-wide.
+//! - The owner counts borrowers. Deserializing a ref on another node registers that node as a
+//!   borrower with the owner; dropping the last copy there deregisters it.
+//! - The owner frees the object once its own owning refs and all borrowers are gone.
+//! - Once the owner is declared dead, reads of its objects fail with an `OwnerDied` error; a
+//!   dead owner's objects are not rebuilt (there is no lineage).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,9 +53,27 @@ use crate::error::{Result, RuntimeError};
 
 /// A handle to an object in the store.
 ///
-/// Cloning a ref shares ownership; when the last owning clone is dropped the object is freed.
-/// A ref that crossed a serialization boundary (see the `Serialize` impl) is a *borrowed* ref:
-/// it names the object but does not keep it alive.
+/// # Ownership
+///
+/// A ref is *owning* or *borrowed*; [`ObjectRef::is_owning`] tells which.
+///
+/// - `put`, `reserve` and `Runtime::submit` return owning refs. Clones share ownership; when the
+///   last owning clone drops, the object is freed (and its bytes leave
+///   [`StoreStats::used_bytes`] in the same step). [`ObjectStore::free`] frees it earlier.
+/// - Serializing writes the id only; deserializing gives a borrowed ref, which names the object
+///   but keeps nothing alive. Reads through it succeed while an owning clone lives in the same
+///   store and fail with [`RuntimeError::ObjectFreed`] afterwards.
+///
+/// So a ref in an actor reply carries ownership when the reply is moved (a local call) and none
+/// when it is serialized: then the sender must keep its owning ref alive until the receiver has
+/// read the object. The module docs give the details and the planned cross-process protocol, in
+/// which a deserialized ref registers as a borrower with the owner node named in the ref, and the
+/// owner frees the object only when its own refs and all borrowers are gone.
+///
+/// # Equality
+///
+/// `==` compares ids only: an owning ref and a borrowed copy of it are equal. Ids are unique
+/// within one store, not across processes; the cross-process ref adds its owner to the identity.
 #[derive(Clone)]
 pub struct ObjectRef {
     id: u64,
@@ -41,7 +88,7 @@ struct Owner {
 impl Drop for Owner {
     fn drop(&mut self) {
         if let Some(store) = self.store.upgrade() {
-            store.remove(self.id);
+            store.remove([self.id]);
         }
     }
 }
@@ -52,7 +99,8 @@ impl ObjectRef {
         self.id
     }
 
-    /// Whether this ref keeps its object alive (false for refs that were deserialized).
+    /// Whether this ref keeps its object alive: true for refs from `put`, `reserve` and `submit`
+    /// and their clones, false for refs that were deserialized (and clones of those).
     pub fn is_owning(&self) -> bool {
         self.owner.is_some()
     }
@@ -72,12 +120,14 @@ impl PartialEq for ObjectRef {
 
 impl Eq for ObjectRef {}
 
+/// Writes the id only: the result deserializes into a borrowed ref.
 impl Serialize for ObjectRef {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.id.serialize(s)
     }
 }
 
+/// Reads a borrowed ref (`is_owning() == false`).
 impl<'de> Deserialize<'de> for ObjectRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         Ok(ObjectRef { id: u64::deserialize(d)?, owner: None })
@@ -90,12 +140,17 @@ enum Slot {
     Failed(String),
 }
 
+/// Everything callers can observe, behind one lock: `get` and `stats` read the same state, so
+/// an object that `get` reports freed is never still counted in `stats`.
 #[derive(Default)]
 struct State {
     objects: HashMap<u64, Slot>,
+    /// The sum of the lengths of `Slot::Ready` objects.
     used: usize,
     next_id: u64,
     peak: usize,
+    /// Puts and completions blocked in `make_room` (lets tests wait for that state).
+    room_waiters: usize,
 }
 
 struct Shared {
@@ -113,10 +168,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn remove(&self, id: u64) {
+    /// Removes the objects and their bytes in one step, then wakes waiters.
+    fn remove(&self, ids: impl IntoIterator<Item = u64>) {
         let mut st = self.lock();
-        if let Some(Slot::Ready(b)) = st.objects.remove(&id) {
-            st.used -= b.len();
+        for id in ids {
+            if let Some(Slot::Ready(b)) = st.objects.remove(&id) {
+                st.used -= b.len();
+            }
         }
         drop(st);
         self.wake();
@@ -127,19 +185,27 @@ impl Shared {
         self.notify.notify_waiters();
     }
 
-    /// Waits until `len` more bytes fit under the cap, or fails.
-    fn make_room<'a>(&'a self, mut st: MutexGuard<'a, State>, len: usize) -> Result<MutexGuard<'a, State>> {
+    /// Waits until `len` more bytes fit under the cap, or fails. Stops waiting early, returning
+    /// the guard with no room promised, once `abandon` holds (the object to fill was freed).
+    fn make_room<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        len: usize,
+        abandon: impl Fn(&State) -> bool,
+    ) -> Result<MutexGuard<'a, State>> {
         let full = |st: &State| RuntimeError::StoreFull { requested: len, used: st.used, cap: self.cap };
         if len > self.cap {
             return Err(full(&st));
         }
         let deadline = Instant::now() + self.put_timeout;
-        while st.used + len > self.cap {
+        while st.used + len > self.cap && !abandon(&st) {
             let now = Instant::now();
             if now >= deadline {
                 return Err(full(&st));
             }
+            st.room_waiters += 1;
             st = self.changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st.room_waiters -= 1;
         }
         Ok(st)
     }
@@ -210,7 +276,7 @@ impl ObjectStore {
     /// module docs.
     pub fn put(&self, data: Bytes) -> Result<ObjectRef> {
         let st = self.shared.lock();
-        let mut st = self.shared.make_room(st, data.len())?;
+        let mut st = self.shared.make_room(st, data.len(), |_| false)?;
         st.used += data.len();
         st.peak = st.peak.max(st.used);
         let r = self.new_ref(&mut st, Slot::Ready(data));
@@ -226,34 +292,37 @@ impl ObjectStore {
     }
 
     /// Completes a reserved object with a value or an error message. If the value does not fit
-    /// the store, the object fails with the store-full message. Completing an object that was
-    /// freed meanwhile drops the value.
+    /// the store, it waits for room like a put, and the object fails with the store-full message
+    /// if none comes. Completing an object that was freed (before or while waiting) drops the
+    /// value without counting its bytes.
     pub fn complete(&self, id: u64, value: std::result::Result<Bytes, String>) {
+        let pending = |st: &State| matches!(st.objects.get(&id), Some(Slot::Pending));
         let mut st = self.shared.lock();
-        if !matches!(st.objects.get(&id), Some(Slot::Pending)) {
+        if !pending(&st) {
             return;
         }
         let slot = match value {
-            Ok(data) => match self.shared.make_room(st, data.len()) {
+            Ok(data) => match self.shared.make_room(st, data.len(), |st| !pending(st)) {
                 Ok(guard) => {
                     st = guard;
+                    if !pending(&st) {
+                        return;
+                    }
                     st.used += data.len();
                     st.peak = st.peak.max(st.used);
                     Slot::Ready(data)
                 }
                 Err(e) => {
                     st = self.shared.lock();
+                    if !pending(&st) {
+                        return;
+                    }
                     Slot::Failed(e.to_string())
                 }
             },
             Err(message) => Slot::Failed(message),
         };
-        // The object may have been freed while we waited for room.
-        if let Some(s) = st.objects.get_mut(&id) {
-            *s = slot;
-        } else if let Slot::Ready(b) = slot {
-            st.used -= b.len();
-        }
+        st.objects.insert(id, slot);
         drop(st);
         self.shared.wake();
     }
@@ -281,7 +350,9 @@ impl ObjectStore {
             if let Some(b) = Self::read(&st, r.id)? {
                 return Ok(b);
             }
-            st = self.wait_changed(st, deadline, || format!("object {}", r.id))?;
+            st = self
+                .wait_changed(st, deadline)
+                .ok_or_else(|| RuntimeError::Timeout(timeout.unwrap_or_default(), format!("object {}", r.id)))?;
         }
     }
 
@@ -297,20 +368,20 @@ impl ObjectStore {
         }
     }
 
+    /// Waits for a change to the store; `None` once `deadline` has passed.
     fn wait_changed<'a>(
         &'a self,
         st: MutexGuard<'a, State>,
         deadline: Option<Instant>,
-        what: impl Fn() -> String,
-    ) -> Result<MutexGuard<'a, State>> {
+    ) -> Option<MutexGuard<'a, State>> {
         match deadline {
-            None => Ok(self.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner())),
+            None => Some(self.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner())),
             Some(d) => {
                 let now = Instant::now();
                 if now >= d {
-                    return Err(RuntimeError::Timeout(Duration::ZERO, what()));
+                    return None;
                 }
-                Ok(self.shared.changed.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0)
+                Some(self.shared.changed.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0)
             }
         }
     }
@@ -336,9 +407,9 @@ impl ObjectStore {
             if done.len() >= want {
                 return (done, pending);
             }
-            match self.wait_changed(st, deadline, String::new) {
-                Ok(g) => st = g,
-                Err(_) => return (done, pending),
+            match self.wait_changed(st, deadline) {
+                Some(g) => st = g,
+                None => return (done, pending),
             }
         }
     }
@@ -370,11 +441,10 @@ impl ObjectStore {
         }
     }
 
-    /// Frees the objects now, whatever refs to them still exist.
+    /// Frees the objects now, whatever refs to them still exist. All of them go in one step:
+    /// no reader sees some freed and others not, and `stats` never counts a freed one.
     pub fn free(&self, refs: &[ObjectRef]) {
-        for r in refs {
-            self.shared.remove(r.id);
-        }
+        self.shared.remove(refs.iter().map(|r| r.id));
     }
 
     /// Current byte accounting.
@@ -490,15 +560,112 @@ mod tests {
         assert_eq!((done, rest), (vec![r], vec![p]));
     }
 
+    /// Checks the accounting against the objects themselves, under the lock.
+    fn assert_consistent(s: &ObjectStore) {
+        let st = s.shared.lock();
+        let ready: usize = st.objects.values().map(|o| if let Slot::Ready(b) = o { b.len() } else { 0 }).sum();
+        assert_eq!(st.used, ready, "used_bytes must be the sum of the ready objects");
+        assert!(st.used <= s.shared.cap && st.used <= st.peak);
+    }
+
     #[test]
-    fn deserialized_refs_are_borrowed() {
+    fn a_round_tripped_ref_is_borrowed_and_lives_only_as_long_as_the_owner() {
         let s = store(1024, Duration::ZERO);
         let r = s.put(Bytes::from_static(b"abc")).unwrap();
-        let wire = postcard::to_stdvec(&r).unwrap();
-        let back: ObjectRef = postcard::from_bytes(&wire).unwrap();
+        let back: ObjectRef = crate::decode(&crate::encode(&r).unwrap()).unwrap();
+        assert_eq!(back.id(), r.id());
         assert_eq!(back, r);
+        assert!(r.is_owning());
         assert!(!back.is_owning());
-        drop(back);
-        assert_eq!(s.get_blocking(&r, None).unwrap(), Bytes::from_static(b"abc"));
+        assert!(!back.clone().is_owning(), "clones of a borrowed ref borrow too");
+        // Readable through the borrowed ref while the owning one lives.
+        assert_eq!(s.get_blocking(&back, None).unwrap(), Bytes::from_static(b"abc"));
+        drop(back.clone());
+        assert_eq!(s.stats().num_objects, 1, "dropping a borrowed ref frees nothing");
+        drop(r);
+        assert_eq!(s.get_blocking(&back, None), Err(RuntimeError::ObjectFreed(back.id())));
+        assert_eq!(s.stats().used_bytes, 0);
+    }
+
+    #[test]
+    fn stats_agree_with_get_right_after_a_free_or_a_drop() {
+        let s = store(1024, Duration::ZERO);
+        for i in 0..200 {
+            let r = s.put(Bytes::from(vec![1u8; 10])).unwrap();
+            let other = s.put(Bytes::from(vec![2u8; 20])).unwrap();
+            let borrowed: ObjectRef = crate::decode(&crate::encode(&r).unwrap()).unwrap();
+            // Free from another thread half the time; it must be done when the join returns.
+            let (s2, other2) = (s.clone(), other.clone());
+            let freeing = move || if i % 2 == 0 { drop(r) } else { s2.free(&[r, other2]) };
+            thread::spawn(freeing).join().unwrap();
+            assert_eq!(s.try_get(&borrowed), Err(RuntimeError::ObjectFreed(borrowed.id())));
+            let expect = if i % 2 == 0 { (1, 20) } else { (0, 0) };
+            let stats = s.stats();
+            assert_eq!((stats.num_objects, stats.used_bytes), expect, "iteration {i}");
+            assert_consistent(&s);
+            drop(other);
+            assert_eq!(s.stats().used_bytes, 0);
+        }
+    }
+
+    #[test]
+    fn a_completion_waiting_for_room_gives_up_when_its_object_is_freed() {
+        let s = store(100, Duration::from_secs(600));
+        let a = s.put(Bytes::from(vec![0u8; 40])).unwrap();
+        let _b = s.put(Bytes::from(vec![0u8; 40])).unwrap();
+        let p = s.reserve();
+        let (s2, id) = (s.clone(), p.id());
+        let completer = thread::spawn(move || s2.complete(id, Ok(Bytes::from(vec![1u8; 50]))));
+        // Wait (without sleeping) until the completion is blocked on room.
+        while s.shared.lock().room_waiters == 0 {
+            thread::yield_now();
+        }
+        s.free(std::slice::from_ref(&p));
+        // Room appears only after the free; a completion still waiting would now take it and
+        // count 50 bytes of an object nobody can read.
+        drop(a);
+        completer.join().unwrap();
+        assert_eq!(s.stats(), StoreStats { num_objects: 1, used_bytes: 40, peak_bytes: 80, cap_bytes: 100 });
+        assert_eq!(s.try_get(&p), Err(RuntimeError::ObjectFreed(p.id())));
+        assert_consistent(&s);
+    }
+
+    #[test]
+    fn accounting_stays_consistent_under_concurrent_puts_frees_and_completions() {
+        let s = store(4096, Duration::from_secs(600));
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let s = s.clone();
+                thread::spawn(move || {
+                    for i in 0..200usize {
+                        let r = s.put(Bytes::from(vec![0u8; 1 + (i * 7 + w) % 64])).unwrap();
+                        let p = s.reserve();
+                        match i % 3 {
+                            0 => s.complete(p.id(), Ok(Bytes::from(vec![1u8; 1 + i % 32]))),
+                            1 => s.free(std::slice::from_ref(&p)),
+                            _ => s.complete(p.id(), Err("failed".into())),
+                        }
+                        assert!(!matches!(s.try_get(&p), Ok(None)), "completed or freed, never pending");
+                        assert_consistent(&s);
+                        if i % 2 == 0 {
+                            s.free(&[r]);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_consistent(&s);
+        assert_eq!(s.stats().used_bytes, 0, "every ref was dropped");
+    }
+
+    #[test]
+    fn a_blocking_get_that_times_out_names_its_timeout() {
+        let s = store(1024, Duration::ZERO);
+        let p = s.reserve();
+        let t = Duration::from_millis(5);
+        assert_eq!(s.get_blocking(&p, Some(t)), Err(RuntimeError::Timeout(t, format!("object {}", p.id()))));
     }
 }

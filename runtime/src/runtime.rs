@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -60,12 +60,25 @@ struct ActorEntry {
     thread: JoinHandle<()>,
 }
 
+/// The actors a runtime must stop at shutdown, and the spawns still under way.
+#[derive(Default)]
+struct Actors {
+    entries: Vec<ActorEntry>,
+    /// Spawns past the shutdown check whose actor is not in `entries` yet.
+    spawning: usize,
+    shut_down: bool,
+}
+
 struct Inner {
     store: ObjectStore,
     totals: BTreeMap<String, f64>,
     free: Mutex<BTreeMap<String, f64>>,
     actor_types: Mutex<HashSet<&'static str>>,
-    actors: Mutex<Vec<ActorEntry>>,
+    actors: Mutex<Actors>,
+    /// Signalled when `Actors::spawning` drops.
+    spawn_done: Condvar,
+    /// Held for the whole of `shutdown`, so a second caller returns only once the first is done.
+    shutdown: Mutex<()>,
     next_actor: AtomicU64,
     tasks: Mutex<HashMap<String, TaskFn>>,
     jobs: Mutex<Option<crossbeam_channel::Sender<Job>>>,
@@ -88,6 +101,37 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a single insert/remove/arithmetic step; a panic elsewhere
     // cannot leave the data half-updated, so a poisoned lock is still consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resources reserved for one actor. Dropping it returns them to the runtime: the actor thread
+/// drops it as the first step of dying, and if the thread never starts, the closure that owns it
+/// drops it instead.
+pub(crate) struct Reservation {
+    inner: Weak<Inner>,
+    request: BTreeMap<String, f64>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            let mut free = lock(&inner.free);
+            for (res, v) in std::mem::take(&mut self.request) {
+                *free.entry(res).or_insert(0.0) += v;
+            }
+        }
+    }
+}
+
+/// Counts one spawn as under way until dropped, so `shutdown` can wait for it.
+struct Spawning<'a> {
+    inner: &'a Inner,
+}
+
+impl Drop for Spawning<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.actors).spawning -= 1;
+        self.inner.spawn_done.notify_all();
+    }
 }
 
 impl Runtime {
@@ -114,7 +158,9 @@ impl Runtime {
                 free: Mutex::new(totals.clone()),
                 totals,
                 actor_types: Mutex::new(HashSet::new()),
-                actors: Mutex::new(Vec::new()),
+                actors: Mutex::new(Actors::default()),
+                spawn_done: Condvar::new(),
+                shutdown: Mutex::new(()),
                 next_actor: AtomicU64::new(0),
                 tasks: Mutex::new(HashMap::new()),
                 jobs: Mutex::new(Some(job_tx)),
@@ -187,9 +233,9 @@ impl Runtime {
         lock(&self.inner.free).clone()
     }
 
-    fn reserve(&self, name: &str, request: &BTreeMap<String, f64>) -> Result<()> {
+    fn reserve(&self, name: &str, request: BTreeMap<String, f64>) -> Result<Reservation> {
         let mut free = lock(&self.inner.free);
-        for (res, &needed) in request {
+        for (res, &needed) in &request {
             let available = free.get(res).copied().unwrap_or(0.0);
             if needed > available + 1e-9 {
                 return Err(RuntimeError::InsufficientResources {
@@ -201,17 +247,32 @@ impl Runtime {
                 });
             }
         }
-        for (res, &needed) in request {
+        for (res, &needed) in &request {
             *free.entry(res.clone()).or_insert(0.0) -= needed;
         }
-        Ok(())
+        Ok(Reservation { inner: Arc::downgrade(&self.inner), request })
     }
 
-    /// Starts an actor of a registered type, reserving its resources until it stops.
+    /// Registers a spawn as under way, unless the runtime is shut down.
+    fn begin_spawn(&self) -> Result<Spawning<'_>> {
+        let mut actors = lock(&self.inner.actors);
+        if actors.shut_down {
+            return Err(RuntimeError::Shutdown);
+        }
+        actors.spawning += 1;
+        Ok(Spawning { inner: &self.inner })
+    }
+
+    /// Starts an actor of a registered type, reserving its resources until it dies.
+    ///
+    /// On error nothing stays reserved: the reservation is returned before this returns. After
+    /// [`Runtime::shutdown`] it fails with [`RuntimeError::Shutdown`].
     pub fn spawn<A: Actor>(&self, init: A::Init, options: ActorOptions) -> Result<ActorHandle<A>> {
         if !lock(&self.inner.actor_types).contains(A::TYPE_NAME) {
             return Err(RuntimeError::UnknownActorType(A::TYPE_NAME.into()));
         }
+        // Dropped last, after any cleanup below, so `shutdown` waits for that cleanup too.
+        let _spawning = self.begin_spawn()?;
         let index = self.inner.next_actor.fetch_add(1, Ordering::Relaxed);
         let name = options.name.clone().unwrap_or_else(|| format!("{}#{index}", A::TYPE_NAME));
         let mut request: BTreeMap<String, f64> =
@@ -221,21 +282,29 @@ impl Runtime {
                 request.insert(key.into(), value);
             }
         }
-        self.reserve(&name, &request)?;
-        let weak = Arc::downgrade(&self.inner);
-        let released = request.clone();
-        let on_exit = Box::new(move || {
-            if let Some(inner) = weak.upgrade() {
-                let mut free = lock(&inner.free);
-                for (res, v) in released {
-                    *free.entry(res).or_insert(0.0) += v;
-                }
-            }
-        });
-        // On failure the actor thread has already run `on_exit`, returning the reservation.
-        let (handle, thread) = actor::start::<A>(init, &options, name, self.clone(), on_exit)?;
+        let reservation = self.reserve(&name, request)?;
+        // On failure the reservation is already back: the actor thread returns it before
+        // reporting a constructor error, and a thread that never started dropped it.
+        let (handle, thread) = actor::start::<A>(init, &options, name, self.clone(), reservation)?;
+        let mut actors = lock(&self.inner.actors);
+        if actors.shut_down {
+            // `shutdown` began while the constructor ran and is waiting for this spawn.
+            drop(actors);
+            handle.stop();
+            let _ = thread.join();
+            return Err(RuntimeError::Shutdown);
+        }
+        // Join the threads of actors that have died meanwhile, so the list does not grow with
+        // every actor ever spawned.
+        let (finished, running): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut actors.entries).into_iter().partition(|a| a.thread.is_finished());
+        actors.entries = running;
         let stopper = handle.clone();
-        lock(&self.inner.actors).push(ActorEntry { stop: Box::new(move || stopper.stop()), thread });
+        actors.entries.push(ActorEntry { stop: Box::new(move || stopper.stop()), thread });
+        drop(actors);
+        for a in finished {
+            let _ = a.thread.join();
+        }
         Ok(handle)
     }
 
@@ -264,12 +333,30 @@ impl Runtime {
 
     /// Stops every actor (after the messages already queued) and the task pool, and waits for
     /// their threads. Objects stay readable through refs that are still held.
+    ///
+    /// When it returns, every actor of this runtime is dead and every resource is free, including
+    /// those of actors whose `spawn` was under way (that `spawn` returns
+    /// [`RuntimeError::Shutdown`]); later spawns and submits fail with `Shutdown`. A second call,
+    /// from any thread, returns once the first is done. Do not call it from inside an actor: it
+    /// waits for the actor's own thread.
     pub fn shutdown(&self) {
-        let actors = std::mem::take(&mut *lock(&self.inner.actors));
-        for a in &actors {
+        let _one_at_a_time = lock(&self.inner.shutdown);
+        let entries = {
+            let mut actors = lock(&self.inner.actors);
+            actors.shut_down = true;
+            std::mem::take(&mut actors.entries)
+        };
+        for a in &entries {
             (a.stop)();
         }
-        for a in actors {
+        // A spawn under way sees `shut_down` when its constructor returns, stops its actor and
+        // joins it before it stops counting as under way.
+        let mut actors = lock(&self.inner.actors);
+        while actors.spawning > 0 {
+            actors = self.inner.spawn_done.wait(actors).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(actors);
+        for a in entries {
             let _ = a.thread.join();
         }
         lock(&self.inner.jobs).take();

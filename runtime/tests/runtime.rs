@@ -1,5 +1,7 @@
 //! Runtime behaviour seen from outside: actors (panics, restarts, resources, shutdown) and tasks.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -37,11 +39,15 @@ impl Actor for Worker {
     type Msg = Msg;
     type Reply = Option<ObjectRef>;
 
-    fn new(init: u64, _ctx: &ActorContext) -> Result<Self, BoxError> {
-        if init == 999 {
-            return Err("refusing init 999".into());
+    fn new(init: u64, ctx: &ActorContext) -> Result<Self, BoxError> {
+        match init {
+            REFUSED => Err("refusing init 999".into()),
+            PANICS_IN_NEW => panic!("constructor exploded"),
+            BUILDS_ONCE if !BUILT_ONCE.lock().unwrap().insert(ctx.name().to_string()) => {
+                Err("refusing to rebuild".into())
+            }
+            _ => Ok(Worker { total: init }),
         }
-        Ok(Worker { total: init })
     }
 
     fn handle(&mut self, msg: Msg, ctx: &ActorContext) -> Result<Option<ObjectRef>, BoxError> {
@@ -56,6 +62,13 @@ impl Actor for Worker {
         }
     }
 }
+
+/// `Worker` inits with special constructors.
+const REFUSED: u64 = 999;
+const PANICS_IN_NEW: u64 = 997;
+/// Builds the first time under a given actor name, fails every rebuild (so restarts fail).
+const BUILDS_ONCE: u64 = 998;
+static BUILT_ONCE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 fn runtime(num_cpus: f64) -> Runtime {
     let rt = Runtime::local(RuntimeOptions { num_cpus, num_task_threads: 2, ..Default::default() }).unwrap();
@@ -203,4 +216,177 @@ fn tasks_run_and_report_failures() {
     assert_eq!(rt.submit("nope", Bytes::new()).unwrap_err(), RuntimeError::UnknownTask("nope".into()));
     rt.shutdown();
     assert_eq!(rt.submit("double", Bytes::new()).unwrap_err(), RuntimeError::Shutdown);
+}
+
+// === Death is one step: whoever sees it also sees the resources free ===
+//
+// Each test repeats its scenario so that a wrong order (reply or `ActorDead` before the
+// resources are back) is likely to show even on an idle machine.
+
+const ROUNDS: usize = 200;
+
+fn cpus_free(rt: &Runtime) -> f64 {
+    rt.available_resources()["CPU"]
+}
+
+#[test]
+fn the_panic_reply_of_an_actor_with_no_restarts_comes_after_its_release() {
+    let rt = runtime(1.0);
+    for i in 0..ROUNDS {
+        // Spawning needs the only CPU, so it also checks the previous round gave it back.
+        let w = rt.spawn::<Worker>(i as u64, ActorOptions::default()).unwrap();
+        if i % 2 == 0 {
+            let err = w.call(Msg::Panic).wait().unwrap_err();
+            assert!(matches!(err, RuntimeError::ActorPanicked { .. }), "{err}");
+        } else {
+            // A panic from `tell` has no reply; the next call's `ActorDead` is the first sign.
+            w.tell(Msg::Panic).unwrap();
+            let err = w.call(Msg::Add(1)).wait().unwrap_err();
+            assert!(matches!(&err, RuntimeError::ActorDead { reason, .. } if reason.contains("max_restarts")), "{err}");
+        }
+        assert!(!w.is_alive(), "round {i}");
+        assert_eq!(cpus_free(&rt), 1.0, "round {i}");
+    }
+    rt.shutdown();
+}
+
+#[tokio::test]
+async fn an_awaited_panic_reply_also_comes_after_the_release() {
+    let rt = runtime(1.0);
+    for i in 0..ROUNDS {
+        let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+        assert!(matches!(w.call(Msg::Panic).await, Err(RuntimeError::ActorPanicked { .. })));
+        assert!(!w.is_alive(), "round {i}");
+        assert_eq!(cpus_free(&rt), 1.0, "round {i}");
+    }
+    let rt2 = rt.clone();
+    tokio::task::spawn_blocking(move || rt2.shutdown()).await.unwrap();
+}
+
+#[test]
+fn a_failed_restart_is_settled_before_the_panic_reply() {
+    let rt = runtime(1.0);
+    for i in 0..ROUNDS {
+        let options = ActorOptions { name: Some(format!("builds-once-{i}")), max_restarts: 1, ..Default::default() };
+        let w = rt.spawn::<Worker>(BUILDS_ONCE, options).unwrap();
+        assert!(matches!(w.call(Msg::Panic).wait(), Err(RuntimeError::ActorPanicked { .. })));
+        assert!(!w.is_alive(), "round {i}");
+        assert_eq!(cpus_free(&rt), 1.0, "round {i}");
+        let err = w.call(Msg::Add(1)).wait().unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::ActorDead { reason, .. } if reason.contains("refusing to rebuild")),
+            "{err}"
+        );
+    }
+    rt.shutdown();
+}
+
+#[test]
+fn a_restarted_actor_keeps_its_reservation_and_a_stopped_one_returns_it() {
+    let rt = runtime(1.0);
+    for i in 0..ROUNDS {
+        let w = rt.spawn::<Worker>(10, ActorOptions { max_restarts: 1, ..Default::default() }).unwrap();
+        w.call(Msg::Add(5)).wait().unwrap();
+        assert!(matches!(w.call(Msg::Panic).wait(), Err(RuntimeError::ActorPanicked { .. })));
+        // Rebuilt before the reply: alive, still holding its CPU, and back at its init.
+        assert!(w.is_alive(), "round {i}");
+        assert_eq!(cpus_free(&rt), 0.0, "round {i}");
+        assert_eq!(total(&rt, w.call(Msg::Add(1)).wait().unwrap()), 11);
+        w.stop();
+        let err = w.call(Msg::Add(1)).wait().unwrap_err();
+        assert!(matches!(&err, RuntimeError::ActorDead { reason, .. } if reason == "stopped"), "{err}");
+        assert!(!w.is_alive(), "round {i}");
+        assert_eq!(cpus_free(&rt), 1.0, "round {i}");
+    }
+    rt.shutdown();
+}
+
+#[test]
+fn a_failed_constructor_returns_the_reservation_before_spawn_returns() {
+    let rt = runtime(1.0);
+    for i in 0..ROUNDS {
+        let (init, says) =
+            if i % 2 == 0 { (REFUSED, "refusing init 999") } else { (PANICS_IN_NEW, "constructor exploded") };
+        let err = rt.spawn::<Worker>(init, ActorOptions::default()).unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+        assert_eq!(cpus_free(&rt), 1.0, "round {i}");
+    }
+    rt.shutdown();
+}
+
+#[test]
+fn after_shutdown_every_actor_is_dead_and_every_resource_free() {
+    for i in 0..ROUNDS {
+        let mut options = RuntimeOptions { num_cpus: 2.0, num_task_threads: 1, ..Default::default() };
+        options.resources = BTreeMap::from([("slot".to_string(), 3.0)]);
+        let rt = Runtime::local(options).unwrap();
+        rt.register_actor::<Worker>();
+        let with_slot =
+            || ActorOptions { resources: BTreeMap::from([("slot".to_string(), 1.0)]), ..Default::default() };
+        let workers: Vec<_> = (0..2).map(|_| rt.spawn::<Worker>(0, with_slot()).unwrap()).collect();
+        let replies: Vec<_> = workers.iter().map(|w| w.call(Msg::Add(1))).collect();
+        if i % 2 == 0 {
+            rt.shutdown();
+        } else {
+            // Two shutdowns at once: each returns only when the work is done.
+            let rt2 = rt.clone();
+            let other = std::thread::spawn(move || {
+                rt2.shutdown();
+                rt2.available_resources() == rt2.total_resources()
+            });
+            rt.shutdown();
+            assert_eq!(rt.available_resources(), rt.total_resources(), "round {i}");
+            assert!(other.join().unwrap(), "round {i}: the other shutdown returned early");
+        }
+        assert_eq!(rt.available_resources(), rt.total_resources(), "round {i}");
+        assert!(workers.iter().all(|w| !w.is_alive()), "round {i}");
+        for r in replies {
+            assert!(r.wait().is_ok(), "calls queued before shutdown are answered");
+        }
+        assert_eq!(rt.spawn::<Worker>(0, ActorOptions::default()).unwrap_err(), RuntimeError::Shutdown);
+    }
+}
+
+#[test]
+fn shutdown_waits_for_spawns_under_way() {
+    for i in 0..ROUNDS / 4 {
+        let rt = Runtime::local(RuntimeOptions { num_cpus: 1e6, num_task_threads: 1, ..Default::default() }).unwrap();
+        rt.register_actor::<Worker>();
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
+        let rt2 = rt.clone();
+        let spawner = std::thread::spawn(move || {
+            let mut spawned = Vec::new();
+            loop {
+                match rt2.spawn::<Worker>(0, ActorOptions::default()) {
+                    Ok(w) => spawned.push(w),
+                    Err(e) => return (spawned, e),
+                }
+                let _ = first_tx.send(());
+            }
+        });
+        first_rx.recv().unwrap();
+        rt.shutdown();
+        // Checked before the spawner is joined: a spawn that was under way must be undone too.
+        assert_eq!(rt.available_resources(), rt.total_resources(), "round {i}");
+        let (spawned, err) = spawner.join().unwrap();
+        assert_eq!(err, RuntimeError::Shutdown);
+        assert!(spawned.iter().all(|w| !w.is_alive()), "round {i}");
+    }
+}
+
+#[test]
+fn a_reply_moved_locally_owns_its_object_and_a_serialized_one_borrows_it() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+    let owning = w.call(Msg::PutObject(vec![3; 100])).wait().unwrap().unwrap();
+    assert!(owning.is_owning(), "a local reply moves the actor's owning ref");
+    // What a reply from another process looks like today: the codec drops ownership, so the
+    // object lives only while the sender's owning ref does.
+    let borrowed: ObjectRef = decode(&encode(&owning).unwrap()).unwrap();
+    assert!(!borrowed.is_owning());
+    assert_eq!(rt.get_blocking(&borrowed, None).unwrap().len(), 100);
+    drop(owning);
+    assert_eq!(rt.get_blocking(&borrowed, None), Err(RuntimeError::ObjectFreed(borrowed.id())));
+    assert_eq!(rt.store_stats().used_bytes, 0);
+    rt.shutdown();
 }
