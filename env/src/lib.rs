@@ -34,6 +34,7 @@
 mod env;
 pub mod envs;
 mod error;
+pub mod kwargs_serde;
 mod registry;
 pub mod rng;
 mod space;
@@ -42,7 +43,7 @@ pub mod wrappers;
 
 pub use env::{Env, Info, Kwargs, Step, StepResult, check_obs_len, reset_bounds, seeded_rng};
 pub use error::{EnvError, Result};
-pub use registry::{Constructor, EnvSpec, KwargReader, Registry, ids, levenshtein, make, register, spec};
+pub use registry::{Constructor, EnvSpec, KwargReader, Registry, ids, make, register, spec};
 pub use space::{Action, BoxSpace, OwnedAction, Space};
 pub use vector::{Actions, FinishedEpisode, SyncVectorEnv};
 pub use wrappers::{EnvExt, EpisodeStats, RecordEpisodeStatistics, TimeLimit, Wrapper};

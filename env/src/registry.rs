@@ -147,26 +147,11 @@ impl Registry {
     fn closest(&self, id: &str) -> Vec<String> {
         let target = id.to_lowercase();
         let mut scored: Vec<(usize, &String)> =
-            self.specs.keys().map(|k| (levenshtein(&target, &k.to_lowercase()), k)).collect();
+            self.specs.keys().map(|k| (strsim::levenshtein(&target, &k.to_lowercase()), k)).collect();
         scored.sort();
         let cutoff = (id.chars().count() / 2).max(3);
         scored.into_iter().filter(|(d, _)| *d <= cutoff).take(3).map(|(_, k)| k.clone()).collect()
     }
-}
-
-/// Edit distance (insertions, deletions, substitutions) between two strings, by characters.
-/// Used for "did you mean" suggestions here and in configs.
-pub fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 fn global() -> &'static RwLock<Registry> {
@@ -306,12 +291,5 @@ mod tests {
         let kw: Kwargs = serde_json::from_str(r#"{"gravity": 9.8}"#).unwrap();
         let err = Registry::with_builtins().make("Pendulum-v1", &kw).err().unwrap().to_string();
         assert!(err.contains("\"gravity\"") && err.contains("allowed: g"), "{err}");
-    }
-
-    #[test]
-    fn levenshtein_basics() {
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
-        assert_eq!(levenshtein("", "abc"), 3);
-        assert_eq!(levenshtein("same", "same"), 0);
     }
 }

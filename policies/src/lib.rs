@@ -1,5 +1,5 @@
 //! Policies for the RL library: candle actor-critic networks, action distributions, versioned
-//! safetensors weights, a fast inference path for rollouts and gradient clipping.
+//! safetensors weights and a fast inference path for rollouts.
 //!
 //! - [`ActorCritic`]: an MLP actor-critic for Discrete or Box action spaces, built from a
 //!   [`PolicyConfig`] (RLlib's `fcnet_hiddens`, `fcnet_activation`, `vf_share_layers`) with
@@ -12,7 +12,6 @@
 //!   [`ActorCritic::from_safetensors`]).
 //! - [`FastPolicy`]: a plain-`f32` snapshot of the same network for batched rollout inference,
 //!   reading observations in place and writing into caller buffers.
-//! - [`clip_grad_norm`]: global-norm gradient clipping over candle's `GradStore`.
 //!
 //! Performance: candle's CPU ops cost microseconds each whatever their size, and candle picks
 //! its thread count on every matmul (one per physical core, looked up each time, unless
@@ -53,7 +52,6 @@
 
 mod bias_act;
 mod categorical_ops;
-mod clip;
 mod config;
 mod distributions;
 mod error;
@@ -67,7 +65,6 @@ mod weights;
 
 pub use bias_act::BiasAct;
 pub use categorical_ops::{CategoricalEntropy, CategoricalLogProb};
-pub use clip::{clip_grad_norm, global_norm};
 pub use config::{Activation, PolicyConfig};
 pub use distributions::{
     Categorical, DiagGaussian, argmax_row, gaussian_log_prob_row, log_softmax_row, sample_categorical_row,

@@ -23,6 +23,8 @@ use std::collections::HashMap;
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
+use crate::error::{Error, Result};
+
 /// The batch format written by this version.
 pub const BATCH_FORMAT_VERSION: u32 = 1;
 
@@ -69,11 +71,6 @@ pub struct TrajectoryBatch {
     /// `[E]`.
     pub episode_lengths: Vec<i64>,
 }
-
-/// A batch that could not be decoded.
-#[derive(Debug, thiserror::Error)]
-#[error("trajectory batch: {0}")]
-pub struct BatchError(String);
 
 fn le_bytes<T: Copy, const W: usize>(v: &[T], to: impl Fn(T) -> [u8; W]) -> Vec<u8> {
     v.iter().flat_map(|x| to(*x)).collect()
@@ -155,23 +152,24 @@ impl TrajectoryBatch {
     }
 
     /// Parses bytes written by [`TrajectoryBatch::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, BatchError> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| BatchError(e.to_string()))?;
-        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| BatchError(e.to_string()))?;
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |message: String| Error::Batch { message };
+        let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
-        let field = |k: &str| -> Result<u64, BatchError> {
+        let field = |k: &str| -> Result<u64> {
             meta.get(k)
                 .and_then(|v| v.parse().ok())
-                .ok_or_else(|| BatchError(format!("metadata {k:?} missing or invalid")))
+                .ok_or_else(|| bad(format!("metadata {k:?} missing or invalid")))
         };
         let version = field("format_version")?;
         if version != u64::from(BATCH_FORMAT_VERSION) {
-            return Err(BatchError(format!("format version {version}, this build reads {BATCH_FORMAT_VERSION}")));
+            return Err(bad(format!("format version {version}, this build reads {BATCH_FORMAT_VERSION}")));
         }
-        let tensor = |name: &str, dtype: Dtype| -> Result<TensorView<'_>, BatchError> {
-            let t = st.tensor(name).map_err(|e| BatchError(format!("{name}: {e}")))?;
+        let tensor = |name: &str, dtype: Dtype| -> Result<TensorView<'_>> {
+            let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
             if t.dtype() != dtype {
-                return Err(BatchError(format!("{name}: dtype {:?}, expected {dtype:?}", t.dtype())));
+                return Err(bad(format!("{name}: dtype {:?}, expected {dtype:?}", t.dtype())));
             }
             Ok(t)
         };
@@ -179,11 +177,11 @@ impl TrajectoryBatch {
         let flags = |name: &str| tensor(name, Dtype::U8).map(|t| t.data().iter().map(|b| *b != 0).collect::<Vec<_>>());
         let obs_t = tensor("obs", Dtype::F32)?;
         let obs_dim = obs_t.shape().get(1).copied().unwrap_or(0);
-        let actions_t = st.tensor("actions").map_err(|e| BatchError(format!("actions: {e}")))?;
+        let actions_t = st.tensor("actions").map_err(|e| bad(format!("actions: {e}")))?;
         let actions = match actions_t.dtype() {
             Dtype::I64 => BatchActions::Discrete(from_le(actions_t.data(), i64::from_le_bytes)),
             Dtype::F32 => BatchActions::Continuous(from_le(actions_t.data(), f32::from_le_bytes)),
-            d => return Err(BatchError(format!("actions: unsupported dtype {d:?}"))),
+            d => return Err(bad(format!("actions: unsupported dtype {d:?}"))),
         };
         let batch = Self {
             policy_version: field("policy_version")?,
@@ -204,7 +202,7 @@ impl TrajectoryBatch {
         };
         let rows = batch.len();
         if batch.n_envs == 0 || !rows.is_multiple_of(batch.n_envs) || batch.last_values.len() != batch.n_envs {
-            return Err(BatchError(format!("{rows} rows do not fit n_envs {}", batch.n_envs)));
+            return Err(bad(format!("{rows} rows do not fit n_envs {}", batch.n_envs)));
         }
         for (name, len) in [
             ("logp", batch.logp.len()),
@@ -215,7 +213,7 @@ impl TrajectoryBatch {
             ("obs rows", batch.obs.len().checked_div(obs_dim).unwrap_or(0)),
         ] {
             if len != rows {
-                return Err(BatchError(format!("{name} has {len} rows, rewards has {rows}")));
+                return Err(bad(format!("{name} has {len} rows, rewards has {rows}")));
             }
         }
         Ok(batch)

@@ -1,4 +1,5 @@
-//! Checkpoint directories: weights, optimizer, generator states, config and metadata.
+//! Checkpoint directories: weights, optimizer, generator states, config, metadata and whatever
+//! else an algorithm needs to continue exactly.
 //!
 //! ```text
 //! checkpoints/iter_000100/
@@ -7,6 +8,8 @@
 //!   policy.safetensors    the policy weights (loadable by candle or PyTorch)
 //!   optimizer.safetensors Adam moments (m.i, v.i) with the step count in the metadata
 //!   rng_state.json        learner shuffle generator and each rollout worker's sampling generator
+//!   ...                   further files an algorithm keeps (a replay buffer, normalizer
+//!                         statistics), named by the algorithm: see `AlgorithmState::extra_files`
 //! ```
 //!
 //! A checkpoint is written to a temporary sibling directory and renamed into place, so a crash
@@ -15,12 +18,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
-use crate::learner::LearnerState;
+use crate::error::{Error, Result};
 
 /// Flat `f32` tensors by name.
 pub type NamedTensors = Vec<(String, Vec<f32>)>;
@@ -33,7 +35,7 @@ pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 pub struct CheckpointMetadata {
     /// Layout version; see [`CHECKPOINT_FORMAT_VERSION`].
     pub format_version: u32,
-    /// `"PPO"`.
+    /// The algorithm's name (`"PPO"`).
     pub algorithm: String,
     /// Env id.
     pub env: String,
@@ -56,6 +58,33 @@ pub struct RngStates {
     pub workers: Vec<[String; 2]>,
 }
 
+/// Adam's state: the step count and the moments as named flat tensors (`m.i`, `v.i`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    /// Steps taken.
+    pub step: u64,
+    /// The moments.
+    pub moments: NamedTensors,
+}
+
+/// Everything an algorithm hands over to be checkpointed, and gets back to resume.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlgorithmState {
+    /// Policy weights (safetensors, with their version).
+    pub policy: Vec<u8>,
+    /// The version of those weights.
+    pub policy_version: u64,
+    /// The learner's optimizer.
+    pub optimizer: OptimizerState,
+    /// The learner's shuffle generator `(state, increment)`.
+    pub learner_rng: (u128, u128),
+    /// Each rollout worker's sampling generator, by worker index.
+    pub worker_rngs: Vec<(u128, u128)>,
+    /// Further files of algorithm state, by file name (a replay buffer, normalizer statistics).
+    /// Names must be plain file names that differ from the files above.
+    pub extra_files: Vec<(String, Vec<u8>)>,
+}
+
 /// A checkpoint loaded from disk.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {
@@ -67,92 +96,113 @@ pub struct Checkpoint {
     pub policy: Vec<u8>,
 }
 
+/// The files a checkpoint always has; `extra_files` may not reuse these names.
+const FILES: [&str; 5] = ["metadata.json", "config.yaml", "policy.safetensors", "optimizer.safetensors", "rng_state.json"];
+
 fn pair(x: (u128, u128)) -> [String; 2] {
     [x.0.to_string(), x.1.to_string()]
 }
 
-/// Writes a checkpoint to `dir` (which must not exist yet).
+/// Writes a checkpoint to `dir`, replacing one of the same name atomically.
 pub fn write_checkpoint(
     dir: &Path,
     metadata: &CheckpointMetadata,
     config: &TrainConfig,
-    learner: &LearnerState,
-    worker_rngs: &[(u128, u128)],
+    state: &AlgorithmState,
 ) -> Result<PathBuf> {
-    let parent = dir.parent().context("checkpoint directory has no parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    for (name, _) in &state.extra_files {
+        let plain = Path::new(name).file_name().is_some_and(|f| f == name.as_str());
+        assert!(plain && !FILES.contains(&name.as_str()), "invalid extra checkpoint file name {name:?}");
+    }
+    let parent = dir.parent().expect("a checkpoint directory has a parent");
+    std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
     let tmp = parent.join(format!(".{}.tmp", dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint")));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+        std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
     }
-    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    std::fs::write(tmp.join("metadata.json"), serde_json::to_string_pretty(metadata)? + "\n")?;
-    std::fs::write(tmp.join("config.yaml"), serde_saphyr::to_string(config)?)?;
-    std::fs::write(tmp.join("policy.safetensors"), &learner.policy)?;
-    std::fs::write(tmp.join("optimizer.safetensors"), optimizer_bytes(learner)?)?;
-    let rngs = RngStates { learner: pair(learner.rng), workers: worker_rngs.iter().copied().map(pair).collect() };
-    std::fs::write(tmp.join("rng_state.json"), serde_json::to_string_pretty(&rngs)? + "\n")?;
+    std::fs::create_dir(&tmp).map_err(Error::io("create", &tmp))?;
+    let write = |name: &str, bytes: &[u8]| std::fs::write(tmp.join(name), bytes).map_err(Error::io("write", tmp.join(name)));
+    write("metadata.json", (pretty_json("checkpoint metadata", metadata)? + "\n").as_bytes())?;
+    let yaml = serde_saphyr::to_string(config).map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
+    write("config.yaml", yaml.as_bytes())?;
+    write("policy.safetensors", &state.policy)?;
+    write("optimizer.safetensors", &optimizer_bytes(&state.optimizer))?;
+    let rngs = RngStates { learner: pair(state.learner_rng), workers: state.worker_rngs.iter().copied().map(pair).collect() };
+    write("rng_state.json", (pretty_json("generator states", &rngs)? + "\n").as_bytes())?;
+    for (name, bytes) in &state.extra_files {
+        write(name, bytes)?;
+    }
     if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
+        std::fs::remove_dir_all(dir).map_err(Error::io("remove", dir))?;
     }
-    std::fs::rename(&tmp, dir).with_context(|| format!("cannot move checkpoint into {}", dir.display()))?;
+    std::fs::rename(&tmp, dir).map_err(Error::io("move a checkpoint into", dir))?;
     Ok(dir.to_path_buf())
 }
 
-fn optimizer_bytes(learner: &LearnerState) -> Result<Vec<u8>> {
-    let raw: Vec<(String, Vec<u8>, usize)> = learner
-        .adam_moments
-        .iter()
-        .map(|(n, v)| (n.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.len()))
-        .collect();
-    let views = raw
-        .iter()
-        .map(|(n, b, len)| Ok((n.as_str(), TensorView::new(Dtype::F32, vec![*len], b)?)))
-        .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
-    let meta = HashMap::from([("adam_step".to_string(), learner.adam_step.to_string())]);
-    Ok(safetensors::serialize(views, Some(meta))?)
+fn pretty_json<T: Serialize>(what: &'static str, value: &T) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::Serialize { what, message: e.to_string() })
 }
 
-/// Reads the Adam step and moments back from `optimizer.safetensors` bytes.
-pub fn read_optimizer(bytes: &[u8]) -> Result<(u64, NamedTensors)> {
-    let st = SafeTensors::deserialize(bytes)?;
-    let (_, header) = SafeTensors::read_metadata(bytes)?;
+fn optimizer_bytes(opt: &OptimizerState) -> Vec<u8> {
+    let raw: Vec<(&str, Vec<u8>, usize)> = opt
+        .moments
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.len()))
+        .collect();
+    let views = raw.iter().map(|(n, b, len)| {
+        (*n, TensorView::new(Dtype::F32, vec![*len], b).expect("the shape is derived from the data"))
+    });
+    let meta = HashMap::from([("adam_step".to_string(), opt.step.to_string())]);
+    safetensors::serialize(views, Some(meta)).expect("in-memory serialization of valid views cannot fail")
+}
+
+/// Reads the Adam state back from `optimizer.safetensors` bytes (`path` names them in errors).
+pub fn read_optimizer(bytes: &[u8], path: &Path) -> Result<OptimizerState> {
+    let bad = |message: String| Error::Format { path: path.to_path_buf(), line: None, message };
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let step = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get("adam_step"))
         .and_then(|s| s.parse().ok())
-        .context("optimizer.safetensors lacks adam_step")?;
-    let mut out = Vec::new();
+        .ok_or_else(|| bad("no adam_step in the metadata".into()))?;
+    let mut moments = Vec::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
-            bail!("optimizer tensor {name} is {:?}, expected F32", view.dtype());
+            return Err(bad(format!("tensor {name} is {:?}, expected F32", view.dtype())));
         }
-        out.push((name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()));
+        moments.push((name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()));
     }
-    Ok((step, out))
+    Ok(OptimizerState { step, moments })
 }
 
 impl Checkpoint {
-    /// Loads the parts needed to act: metadata, config and weights.
+    /// Loads the parts needed to act: metadata, config and weights. The config is validated
+    /// against this build, so an env it does not have is named here.
     pub fn load(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            bail!("checkpoint {} is not a directory", dir.display());
+            return Err(Error::io("open checkpoint", dir)(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a directory",
+            )));
         }
-        let read = |name: &str| {
-            std::fs::read(dir.join(name)).with_context(|| format!("cannot read {}", dir.join(name).display()))
-        };
-        let metadata: CheckpointMetadata = serde_json::from_slice(&read("metadata.json")?)
-            .with_context(|| format!("invalid {}", dir.join("metadata.json").display()))?;
+        let read = |name: &str| std::fs::read(dir.join(name)).map_err(Error::io("read", dir.join(name)));
+        let meta_path = dir.join("metadata.json");
+        let metadata: CheckpointMetadata = serde_json::from_slice(&read("metadata.json")?).map_err(|e| {
+            Error::Format { path: meta_path.clone(), line: Some(e.line()), message: e.to_string() }
+        })?;
         if metadata.format_version != CHECKPOINT_FORMAT_VERSION {
-            bail!(
-                "checkpoint {} has format version {}, this build reads version {CHECKPOINT_FORMAT_VERSION}",
-                dir.display(),
-                metadata.format_version
-            );
+            return Err(Error::Format {
+                path: meta_path,
+                line: None,
+                message: format!(
+                    "checkpoint format version {}, this build reads version {CHECKPOINT_FORMAT_VERSION}",
+                    metadata.format_version
+                ),
+            });
         }
-        let config_path = dir.join("config.yaml");
-        let config = TrainConfig::load(&config_path, &[])?;
+        let config = TrainConfig::load(&dir.join("config.yaml"), &[])?;
         Ok(Self { metadata, config, policy: read("policy.safetensors")? })
     }
 }
@@ -163,21 +213,49 @@ mod tests {
 
     #[test]
     fn optimizer_round_trips() {
-        let state = LearnerState {
-            policy: vec![],
-            adam_step: 42,
-            adam_moments: vec![("m.0".into(), vec![1.0, 2.0]), ("v.0".into(), vec![0.5, 0.25])],
-            rng: (1, 3),
+        let opt = OptimizerState {
+            step: 42,
+            moments: vec![("m.0".into(), vec![1.0, 2.0]), ("v.0".into(), vec![0.5, 0.25])],
         };
-        let (step, mut moments) = read_optimizer(&optimizer_bytes(&state).unwrap()).unwrap();
-        moments.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(step, 42);
-        assert_eq!(moments, state.adam_moments);
+        let mut back = read_optimizer(&optimizer_bytes(&opt), Path::new("o.safetensors")).unwrap();
+        back.moments.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(back, opt);
+        let err = read_optimizer(b"junk", Path::new("o.safetensors")).unwrap_err().to_string();
+        assert!(err.starts_with("o.safetensors: "), "{err}");
     }
 
     #[test]
     fn missing_checkpoint_is_a_clear_error() {
         let err = Checkpoint::load(Path::new("/nonexistent/ckpt")).unwrap_err().to_string();
-        assert_eq!(err, "checkpoint /nonexistent/ckpt is not a directory");
+        assert_eq!(err, "cannot open checkpoint /nonexistent/ckpt: not a directory");
+    }
+
+    #[test]
+    fn extra_files_are_written_beside_the_standard_ones() {
+        let dir = std::env::temp_dir().join(format!("rllib-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = TrainConfig::parse("env: CartPole-v1\nstop: {training_iteration: 1}\n", "t.yaml", &[]).unwrap();
+        let meta = CheckpointMetadata {
+            format_version: CHECKPOINT_FORMAT_VERSION,
+            algorithm: "PPO".into(),
+            env: "CartPole-v1".into(),
+            training_iteration: 1,
+            num_env_steps_sampled_lifetime: 512,
+            policy_version: 1,
+            library_version: "test".into(),
+        };
+        let state = AlgorithmState {
+            extra_files: vec![("replay_buffer.safetensors".into(), b"buffer".to_vec())],
+            ..Default::default()
+        };
+        let ckpt = write_checkpoint(&dir.join("final"), &meta, &config, &state).unwrap();
+        for f in FILES {
+            assert!(ckpt.join(f).is_file(), "{f}");
+        }
+        assert_eq!(std::fs::read(ckpt.join("replay_buffer.safetensors")).unwrap(), b"buffer");
+        // Rewriting replaces it whole.
+        write_checkpoint(&ckpt, &meta, &config, &AlgorithmState::default()).unwrap();
+        assert!(!ckpt.join("replay_buffer.safetensors").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

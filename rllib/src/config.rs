@@ -5,42 +5,40 @@
 //! value is range-checked. Each error names where the bad value came from (`file:line` or the
 //! `--set` argument), the key, and what is allowed.
 
-use std::fmt;
 use std::path::Path;
 
-use rl_env::Kwargs;
+use rl_env::{Kwargs, Space};
 use rl_policies::PolicyConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Why a config could not be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+use crate::error::{Error, Result};
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// The algorithm to train.
+/// The algorithm to train (the config's `algorithm` key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Algorithm {
+pub enum AlgorithmId {
     /// Proximal Policy Optimization (Schulman et al. 2017), clipped surrogate objective.
     #[serde(rename = "PPO")]
     Ppo,
 }
 
-/// How the learning rate changes over training.
+impl AlgorithmId {
+    /// The name used in configs, run directories and checkpoints (`"PPO"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ppo => "PPO",
+        }
+    }
+}
+
+/// How a scheduled value (`lr`, `clip_param`) changes over training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LrSchedule {
-    /// `lr` throughout.
+pub enum Schedule {
+    /// The configured value throughout.
     Constant,
-    /// From `lr` at the first iteration down to 0 at the last one (CleanRL's `anneal_lr`).
-    /// Needs `stop.num_env_steps_sampled_lifetime` or `stop.training_iteration`.
+    /// From the configured value at the first iteration down to 0 at the last one (CleanRL's
+    /// `anneal_lr`). Needs `stop.num_env_steps_sampled_lifetime` or `stop.training_iteration`.
     Linear,
 }
 
@@ -92,11 +90,11 @@ pub struct CheckpointConfig {
 pub struct TrainConfig {
     /// The algorithm.
     #[serde(default = "default_algorithm")]
-    pub algorithm: Algorithm,
+    pub algorithm: AlgorithmId,
     /// Env id from the registry (`rl envs` lists them).
     pub env: String,
     /// Keyword arguments for the env constructor (and `max_episode_steps`).
-    #[serde(default)]
+    #[serde(default, with = "rl_env::kwargs_serde")]
     pub env_config: Kwargs,
     /// Seed of everything: env resets, policy init, action sampling, minibatch shuffling.
     #[serde(default = "default_seed")]
@@ -118,7 +116,7 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Learning-rate schedule (CleanRL anneals linearly).
     #[serde(default = "default_lr_schedule")]
-    pub lr_schedule: LrSchedule,
+    pub lr_schedule: Schedule,
     /// Adam epsilon (CleanRL 1e-5).
     #[serde(default = "default_adam_epsilon")]
     pub adam_epsilon: f64,
@@ -134,7 +132,7 @@ pub struct TrainConfig {
     /// Schedule of `clip_param`: `constant` (default, CleanRL) or `linear` down to 0 over the
     /// planned iterations, like `lr_schedule` (rl-baselines3-zoo's `clip_range: lin_0.2`).
     #[serde(default = "default_clip_param_schedule")]
-    pub clip_param_schedule: LrSchedule,
+    pub clip_param_schedule: Schedule,
     /// Clip of the value change around the old value, or null for an unclipped value loss
     /// (CleanRL clips with the same 0.2).
     #[serde(default = "default_vf_clip_param")]
@@ -174,8 +172,8 @@ pub struct TrainConfig {
     pub checkpoint: CheckpointConfig,
 }
 
-fn default_algorithm() -> Algorithm {
-    Algorithm::Ppo
+fn default_algorithm() -> AlgorithmId {
+    AlgorithmId::Ppo
 }
 fn default_seed() -> u64 {
     1
@@ -195,8 +193,8 @@ fn default_rollout_fragment_length() -> usize {
 fn default_lr() -> f64 {
     2.5e-4
 }
-fn default_lr_schedule() -> LrSchedule {
-    LrSchedule::Linear
+fn default_lr_schedule() -> Schedule {
+    Schedule::Linear
 }
 fn default_adam_epsilon() -> f64 {
     1e-5
@@ -207,8 +205,8 @@ fn default_gamma() -> f64 {
 fn default_lambda() -> f64 {
     0.95
 }
-fn default_clip_param_schedule() -> LrSchedule {
-    LrSchedule::Constant
+fn default_clip_param_schedule() -> Schedule {
+    Schedule::Constant
 }
 fn default_clip_param() -> f64 {
     0.2
@@ -250,21 +248,34 @@ impl TrainConfig {
         }
     }
 
+    /// The observation and action spaces of the env, made once with `env_config`.
+    pub fn env_spaces(&self) -> Result<(Space, Space)> {
+        let e = rl_env::make(&self.env, &self.env_config)?;
+        Ok((e.observation_space().clone(), e.action_space().clone()))
+    }
+
     /// Reads and validates a config file, then applies and validates `overrides` (`key=value`).
-    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::io("read config", path))?;
         Self::parse(&text, &path.display().to_string(), overrides)
     }
 
+    /// Reads a config recorded by a run (a run directory's or checkpoint's `config.yaml`) as it
+    /// is: its keys are checked, its values are not validated against this build, so it reads
+    /// even where the env it names is not registered.
+    pub fn load_recorded(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(Error::io("read config", path))?;
+        serde_saphyr::from_str(&text).map_err(|e| yaml_error(&e.to_string(), &path.display().to_string()))
+    }
+
     /// Parses YAML `text` (named `source` in errors) and applies `overrides`.
-    pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+    pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Self> {
         let mut config: TrainConfig = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e.to_string(), source))?;
         let origin = |key: &str| match find_key_line(text, key) {
             Some(line) => format!("{source}:{line}"),
             None => source.to_string(),
         };
-        config.validate().map_err(|(key, msg)| ConfigError(format!("{}: {key}: {msg}", origin(&key))))?;
+        config.validate().map_err(|(key, msg)| Error::config(origin(&key), format!("{key}: {msg}")))?;
         for o in overrides {
             config = config.with_override(o)?;
         }
@@ -272,8 +283,8 @@ impl TrainConfig {
     }
 
     /// Applies one `key=value` override (value in YAML syntax) and validates the result.
-    pub fn with_override(&self, arg: &str) -> Result<Self, ConfigError> {
-        let err = |msg: String| ConfigError(format!("--set {arg}: {msg}"));
+    pub fn with_override(&self, arg: &str) -> Result<Self> {
+        let err = |msg: String| Error::config(format!("--set {arg}"), msg);
         let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected key=value".into()))?;
         let key = key.trim();
         let value: Value = if raw.trim().is_empty() {
@@ -307,7 +318,7 @@ impl TrainConfig {
     }
 
     /// Range and consistency checks. Returns the offending key and what is allowed.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> std::result::Result<(), (String, String)> {
         let fail = |k: &str, m: String| Err((k.to_string(), m));
         if rl_env::spec(&self.env).is_err() {
             return fail("env", rl_env::spec(&self.env).unwrap_err().to_string());
@@ -391,13 +402,13 @@ impl TrainConfig {
         if s.num_env_steps_sampled_lifetime == Some(0) || s.training_iteration == Some(0) {
             return fail("stop", "budgets must be at least 1".into());
         }
-        if self.lr_schedule == LrSchedule::Linear && self.planned_iterations().is_none() {
+        if self.lr_schedule == Schedule::Linear && self.planned_iterations().is_none() {
             return fail(
                 "lr_schedule",
                 "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
             );
         }
-        if self.clip_param_schedule == LrSchedule::Linear && self.planned_iterations().is_none() {
+        if self.clip_param_schedule == Schedule::Linear && self.planned_iterations().is_none() {
             return fail(
                 "clip_param_schedule",
                 "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
@@ -416,13 +427,13 @@ fn positive(v: f64) -> bool {
 }
 
 /// Rewrites a serde-saphyr error for `source`, adding a suggestion for unknown keys.
-fn yaml_error(message: &str, source: &str) -> ConfigError {
-    ConfigError(yaml_error_message(message, source))
+fn yaml_error(message: &str, source: &str) -> Error {
+    Error::config(source, yaml_error_message(message, source))
 }
 
-/// A serde-saphyr error `message` rewritten for `source` (`FILE: line L column C: ...`), with a
-/// suggestion when it rejects an unknown key close to a known one.
-pub(crate) fn yaml_error_message(message: &str, source: &str) -> String {
+/// A serde-saphyr error `message` rewritten for `source` (`line L column C: ...`, to follow
+/// `source: `), with a suggestion when it rejects an unknown key close to a known one.
+pub fn yaml_error_message(message: &str, source: &str) -> String {
     let mut out = message.replace("<input>", source);
     if let Some(rest) = message.split("unknown field `").nth(1)
         && let Some((field, tail)) = rest.split_once('`')
@@ -434,7 +445,7 @@ pub(crate) fn yaml_error_message(message: &str, source: &str) -> String {
             out.push_str(&format!("\nhelp: did you mean `{k}`?"));
         }
     }
-    format!("{source}: {}", out.trim_start_matches("error: "))
+    out.trim_start_matches("error: ").to_string()
 }
 
 fn first_line(s: &str) -> &str {
@@ -445,7 +456,7 @@ fn first_line(s: &str) -> &str {
 fn closest(key: &str, known: &[String]) -> Option<String> {
     known
         .iter()
-        .map(|k| (rl_env::levenshtein(key, k), k))
+        .map(|k| (strsim::levenshtein(key, k), k))
         .filter(|(d, _)| *d <= (key.len() / 3).max(2))
         .min()
         .map(|(_, k)| k.clone())
@@ -482,7 +493,7 @@ mod tests {
 
     const BASE: &str = "env: CartPole-v1\nstop:\n  num_env_steps_sampled_lifetime: 10000\n";
 
-    fn parse(text: &str) -> Result<TrainConfig, ConfigError> {
+    fn parse(text: &str) -> Result<TrainConfig> {
         TrainConfig::parse(text, "ppo.yaml", &[])
     }
 

@@ -1,27 +1,52 @@
-//! RL algorithms on the rl runtime: PPO with rollout-worker actors and a learner actor.
+//! RL algorithms on the rl runtime: PPO with rollout-worker actors and a learner actor, and the
+//! machinery every algorithm shares (config, run directory, metrics, checkpoints, evaluation).
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! let config = rllib::TrainConfig::load(Path::new("configs/ppo.yaml"), &["seed=2".into()])?;
+//! let summary = rllib::train(&config, Path::new("runs/ppo-seed2"), &mut ())?;
+//! println!("{summary}");
+//! # Ok::<(), rllib::Error>(())
+//! ```
 //!
 //! - [`config`]: the YAML training config (RLlib key names), overrides and validation.
-//! - [`ppo`]: the PPO driver ([`ppo::train`]), reading like the paper's pseudocode, and its loss.
-//! - [`rollout`]: the rollout-worker actor; [`learner`]: the learner actor.
-//! - [`gae`]: generalized advantage estimation with bootstrapping on truncation.
-//! - [`batch`]: trajectory batches as safetensors; [`optim`]: Adam with fused clipping.
-//! - [`metrics`], [`checkpoint`], [`evaluation`]: what a run writes and how it is judged;
-//!   [`tensorboard`]: TensorBoard event files of every metric; [`plot`]: learning-curve PNGs.
-//! - [`experiment`]: reproduction runs of configs x seeds, compared with published results.
-//! - [`cli`]: the `rl` command line, reusable by custom environment crates; [`bench`]: `rl bench`.
+//! - [`algorithm`]: the [`Algorithm`] trait and the training loop they share ([`train`]);
+//!   [`callbacks`]: how a run reports to the program that started it.
+//! - [`ppo`]: PPO, top to bottom: hyperparameters, driver step, learner, and [`ppo::loss`].
+//! - [`rollout`]: the rollout-worker actor; [`action`]: policy outputs to env actions;
+//!   [`batch`]: trajectory batches as safetensors; [`gae`]: advantages with truncation
+//!   bootstrapping; [`optim`]: Adam with fused global-norm clipping; [`seeding`]: the random
+//!   streams of a run.
+//! - [`run_dir`]: the run directory's files, writers and readers; [`metrics`]: the metric
+//!   columns; [`tensorboard`]: TensorBoard event files; [`checkpoint`]: checkpoint directories;
+//!   [`evaluation`]: deterministic evaluation and trajectories; [`stats`]: mean and std.
+//! - [`error`]: the one error type.
+//!
+//! The `rl` command line is the crate `rl-cli` (in `rllib/cli/`), built on this one.
+#![deny(missing_docs)]
 
+pub mod action;
+pub mod algorithm;
 pub mod batch;
-pub mod bench;
+pub mod callbacks;
 pub mod checkpoint;
-pub mod cli;
 pub mod config;
+pub mod error;
 pub mod evaluation;
-pub mod experiment;
 pub mod gae;
-pub mod learner;
 pub mod metrics;
 pub mod optim;
-pub mod plot;
 pub mod ppo;
 pub mod rollout;
+pub mod run_dir;
+pub mod seeding;
+pub mod stats;
 pub mod tensorboard;
+
+pub use algorithm::{Algorithm, StepReport, train};
+pub use callbacks::Callbacks;
+pub use config::TrainConfig;
+pub use error::{Error, Result};
+pub use metrics::IterationResult;
+pub use run_dir::{RunDir, TrainSummary};

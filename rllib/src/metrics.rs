@@ -1,19 +1,18 @@
-//! Per-iteration results with RLlib metric names, and the run directory files that record them.
+//! Per-iteration results with RLlib metric names: the columns every algorithm reports, and the
+//! window of recent episodes they are computed from.
 //!
-//! Every iteration produces one [`IterationResult`]: a fixed, ordered set of columns so that
-//! `progress.csv` has a stable header, plus `result.jsonl` with the same values as JSON.
-//! Columns whose names start with `time_`, `timers/` or end in `_per_s` hold wall-clock
-//! measurements; every other column is a deterministic function of the config and seed.
+//! Every iteration produces one [`IterationResult`]. The columns of `progress.csv` are
+//! [`COMMON_HEAD`], then the algorithm's own learner columns (`Algorithm::metric_columns`), then
+//! [`COMMON_TAIL`]; see [`columns`]. Columns whose names start with `time_`, `timers/` or end in
+//! `_per_s` hold wall-clock measurements; every other column is a deterministic function of the
+//! config and seed.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
 
 use serde_json::{Map, Value};
 
-/// Columns of `progress.csv`, in order.
-pub const COLUMNS: &[&str] = &[
+/// The columns every algorithm reports first: counters and the training episodes.
+pub const COMMON_HEAD: &[&str] = &[
     "training_iteration",
     "num_env_steps_sampled_lifetime",
     "num_episodes_lifetime",
@@ -22,17 +21,10 @@ pub const COLUMNS: &[&str] = &[
     "env_runners/episode_return_max",
     "env_runners/episode_len_mean",
     "env_runners/num_episodes",
-    "learners/policy_loss",
-    "learners/vf_loss",
-    "learners/entropy",
-    "learners/approx_kl",
-    "learners/clip_fraction",
-    "learners/explained_variance",
-    "learners/grad_norm",
-    "learners/lr",
-    "learners/clip_param",
-    "learners/num_minibatch_updates",
-    "learners/policy_version",
+];
+
+/// The columns every algorithm reports last: evaluation and timing.
+pub const COMMON_TAIL: &[&str] = &[
     "evaluation/episode_return_mean",
     "evaluation/episode_return_std",
     "evaluation/episode_len_mean",
@@ -43,22 +35,26 @@ pub const COLUMNS: &[&str] = &[
     "num_env_steps_sampled_per_s",
 ];
 
+/// The `progress.csv` columns of an algorithm whose own columns are `algorithm_columns`.
+pub fn columns(algorithm_columns: &[&'static str]) -> Vec<&'static str> {
+    [COMMON_HEAD, algorithm_columns, COMMON_TAIL].concat()
+}
+
 /// True for columns that hold wall-clock measurements.
 pub fn is_timing_column(name: &str) -> bool {
     name.starts_with("time_") || name.starts_with("timers/") || name.ends_with("_per_s")
 }
 
-/// One iteration's metrics. Missing entries (e.g. evaluation on iterations without one) stay
-/// empty in the CSV and are left out of the JSON.
+/// One iteration's metrics by name. Missing entries (e.g. evaluation on iterations without
+/// one) stay empty in the CSV and are left out of the JSON. Integers stay integers.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IterationResult {
     values: Map<String, Value>,
 }
 
 impl IterationResult {
-    /// Sets a metric; `name` must be one of [`COLUMNS`].
+    /// Sets a metric.
     pub fn set(&mut self, name: &str, value: impl Into<Value>) {
-        debug_assert!(COLUMNS.contains(&name), "unknown metric {name}");
         self.values.insert(name.to_string(), value.into());
     }
 
@@ -67,9 +63,14 @@ impl IterationResult {
         self.values.get(name).and_then(Value::as_f64)
     }
 
-    /// The numeric metrics in column order, for TensorBoard.
-    pub fn numbers(&self) -> Vec<(&'static str, f64)> {
-        COLUMNS.iter().filter_map(|c| self.get(c).map(|v| (*c, v))).collect()
+    /// The names of the metrics set.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// The numeric metrics in the order of `columns`, for TensorBoard.
+    pub fn numbers<'c>(&self, columns: &[&'c str]) -> Vec<(&'c str, f64)> {
+        columns.iter().filter_map(|c| self.get(c).map(|v| (*c, v))).collect()
     }
 
     /// All metrics as a JSON object (keys sorted).
@@ -77,8 +78,9 @@ impl IterationResult {
         Value::Object(self.values.clone())
     }
 
-    fn csv_row(&self) -> String {
-        COLUMNS
+    /// One CSV row with a cell per column of `columns`.
+    pub fn csv_row(&self, columns: &[&str]) -> String {
+        columns
             .iter()
             .map(|c| match self.values.get(*c) {
                 None | Some(Value::Null) => String::new(),
@@ -87,32 +89,6 @@ impl IterationResult {
             })
             .collect::<Vec<_>>()
             .join(",")
-    }
-}
-
-/// Appends results to `progress.csv` and `result.jsonl`, flushing after every iteration so a
-/// crash loses nothing already reported.
-#[derive(Debug)]
-pub struct ResultWriter {
-    csv: BufWriter<File>,
-    jsonl: BufWriter<File>,
-}
-
-impl ResultWriter {
-    /// Creates both files in `dir` (the CSV with its header).
-    pub fn create(dir: &Path) -> std::io::Result<Self> {
-        let mut csv = BufWriter::new(File::create(dir.join("progress.csv"))?);
-        writeln!(csv, "{}", COLUMNS.join(","))?;
-        csv.flush()?;
-        Ok(Self { csv, jsonl: BufWriter::new(File::create(dir.join("result.jsonl"))?) })
-    }
-
-    /// Records one iteration.
-    pub fn write(&mut self, result: &IterationResult) -> std::io::Result<()> {
-        writeln!(self.csv, "{}", result.csv_row())?;
-        writeln!(self.jsonl, "{}", result.to_json())?;
-        self.csv.flush()?;
-        self.jsonl.flush()
     }
 }
 
@@ -173,26 +149,24 @@ mod tests {
     }
 
     #[test]
-    fn csv_has_stable_columns_and_blanks() {
-        let dir = std::env::temp_dir().join(format!("rllib-metrics-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut w = ResultWriter::create(&dir).unwrap();
+    fn csv_rows_follow_the_columns_and_leave_blanks() {
         let mut r = IterationResult::default();
         r.set("training_iteration", 1);
         r.set("learners/lr", 0.5);
-        w.write(&r).unwrap();
-        drop(w);
-        let csv = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0].split(',').count(), COLUMNS.len());
-        let row: Vec<&str> = lines[1].split(',').collect();
-        assert_eq!(row.len(), COLUMNS.len());
+        r.set("learners/explained_variance", f64::NAN);
+        let cols = columns(&["learners/lr", "learners/explained_variance"]);
+        let row: Vec<String> = r.csv_row(&cols).split(',').map(String::from).collect();
+        assert_eq!(row.len(), cols.len());
         assert_eq!(row[0], "1");
-        assert_eq!(row[COLUMNS.iter().position(|c| *c == "learners/lr").unwrap()], "0.5");
         assert_eq!(row[1], "");
-        let json = std::fs::read_to_string(dir.join("result.jsonl")).unwrap();
-        assert_eq!(json.trim(), r#"{"learners/lr":0.5,"training_iteration":1}"#);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(row[COMMON_HEAD.len()], "0.5");
+        // NaN has no JSON number: an empty cell.
+        assert_eq!(row[COMMON_HEAD.len() + 1], "");
+        assert_eq!(r.numbers(&cols), vec![("training_iteration", 1.0), ("learners/lr", 0.5)]);
+        assert_eq!(
+            r.to_json().to_string(),
+            r#"{"learners/explained_variance":null,"learners/lr":0.5,"training_iteration":1}"#
+        );
     }
 
     #[test]

@@ -6,15 +6,17 @@
 //! `rollout_fragment_length` times with one batched forward pass per step, puts the
 //! [`TrajectoryBatch`] into the object store and replies with its ref.
 
-use rl_env::rng::{Pcg64, SeedSequence};
-use rl_env::{Actions, Space, SyncVectorEnv};
+use rl_env::SyncVectorEnv;
+use rl_env::rng::Pcg64;
 use rl_policies::{ActorCritic, FastPolicy};
 use rl_runtime::{Actor, ActorContext, BoxError, ObjectRef};
 use serde::{Deserialize, Serialize};
 
+use crate::action::PolicyActions;
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::config::TrainConfig;
-use crate::evaluation::clip_to_space;
+use crate::error::Result;
+use crate::seeding::{stream_rng, worker_stream};
 
 /// What a rollout worker is built from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,19 +59,7 @@ pub struct RolloutWorker {
     version: u64,
     rng: Pcg64,
     fragment: usize,
-    discrete: bool,
-    // Reused per-step buffers.
-    actions_i: Vec<i64>,
-    actions_env_i: Vec<i64>,
-    actions_f: Vec<f32>,
-    actions_env: Vec<f32>,
-    logp: Vec<f32>,
-    values: Vec<f32>,
-}
-
-/// The seed of the generator stream `stream` derived from the run seed.
-pub fn stream_rng(seed: u64, stream: u64) -> Pcg64 {
-    Pcg64::from_seed_sequence(&SeedSequence::new(seed.wrapping_mul(0x9e37_79b9).wrapping_add(stream)))
+    acting: PolicyActions,
 }
 
 impl Actor for RolloutWorker {
@@ -78,34 +68,25 @@ impl Actor for RolloutWorker {
     type Msg = RolloutMsg;
     type Reply = RolloutReply;
 
-    fn new(init: RolloutWorkerInit, _ctx: &ActorContext) -> Result<Self, BoxError> {
+    fn new(init: RolloutWorkerInit, _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
         let c = &init.config;
         let n = c.num_envs_per_env_runner;
         let mut envs = SyncVectorEnv::make(&c.env, &c.env_config, n)?;
         envs.reset(Some(c.seed + u64::from(init.worker_index) * n as u64))?;
         let policy = ActorCritic::new(&c.model, envs.single_observation_space(), envs.single_action_space(), c.seed)?;
-        let fast = policy.fast_policy()?;
-        let discrete = matches!(envs.single_action_space(), Space::Discrete { .. });
-        let act_dim = envs.act_dim();
         Ok(Self {
             index: init.worker_index,
+            fast: policy.fast_policy()?,
+            acting: PolicyActions::new(envs.single_action_space(), n),
             envs,
             policy,
-            fast,
             version: 0,
-            rng: stream_rng(c.seed, 1 + u64::from(init.worker_index)),
+            rng: stream_rng(c.seed, worker_stream(init.worker_index)),
             fragment: c.rollout_fragment_length,
-            discrete,
-            actions_i: vec![0; n],
-            actions_env_i: vec![0; n],
-            actions_f: vec![0.0; n * act_dim],
-            actions_env: vec![0.0; n * act_dim],
-            logp: vec![0.0; n],
-            values: vec![0.0; n],
         })
     }
 
-    fn handle(&mut self, msg: RolloutMsg, ctx: &ActorContext) -> Result<RolloutReply, BoxError> {
+    fn handle(&mut self, msg: RolloutMsg, ctx: &ActorContext) -> std::result::Result<RolloutReply, BoxError> {
         match msg {
             RolloutMsg::SetWeights(r) => {
                 let bytes = ctx.runtime().get_blocking(&r, None)?;
@@ -131,7 +112,7 @@ impl Actor for RolloutWorker {
 
 impl RolloutWorker {
     /// Steps the vector env `fragment` times; see the module docs.
-    fn sample(&mut self) -> Result<TrajectoryBatch, BoxError> {
+    fn sample(&mut self) -> Result<TrajectoryBatch> {
         let n = self.envs.n_envs();
         let obs_dim = self.envs.obs_dim();
         let rows = self.fragment * n;
@@ -141,7 +122,7 @@ impl RolloutWorker {
             n_envs: n,
             obs_dim,
             obs: Vec::with_capacity(rows * obs_dim),
-            actions: if self.discrete {
+            actions: if self.acting.is_discrete() {
                 BatchActions::Discrete(Vec::with_capacity(rows))
             } else {
                 BatchActions::Continuous(Vec::with_capacity(rows * self.envs.act_dim()))
@@ -160,42 +141,16 @@ impl RolloutWorker {
         for _ in 0..self.fragment {
             let obs = self.envs.observations();
             b.obs.extend_from_slice(obs);
-            if self.discrete {
-                self.fast.act_discrete(
-                    obs,
-                    &mut self.rng,
-                    false,
-                    &mut self.actions_i,
-                    &mut self.logp,
-                    &mut self.values,
-                )?;
-                // The policy emits indices from 0; the env takes values from its space's start.
-                let space = self.envs.single_action_space();
-                for (v, &i) in self.actions_env_i.iter_mut().zip(&self.actions_i) {
-                    *v = space.discrete_value(i);
-                }
-                self.envs.step(Actions::Discrete(&self.actions_env_i))?;
-                if let BatchActions::Discrete(a) = &mut b.actions {
-                    a.extend_from_slice(&self.actions_i);
-                }
-            } else {
-                self.fast.act_continuous(
-                    obs,
-                    &mut self.rng,
-                    false,
-                    &mut self.actions_f,
-                    &mut self.logp,
-                    &mut self.values,
-                )?;
-                self.actions_env.copy_from_slice(&self.actions_f);
-                clip_to_space(self.envs.single_action_space(), &mut self.actions_env);
-                self.envs.step(Actions::Continuous(&self.actions_env))?;
-                if let BatchActions::Continuous(a) = &mut b.actions {
-                    a.extend_from_slice(&self.actions_f);
-                }
+            let actions = self.acting.act(&self.fast, obs, &mut self.rng, false)?;
+            self.envs.step(actions)?;
+            // The batch keeps what the policy chose (indices, unclipped values): the
+            // log-probabilities refer to those.
+            match &mut b.actions {
+                BatchActions::Discrete(a) => a.extend_from_slice(&self.acting.indices),
+                BatchActions::Continuous(a) => a.extend_from_slice(&self.acting.raw),
             }
-            b.logp.extend_from_slice(&self.logp);
-            b.values.extend_from_slice(&self.values);
+            b.logp.extend_from_slice(&self.acting.logp);
+            b.values.extend_from_slice(&self.acting.values);
             for i in 0..n {
                 b.rewards.push(self.envs.rewards()[i] as f32);
                 let (term, trunc) = (self.envs.terminated()[i], self.envs.truncated()[i]);

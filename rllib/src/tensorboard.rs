@@ -9,7 +9,7 @@
 //!   would vanish from the plot).
 //! - Every event is one TFRecord:
 //!   `u64 length (LE) | u32 masked_crc32c(length bytes) (LE) | data | u32 masked_crc32c(data) (LE)`,
-//!   with CRC-32C (Castagnoli) implemented here by a lookup table.
+//!   with CRC-32C (Castagnoli) from the `crc32c` crate (hardware-accelerated where available).
 //! - [`EventWriter`] creates `events.out.tfevents.{unix_secs}.{hostname}` in a run directory,
 //!   starting with the `file_version: "brain.Event:2"` event TensorBoard expects.
 //! - [`read_events`] parses a file back, verifying both CRCs of every record; the tests use it,
@@ -100,35 +100,9 @@ impl Event {
     }
 }
 
-/// CRC-32C lookup table for the reflected Castagnoli polynomial `0x82F63B78`.
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-/// CRC-32C (Castagnoli) of `data`, as used by TFRecord; `crc32c(b"123456789") == 0xE3069283`.
-pub fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc = CRC32C_TABLE[((crc ^ u32::from(byte)) & 0xff) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
 /// The masked CRC-32C TFRecord stores: `((crc >> 15) | (crc << 17)) + 0xa282ead8` (wrapping).
 pub fn masked_crc32c(data: &[u8]) -> u32 {
-    crc32c(data).rotate_right(15).wrapping_add(0xa282_ead8)
+    crc32c::crc32c(data).rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
 /// Appends one TFRecord holding `data` to `out`.
@@ -145,14 +119,9 @@ fn now_secs() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The machine's host name for the file name, or `localhost` if it cannot be read.
+/// The machine's host name for the file name, or `localhost` if it has none usable.
 fn hostname() -> String {
-    let from_file = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
-    let name = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| from_file("/proc/sys/kernel/hostname"))
-        .or_else(|| from_file("/etc/hostname"))
-        .unwrap_or_default();
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
     // Keep the name a single, portable path component.
     let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
     if name.is_empty() { "localhost".to_owned() } else { name }
@@ -297,13 +266,13 @@ mod tests {
 
     #[test]
     fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        assert_eq!(crc32c(b""), 0);
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+        assert_eq!(crc32c::crc32c(b""), 0);
     }
 
     #[test]
     fn masked_crc_matches_formula_and_tensorboard() {
-        let crc = crc32c(b"123456789");
+        let crc = crc32c::crc32c(b"123456789");
         #[allow(clippy::manual_rotate)] // the formula as TFRecord states it
         let expected = ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8);
         assert_eq!(masked_crc32c(b"123456789"), expected);

@@ -9,5 +9,5 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    rllib::cli::main()
+    rl_cli::main()
 }

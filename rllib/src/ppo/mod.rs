@@ -1,99 +1,101 @@
-//! The PPO driver: rollout-worker actors sample, the learner actor updates, weights are broadcast.
-//!
-//! Read [`train`] top to bottom; it follows PPO's pseudocode (Schulman et al. 2017, Alg. 1) as
-//! laid out by CleanRL's `ppo.py`:
+//! PPO (Schulman et al. 2017), clipped surrogate objective: hyperparameters, driver step and
+//! learner, top to bottom, laid out like CleanRL's `ppo.py`.
 //!
 //! ```text
-//! for iteration = 1, 2, ...
-//!     anneal the learning rate
-//!     learner publishes its weights once; every rollout worker loads them
-//!     every worker runs its policy for rollout_fragment_length steps in each of its envs
-//!     the learner computes advantages (GAE) and optimizes the clipped surrogate objective
-//!         for num_epochs epochs of minibatch_size minibatches
-//!     report metrics, evaluate, checkpoint, check the stop conditions
+//! for iteration = 1, 2, ...                                    Ppo::training_step
+//!     anneal lr (and clip_param)                               PpoHyperparams::at
+//!     learner publishes its weights once; every worker loads them
+//!     every worker runs its policy rollout_fragment_length steps in each of its envs
+//!     learner: GAE per worker batch, flatten                    RolloutBuffer::from_batches
+//!         for num_epochs epochs, for shuffled minibatches:      Learner::update
+//!             clipped surrogate + value + entropy loss          loss::ppo_loss
+//!             backward, global-norm clip, Adam
+//!         stop the epochs early once approx_kl > target_kl
+//!     report the learner metrics
 //! ```
 //!
-//! The iteration is synchronous, and every random stream has its own seed (env resets, each
-//! worker's action sampling, the learner's shuffling, the policy init), so a config and seed
-//! give the same numbers on every run, whatever the thread timing.
+//! Everything that is not PPO (run directory, metrics, evaluation, checkpoints, stop
+//! conditions) is the shared loop of [`crate::algorithm`]. The iteration is synchronous and
+//! every random stream has its own seed ([`crate::seeding`]), so a config and seed give the same
+//! numbers on every run, whatever the thread timing.
 
 pub mod loss;
 
-use std::fmt;
-use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use rl_runtime::{ActorHandle, ActorOptions, Runtime, RuntimeOptions};
+use bytes::Bytes;
+use candle_core::{Device, Tensor};
+use rl_env::rng::Pcg64;
+use rl_env::{Kwargs, Space};
+use rl_policies::{ActorCritic, PolicyConfig};
+use rl_runtime::{Actor, ActorContext, ActorHandle, ActorOptions, BoxError, ObjectRef, Runtime};
+use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{CHECKPOINT_FORMAT_VERSION, CheckpointMetadata, write_checkpoint};
-use crate::config::{LrSchedule, TrainConfig};
-use crate::evaluation::{EvalStats, evaluate};
-use crate::learner::{Learner, LearnerMsg, LearnerReply, LearnerState, UpdateStats, env_spaces};
-use crate::metrics::{EpisodeWindow, IterationResult, ResultWriter};
+use self::loss::{LossCoeffs, LossInputs, ppo_loss};
+use crate::algorithm::{Algorithm, StepReport};
+use crate::batch::{BatchActions, TrajectoryBatch};
+use crate::checkpoint::{AlgorithmState, OptimizerState};
+use crate::config::{Schedule, TrainConfig};
+use crate::error::Result;
+use crate::gae::{GaeInput, compute_gae};
+use crate::metrics::IterationResult;
+use crate::optim::{Adam, AdamStep};
 use crate::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
-use crate::tensorboard::EventWriter;
+use crate::seeding::{LEARNER_STREAM, stream_rng};
 
-/// Where and how to train.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    /// The run directory to create.
-    pub output: PathBuf,
-    /// Hide the progress bar.
-    pub quiet: bool,
+// === 1. Hyperparameters ===
+
+/// PPO's hyperparameters for one iteration, schedules applied. The driver computes them from
+/// the config ([`PpoHyperparams::at`]) and sends them with every update: the only way
+/// hyperparameters reach the learner.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PpoHyperparams {
+    /// Adam learning rate (after `lr_schedule`).
+    pub lr: f64,
+    /// Adam epsilon.
+    pub adam_epsilon: f64,
+    /// Discount factor.
+    pub gamma: f64,
+    /// GAE lambda.
+    pub lambda: f64,
+    /// Ratio clip (after `clip_param_schedule`).
+    pub clip_param: f64,
+    /// Value clip, or `None` for the plain squared error.
+    pub vf_clip_param: Option<f64>,
+    /// Entropy bonus weight.
+    pub entropy_coeff: f64,
+    /// Value loss weight.
+    pub vf_loss_coeff: f64,
+    /// Global gradient-norm clip, or `None`.
+    pub grad_clip: Option<f64>,
+    /// SGD epochs over the batch.
+    pub num_epochs: usize,
+    /// Minibatch size.
+    pub minibatch_size: usize,
+    /// Normalize advantages per minibatch.
+    pub normalize_advantages: bool,
+    /// Stop the epochs early once the approximate KL exceeds this.
+    pub target_kl: Option<f64>,
 }
 
-/// The file `rl train` writes last into a run directory; its presence marks a finished run.
-pub const SUMMARY_FILE: &str = "summary.json";
-
-/// What a finished run reports; written to `summary.txt` (this type's `Display`) and
-/// [`SUMMARY_FILE`] (serde; the run directory is then complete).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TrainSummary {
-    /// The run directory.
-    pub run_dir: PathBuf,
-    /// Iterations done.
-    pub iterations: u64,
-    /// Env steps sampled.
-    pub env_steps: u64,
-    /// Wall-clock seconds of training (without the final evaluation).
-    pub train_seconds: f64,
-    /// Mean return of the last 100 training episodes (`None` if none finished).
-    pub train_episode_return_mean: Option<f64>,
-    /// The final deterministic evaluation.
-    pub final_evaluation: EvalStats,
-    /// Why training stopped.
-    pub stop_reason: String,
-}
-
-impl fmt::Display for TrainSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let e = &self.final_evaluation;
-        write!(
-            f,
-            "final evaluation: episode_return_mean {:.2} +- {:.2} over {} episodes (min {:.2}, max {:.2}) | \
-             {} iterations, {} env steps in {:.1}s ({}) | run dir {}",
-            e.return_mean(),
-            e.return_std(),
-            e.returns.len(),
-            e.return_min(),
-            e.return_max(),
-            self.iterations,
-            self.env_steps,
-            self.train_seconds,
-            self.stop_reason,
-            self.run_dir.display()
-        )
-    }
-}
-
-impl TrainSummary {
-    /// Reads a finished run directory's [`SUMMARY_FILE`].
-    pub fn read(run_dir: &std::path::Path) -> Result<Self> {
-        let path = run_dir.join(SUMMARY_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a run summary", path.display()))
+impl PpoHyperparams {
+    /// The hyperparameters of 1-based `iteration`.
+    pub fn at(c: &TrainConfig, iteration: u64) -> Self {
+        Self {
+            lr: learning_rate(c, iteration),
+            adam_epsilon: c.adam_epsilon,
+            gamma: c.gamma,
+            lambda: c.lambda,
+            clip_param: clip_param(c, iteration),
+            vf_clip_param: c.vf_clip_param,
+            entropy_coeff: c.entropy_coeff,
+            vf_loss_coeff: c.vf_loss_coeff,
+            grad_clip: c.grad_clip,
+            num_epochs: c.num_epochs,
+            minibatch_size: c.minibatch_size,
+            normalize_advantages: c.normalize_advantages,
+            target_kl: c.target_kl,
+        }
     }
 }
 
@@ -108,264 +110,494 @@ pub fn clip_param(config: &TrainConfig, iteration: u64) -> f64 {
     scheduled(config.clip_param, config.clip_param_schedule, config, iteration)
 }
 
-fn scheduled(value: f64, schedule: LrSchedule, config: &TrainConfig, iteration: u64) -> f64 {
+fn scheduled(value: f64, schedule: Schedule, config: &TrainConfig, iteration: u64) -> f64 {
     match (schedule, config.planned_iterations()) {
-        (LrSchedule::Linear, Some(total)) => value * (1.0 - (iteration - 1) as f64 / total as f64),
+        (Schedule::Linear, Some(total)) => value * (1.0 - (iteration - 1) as f64 / total as f64),
         _ => value,
     }
 }
 
-/// Trains PPO as configured and writes the run directory. See the module docs.
-pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummary> {
-    // 1. Start the embedded runtime and the actors: one learner, num_env_runners rollout workers.
-    //    Everything that can fail on bad input fails here, before the run directory exists.
-    env_spaces(&config.env, &config.env_config)?;
-    let rt = Runtime::local(RuntimeOptions::default())?;
-    rt.register_actor::<Learner>();
-    rt.register_actor::<RolloutWorker>();
-    let result = run(&rt, config, options);
-    rt.shutdown();
-    result
+// === 2. The driver: one training step ===
+
+/// PPO's `progress.csv` columns (RLlib's learner metric names).
+pub const METRIC_COLUMNS: &[&str] = &[
+    "learners/policy_loss",
+    "learners/vf_loss",
+    "learners/entropy",
+    "learners/approx_kl",
+    "learners/clip_fraction",
+    "learners/explained_variance",
+    "learners/grad_norm",
+    "learners/lr",
+    "learners/clip_param",
+    "learners/num_minibatch_updates",
+    "learners/policy_version",
+];
+
+/// PPO on a runtime: one learner actor and `num_env_runners` rollout-worker actors.
+#[derive(Debug)]
+pub struct Ppo {
+    config: TrainConfig,
+    learner: ActorHandle<Learner>,
+    workers: Vec<ActorHandle<RolloutWorker>>,
 }
 
-fn spawn_actors(rt: &Runtime, config: &TrainConfig) -> Result<(ActorHandle<Learner>, Vec<ActorHandle<RolloutWorker>>)> {
-    // The learner and the workers take turns in a synchronous iteration, so the learner
-    // reserves no CPU of its own; each worker reserves num_cpus_per_env_runner.
-    let learner_opts = ActorOptions { name: Some("learner".into()), num_cpus: 0.0, ..Default::default() };
-    let learner = rt.spawn::<Learner>(config.clone(), learner_opts)?;
-    let workers = (0..config.num_env_runners as u32)
-        .map(|i| {
-            let opts = ActorOptions {
-                name: Some(format!("env_runner_{i}")),
-                num_cpus: config.num_cpus_per_env_runner,
-                ..Default::default()
-            };
-            rt.spawn::<RolloutWorker>(RolloutWorkerInit { config: config.clone(), worker_index: i }, opts)
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((learner, workers))
+impl Ppo {
+    /// Registers PPO's actor types on `rt` and spawns the learner and the rollout workers.
+    pub fn new(rt: &Runtime, config: &TrainConfig) -> Result<Self> {
+        rt.register_actor::<Learner>();
+        rt.register_actor::<RolloutWorker>();
+        // The learner and the workers take turns in a synchronous iteration, so the learner
+        // reserves no CPU of its own; each worker reserves num_cpus_per_env_runner.
+        let learner_init = LearnerInit {
+            env: config.env.clone(),
+            env_config: config.env_config.clone(),
+            model: config.model.clone(),
+            seed: config.seed,
+        };
+        let learner_opts = ActorOptions { name: Some("learner".into()), num_cpus: 0.0, ..Default::default() };
+        let learner = rt.spawn::<Learner>(learner_init, learner_opts)?;
+        let workers = (0..config.num_env_runners as u32)
+            .map(|i| {
+                let opts = ActorOptions {
+                    name: Some(format!("env_runner_{i}")),
+                    num_cpus: config.num_cpus_per_env_runner,
+                    ..Default::default()
+                };
+                rt.spawn::<RolloutWorker>(RolloutWorkerInit { config: config.clone(), worker_index: i }, opts)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self { config: config.clone(), learner, workers })
+    }
+
+    fn learner_state(&self) -> Result<LearnerState> {
+        let LearnerReply::State(state) = self.learner.call(LearnerMsg::State).wait()? else {
+            unreachable!("State answers State")
+        };
+        Ok(*state)
+    }
 }
 
-fn run(rt: &Runtime, config: &TrainConfig, options: &TrainOptions) -> Result<TrainSummary> {
-    let (learner, workers) = spawn_actors(rt, config)?;
+impl Algorithm for Ppo {
+    fn metric_columns(&self) -> &'static [&'static str] {
+        METRIC_COLUMNS
+    }
 
-    // 2. The run directory: resolved config, progress.csv, result.jsonl, TensorBoard events,
-    //    checkpoints/.
-    let dir = &options.output;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))?;
-    std::fs::write(dir.join("config.yaml"), serde_saphyr::to_string(config)?)?;
-    let mut results = ResultWriter::create(dir)?;
-    let mut events = EventWriter::create(dir)?;
-    let progress = progress_bar(config, options.quiet);
-    tracing::info!(run_dir = %dir.display(), env = %config.env, seed = config.seed, workers = workers.len(), "training started");
+    fn training_step(&mut self, iteration: u64, r: &mut IterationResult) -> Result<StepReport> {
+        let start = Instant::now();
+        let hp = PpoHyperparams::at(&self.config, iteration);
 
-    let start = Instant::now();
-    let mut window = EpisodeWindow::new(100);
-    let (mut env_steps, mut episodes, mut iteration) = (0u64, 0u64, 0u64);
-    let stop_reason = loop {
-        iteration += 1;
-        let iter_start = Instant::now();
-        let (lr, clip) = (learning_rate(config, iteration), clip_param(config, iteration));
-
-        // 3. Broadcast the learner's weights: one object, pulled by every worker, then sample.
-        let LearnerReply::Weights(weights, _) = learner.call(LearnerMsg::PublishWeights).wait()? else {
+        // 1. Broadcast the learner's weights: one object, loaded by every worker; then sample.
+        let LearnerReply::Weights(weights, _) = self.learner.call(LearnerMsg::PublishWeights).wait()? else {
             unreachable!("PublishWeights answers Weights")
         };
-        let pending: Vec<_> = workers
+        let pending: Vec<_> = self
+            .workers
             .iter()
             .map(|w| (w.call(RolloutMsg::SetWeights(weights.clone())), w.call(RolloutMsg::Sample)))
             .collect();
-        let mut batches = Vec::with_capacity(workers.len());
+        let mut batches = Vec::with_capacity(pending.len());
         for (set, sample) in pending {
             set.wait()?;
             let RolloutReply::Batch(b) = sample.wait()? else { unreachable!("Sample answers Batch") };
             batches.push(b);
         }
-        let sample_s = iter_start.elapsed().as_secs_f64();
+        let sample_s = start.elapsed().as_secs_f64();
 
-        // 4. Learn: GAE and the PPO epochs on the learner actor.
+        // 2. Learn: GAE and the PPO epochs on the learner.
         let learn_start = Instant::now();
-        let LearnerReply::Updated(stats) = learner.call(LearnerMsg::Update { batches, lr, clip_param: clip }).wait()?
+        let LearnerReply::Updated(stats) =
+            self.learner.call(LearnerMsg::Update { batches, hyperparams: hp }).wait()?
         else {
             unreachable!("Update answers Updated")
         };
         let learn_s = learn_start.elapsed().as_secs_f64();
 
-        // 5. Metrics.
-        env_steps += stats.num_env_steps;
-        episodes += stats.episode_returns.len() as u64;
-        window.extend(&stats.episode_returns, &stats.episode_lengths);
-        let mut r = iteration_result(iteration, env_steps, episodes, &window, &stats, lr);
-        r.set("learners/clip_param", clip);
-
-        // 6. Evaluation every `evaluation.interval` iterations, on the weights just trained.
-        if config.evaluation.interval > 0 && iteration % config.evaluation.interval == 0 {
-            let eval = evaluate_current(&learner, config)?;
-            tracing::info!(iteration, return_mean = eval.return_mean(), "evaluation");
-            r.set("evaluation/episode_return_mean", eval.return_mean());
-            r.set("evaluation/episode_return_std", eval.return_std());
-            r.set("evaluation/episode_len_mean", eval.length_mean());
-        }
-        let total_s = start.elapsed().as_secs_f64();
-        r.set("time_this_iter_s", iter_start.elapsed().as_secs_f64());
-        r.set("time_total_s", total_s);
-        r.set("timers/sample_s", sample_s);
-        r.set("timers/learn_s", learn_s);
-        r.set("num_env_steps_sampled_per_s", env_steps as f64 / total_s);
-        results.write(&r)?;
-        let scalars: Vec<(&str, f32)> = r.numbers().into_iter().map(|(k, v)| (k, v as f32)).collect();
-        events.add_scalars(&scalars, env_steps as i64)?;
-        progress.set_position(env_steps);
-        progress.set_message(format!(
-            "iter {iteration} | return {} | {:.0} steps/s",
-            window.mean_return().map(|m| format!("{m:.1}")).unwrap_or_else(|| "-".into()),
-            env_steps as f64 / total_s
-        ));
-
-        // 7. Checkpoint every `checkpoint.frequency` iterations.
-        if config.checkpoint.frequency > 0 && iteration % config.checkpoint.frequency == 0 {
-            save_checkpoint(&learner, &workers, config, dir, &format!("iter_{iteration:06}"), iteration, env_steps)?;
-        }
-
-        // 8. Stop conditions: the first one met ends training.
-        let s = &config.stop;
-        if let Some(n) = s.num_env_steps_sampled_lifetime.filter(|n| env_steps >= *n) {
-            break format!("num_env_steps_sampled_lifetime >= {n}");
-        }
-        if let Some(n) = s.training_iteration.filter(|n| iteration >= *n) {
-            break format!("training_iteration >= {n}");
-        }
-        if let (Some(t), Some(m)) = (s.episode_return_mean, window.mean_return())
-            && m >= t
-        {
-            break format!("env_runners/episode_return_mean >= {t}");
-        }
-        if let Some(t) = s.time_total_s.filter(|t| total_s >= *t) {
-            break format!("time_total_s >= {t}");
-        }
-    };
-    let train_seconds = start.elapsed().as_secs_f64();
-    progress.finish_and_clear();
-    events.flush()?;
-
-    // 9. Final checkpoint and final deterministic evaluation.
-    save_checkpoint(&learner, &workers, config, dir, "final", iteration, env_steps)?;
-    let final_evaluation = evaluate_current(&learner, config)?;
-    let summary = TrainSummary {
-        run_dir: dir.clone(),
-        iterations: iteration,
-        env_steps,
-        train_seconds,
-        train_episode_return_mean: window.mean_return(),
-        final_evaluation,
-        stop_reason,
-    };
-    let title = format!("PPO {} seed {}", config.env, config.seed);
-    if let Err(e) = crate::plot::plot_run(dir, &title, Some(&summary)) {
-        // The run itself is complete; a missing picture must not fail it.
-        tracing::warn!(error = %e, "cannot draw the learning curve");
-        eprintln!("warning: cannot draw {}: {e}", dir.join(crate::plot::RUN_PLOT).display());
+        // 3. Report.
+        r.set("learners/policy_loss", stats.policy_loss);
+        r.set("learners/vf_loss", stats.vf_loss);
+        r.set("learners/entropy", stats.entropy);
+        r.set("learners/approx_kl", stats.approx_kl);
+        r.set("learners/clip_fraction", stats.clip_fraction);
+        r.set("learners/explained_variance", stats.explained_variance);
+        r.set("learners/grad_norm", stats.grad_norm);
+        r.set("learners/lr", hp.lr);
+        r.set("learners/clip_param", hp.clip_param);
+        r.set("learners/num_minibatch_updates", stats.num_minibatch_updates);
+        r.set("learners/policy_version", stats.policy_version);
+        Ok(StepReport {
+            num_env_steps: stats.num_env_steps,
+            episode_returns: stats.episode_returns,
+            episode_lengths: stats.episode_lengths,
+            sample_s,
+            learn_s,
+        })
     }
-    std::fs::write(dir.join("summary.txt"), format!("{summary}\n"))?;
-    // Written last: its presence marks a finished run directory.
-    std::fs::write(dir.join(SUMMARY_FILE), serde_json::to_string_pretty(&summary)? + "\n")?;
-    Ok(summary)
+
+    fn policy_weights(&mut self) -> Result<Vec<u8>> {
+        Ok(self.learner_state()?.policy)
+    }
+
+    fn state(&mut self) -> Result<AlgorithmState> {
+        let learner = self.learner_state()?;
+        let mut worker_rngs = Vec::with_capacity(self.workers.len());
+        for w in &self.workers {
+            let RolloutReply::RngState(s, i) = w.call(RolloutMsg::RngState).wait()? else {
+                unreachable!("RngState answers RngState")
+            };
+            worker_rngs.push((s, i));
+        }
+        Ok(AlgorithmState {
+            policy: learner.policy,
+            policy_version: learner.policy_version,
+            optimizer: learner.optimizer,
+            learner_rng: learner.rng,
+            worker_rngs,
+            extra_files: Vec::new(),
+        })
+    }
 }
 
-fn iteration_result(
-    iteration: u64,
-    env_steps: u64,
-    episodes: u64,
-    window: &EpisodeWindow,
-    stats: &UpdateStats,
-    lr: f64,
-) -> IterationResult {
-    let mut r = IterationResult::default();
-    r.set("training_iteration", iteration);
-    r.set("num_env_steps_sampled_lifetime", env_steps);
-    r.set("num_episodes_lifetime", episodes);
-    if let Some(m) = window.mean_return() {
-        r.set("env_runners/episode_return_mean", m);
-    }
-    if let Some((lo, hi)) = window.return_range() {
-        r.set("env_runners/episode_return_min", lo);
-        r.set("env_runners/episode_return_max", hi);
-    }
-    if let Some(l) = window.mean_length() {
-        r.set("env_runners/episode_len_mean", l);
-    }
-    r.set("env_runners/num_episodes", stats.episode_returns.len());
-    r.set("learners/policy_loss", stats.policy_loss);
-    r.set("learners/vf_loss", stats.vf_loss);
-    r.set("learners/entropy", stats.entropy);
-    r.set("learners/approx_kl", stats.approx_kl);
-    r.set("learners/clip_fraction", stats.clip_fraction);
-    r.set("learners/explained_variance", stats.explained_variance);
-    r.set("learners/grad_norm", stats.grad_norm);
-    r.set("learners/lr", lr);
-    r.set("learners/num_minibatch_updates", stats.num_minibatch_updates);
-    r.set("learners/policy_version", stats.policy_version);
-    r
+// === 3. The learner actor ===
+
+/// What the learner is built from: the env (for its spaces), the model and the seed of its
+/// initial weights. Hyperparameters come with each update ([`PpoHyperparams`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearnerInit {
+    /// Env id.
+    pub env: String,
+    /// Env keyword arguments.
+    pub env_config: Kwargs,
+    /// The policy network.
+    pub model: PolicyConfig,
+    /// Seed of the initial weights and of the shuffling stream.
+    pub seed: u64,
 }
 
-fn learner_state(learner: &ActorHandle<Learner>) -> Result<LearnerState> {
-    let LearnerReply::State(state) = learner.call(LearnerMsg::State).wait()? else {
-        unreachable!("State answers State")
-    };
-    Ok(*state)
+/// Messages the learner handles.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LearnerMsg {
+    /// Put the current weights into the object store.
+    PublishWeights,
+    /// Train on these batches (refs in worker order) with these hyperparameters.
+    Update {
+        /// Batch refs, in worker order.
+        batches: Vec<ObjectRef>,
+        /// This iteration's hyperparameters.
+        hyperparams: PpoHyperparams,
+    },
+    /// The weights, optimizer and shuffle-generator state, for checkpoints and evaluation.
+    State,
 }
 
-fn evaluate_current(learner: &ActorHandle<Learner>, config: &TrainConfig) -> Result<EvalStats> {
-    let state = learner_state(learner)?;
-    evaluate(config, &state.policy, config.evaluation.duration, config.evaluation.seed)
+/// Replies of the learner.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LearnerReply {
+    /// Weights object and its version.
+    Weights(ObjectRef, u64),
+    /// Statistics of an update.
+    Updated(UpdateStats),
+    /// The learner's state.
+    State(Box<LearnerState>),
 }
 
-fn save_checkpoint(
-    learner: &ActorHandle<Learner>,
-    workers: &[ActorHandle<RolloutWorker>],
-    config: &TrainConfig,
-    run_dir: &std::path::Path,
-    name: &str,
-    iteration: u64,
-    env_steps: u64,
-) -> Result<()> {
-    let state = learner_state(learner)?;
-    let mut rngs = Vec::with_capacity(workers.len());
-    for w in workers {
-        let RolloutReply::RngState(s, i) = w.call(RolloutMsg::RngState).wait()? else {
-            unreachable!("RngState answers RngState")
+/// Everything needed to continue training exactly: weights, Adam moments, shuffle generator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LearnerState {
+    /// Policy weights (safetensors).
+    pub policy: Vec<u8>,
+    /// Their version (one per update).
+    pub policy_version: u64,
+    /// Adam's step count and moments.
+    pub optimizer: OptimizerState,
+    /// Shuffle generator `(state, increment)`.
+    pub rng: (u128, u128),
+}
+
+/// Means over the minibatch updates of one iteration, plus batch-level figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateStats {
+    /// Clipped surrogate loss.
+    pub policy_loss: f64,
+    /// Value loss.
+    pub vf_loss: f64,
+    /// Policy entropy.
+    pub entropy: f64,
+    /// Approximate KL of the last minibatch (CleanRL reports the last one).
+    pub approx_kl: f64,
+    /// Fraction of clipped ratios.
+    pub clip_fraction: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// `1 - Var(returns - values) / Var(returns)` over the batch (NaN when `Var(returns)` is 0).
+    pub explained_variance: f64,
+    /// Minibatch updates done.
+    pub num_minibatch_updates: u64,
+    /// Env steps trained on.
+    pub num_env_steps: u64,
+    /// Finished episodes' returns, in worker order.
+    pub episode_returns: Vec<f64>,
+    /// Their lengths.
+    pub episode_lengths: Vec<i64>,
+    /// The policy version after the update.
+    pub policy_version: u64,
+}
+
+/// The learner actor: the candle policy, its optimizer and the shuffle generator.
+pub struct Learner {
+    policy: ActorCritic,
+    adam: Adam,
+    rng: Pcg64,
+    version: u64,
+    discrete: bool,
+    device: Device,
+}
+
+impl Actor for Learner {
+    const TYPE_NAME: &'static str = "PpoLearner";
+    type Init = LearnerInit;
+    type Msg = LearnerMsg;
+    type Reply = LearnerReply;
+
+    fn new(init: LearnerInit, _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
+        let env = rl_env::make(&init.env, &init.env_config)?;
+        let policy = ActorCritic::new(&init.model, env.observation_space(), env.action_space(), init.seed)?;
+        Ok(Self {
+            adam: Adam::new(policy.vars()),
+            policy,
+            rng: stream_rng(init.seed, LEARNER_STREAM),
+            version: 0,
+            discrete: matches!(env.action_space(), Space::Discrete { .. }),
+            device: Device::Cpu,
+        })
+    }
+
+    fn handle(&mut self, msg: LearnerMsg, ctx: &ActorContext) -> std::result::Result<LearnerReply, BoxError> {
+        match msg {
+            LearnerMsg::PublishWeights => {
+                let bytes = self.policy.to_safetensors(self.version)?;
+                Ok(LearnerReply::Weights(ctx.runtime().put(Bytes::from(bytes))?, self.version))
+            }
+            LearnerMsg::Update { batches, hyperparams } => {
+                let mut decoded = Vec::with_capacity(batches.len());
+                for r in &batches {
+                    decoded.push(TrajectoryBatch::from_bytes(&ctx.runtime().get_blocking(r, None)?)?);
+                }
+                Ok(LearnerReply::Updated(self.update(&decoded, &hyperparams)?))
+            }
+            LearnerMsg::State => {
+                let (step, moments) = self.adam.state();
+                Ok(LearnerReply::State(Box::new(LearnerState {
+                    policy: self.policy.to_safetensors(self.version)?,
+                    policy_version: self.version,
+                    optimizer: OptimizerState { step, moments },
+                    rng: self.rng.state(),
+                })))
+            }
+        }
+    }
+}
+
+impl Learner {
+    /// One PPO training phase over `batches` (CleanRL's "optimizing the policy and value network").
+    fn update(&mut self, batches: &[TrajectoryBatch], hp: &PpoHyperparams) -> Result<UpdateStats> {
+        // GAE per worker batch, then flatten (CleanRL's b_obs, b_logprobs, b_advantages, ...).
+        let buffer = RolloutBuffer::from_batches(batches, hp.gamma as f32, hp.lambda as f32, self.discrete);
+        let n = buffer.len();
+        let coeffs = LossCoeffs {
+            clip_param: hp.clip_param,
+            vf_clip_param: hp.vf_clip_param,
+            entropy_coeff: hp.entropy_coeff,
+            vf_loss_coeff: hp.vf_loss_coeff,
         };
-        rngs.push((s, i));
+        let adam_step = AdamStep { lr: hp.lr, eps: hp.adam_epsilon, max_grad_norm: hp.grad_clip };
+        let mut stats = UpdateStats { num_env_steps: n as u64, ..Default::default() };
+        let mut sums = LossSums::default();
+        for _epoch in 0..hp.num_epochs {
+            let order = self.permutation(n);
+            for mb_inds in order.chunks(hp.minibatch_size) {
+                let mb = buffer.minibatch(mb_inds, hp.normalize_advantages, &self.device)?;
+                let (logp, entropy, values) = self.policy.evaluate_actions(&mb.obs, &mb.actions)?;
+                let inputs = LossInputs {
+                    logp: &logp,
+                    entropy: &entropy,
+                    values: &values,
+                    old_logp: &mb.old_logp,
+                    old_values: &mb.old_values,
+                    advantages: &mb.advantages,
+                    returns: &mb.returns,
+                };
+                let loss = ppo_loss(&inputs, &coeffs)?;
+                let grads = loss.total.backward()?;
+                let step = self.adam.step(&grads, &adam_step)?;
+                sums.add(&loss, step.grad_norm);
+                stats.approx_kl = f64::from(loss.approx_kl);
+                stats.num_minibatch_updates += 1;
+            }
+            if hp.target_kl.is_some_and(|t| stats.approx_kl > t) {
+                break;
+            }
+        }
+        let k = stats.num_minibatch_updates.max(1) as f64;
+        stats.policy_loss = sums.policy_loss / k;
+        stats.vf_loss = sums.vf_loss / k;
+        stats.entropy = sums.entropy / k;
+        stats.clip_fraction = sums.clip_fraction / k;
+        stats.grad_norm = sums.grad_norm / k;
+        stats.explained_variance = buffer.explained_variance();
+        for b in batches {
+            stats.episode_returns.extend_from_slice(&b.episode_returns);
+            stats.episode_lengths.extend_from_slice(&b.episode_lengths);
+        }
+        self.version += 1;
+        stats.policy_version = self.version;
+        Ok(stats)
     }
-    let metadata = CheckpointMetadata {
-        format_version: CHECKPOINT_FORMAT_VERSION,
-        algorithm: "PPO".into(),
-        env: config.env.clone(),
-        training_iteration: iteration,
-        num_env_steps_sampled_lifetime: env_steps,
-        policy_version: iteration,
-        library_version: env!("CARGO_PKG_VERSION").into(),
-    };
-    let path = write_checkpoint(&run_dir.join("checkpoints").join(name), &metadata, config, &state, &rngs)?;
-    tracing::info!(checkpoint = %path.display(), iteration, "checkpoint written");
-    Ok(())
+
+    /// Fisher-Yates shuffle of `0..n` with the learner's generator.
+    fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let j = (self.rng.next_u64() % (i as u64 + 1)) as usize;
+            idx.swap(i, j);
+        }
+        idx
+    }
 }
 
-fn progress_bar(config: &TrainConfig, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
+/// Running sums of the loss terms over an iteration's minibatch updates.
+#[derive(Debug, Default)]
+struct LossSums {
+    policy_loss: f64,
+    vf_loss: f64,
+    entropy: f64,
+    clip_fraction: f64,
+    grad_norm: f64,
+}
+
+impl LossSums {
+    fn add(&mut self, loss: &loss::LossOutput, grad_norm: f64) {
+        self.policy_loss += f64::from(loss.policy_loss);
+        self.vf_loss += f64::from(loss.vf_loss);
+        self.entropy += f64::from(loss.entropy);
+        self.clip_fraction += f64::from(loss.clip_fraction);
+        self.grad_norm += grad_norm;
     }
-    let total = config
-        .stop
-        .num_env_steps_sampled_lifetime
-        .unwrap_or_else(|| config.stop.training_iteration.map(|i| i * config.train_batch_size() as u64).unwrap_or(0));
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} env steps | {msg}")
-            .expect("the template is valid")
-            .progress_chars("=> "),
-    );
-    bar
+}
+
+// === 4. The rollout buffer and its minibatches ===
+
+/// One iteration's training data: every worker's batch with its advantages and returns,
+/// concatenated in worker order. Row `i` of every field is one env step.
+struct RolloutBuffer {
+    obs: Vec<f32>,
+    obs_dim: usize,
+    actions: BatchActions,
+    act_dim: usize,
+    logp: Vec<f32>,
+    values: Vec<f32>,
+    advantages: Vec<f32>,
+    returns: Vec<f32>,
+}
+
+/// The tensors of one minibatch, `[B]` each (`obs` is `[B, obs_dim]`, Box actions `[B, act_dim]`).
+#[derive(Debug)]
+pub struct Minibatch {
+    /// Observations.
+    pub obs: Tensor,
+    /// Actions taken (`u32` indices or `f32` values).
+    pub actions: Tensor,
+    /// Log-probabilities at sampling time.
+    pub old_logp: Tensor,
+    /// Values at sampling time.
+    pub old_values: Tensor,
+    /// Advantages, normalized per minibatch if configured.
+    pub advantages: Tensor,
+    /// Value targets (advantages + values).
+    pub returns: Tensor,
+}
+
+impl RolloutBuffer {
+    /// GAE per worker batch, then concatenation in worker order.
+    fn from_batches(batches: &[TrajectoryBatch], gamma: f32, lambda: f32, discrete: bool) -> Self {
+        let mut buf = Self {
+            obs: Vec::new(),
+            obs_dim: batches[0].obs_dim,
+            actions: if discrete { BatchActions::Discrete(Vec::new()) } else { BatchActions::Continuous(Vec::new()) },
+            act_dim: 1,
+            logp: Vec::new(),
+            values: Vec::new(),
+            advantages: Vec::new(),
+            returns: Vec::new(),
+        };
+        for b in batches {
+            let gae = GaeInput {
+                n_envs: b.n_envs,
+                rewards: &b.rewards,
+                values: &b.values,
+                terminated: &b.terminated,
+                truncated: &b.truncated,
+                bootstrap_values: &b.bootstrap_values,
+                last_values: &b.last_values,
+            };
+            let (adv, ret) = compute_gae(&gae, gamma, lambda);
+            buf.obs.extend_from_slice(&b.obs);
+            match (&mut buf.actions, &b.actions) {
+                (BatchActions::Discrete(all), BatchActions::Discrete(a)) => all.extend_from_slice(a),
+                (BatchActions::Continuous(all), BatchActions::Continuous(a)) => {
+                    buf.act_dim = a.len() / b.len().max(1);
+                    all.extend_from_slice(a)
+                }
+                _ => unreachable!("all workers share the action space"),
+            }
+            buf.logp.extend_from_slice(&b.logp);
+            buf.values.extend_from_slice(&b.values);
+            buf.advantages.extend(adv);
+            buf.returns.extend(ret);
+        }
+        buf
+    }
+
+    fn len(&self) -> usize {
+        self.logp.len()
+    }
+
+    /// The rows `mb` as tensors; advantages normalized like CleanRL when `normalize`.
+    fn minibatch(&self, mb: &[usize], normalize: bool, d: &Device) -> candle_core::Result<Minibatch> {
+        let b = mb.len();
+        let rows = |v: &[f32], dim: usize| -> Vec<f32> {
+            mb.iter().flat_map(|&i| v[i * dim..(i + 1) * dim].iter().copied()).collect()
+        };
+        let pick = |v: &[f32]| Tensor::from_vec(mb.iter().map(|&i| v[i]).collect::<Vec<f32>>(), b, d);
+        let actions = match &self.actions {
+            BatchActions::Discrete(a) => Tensor::from_vec(mb.iter().map(|&i| a[i] as u32).collect::<Vec<u32>>(), b, d)?,
+            BatchActions::Continuous(a) => Tensor::from_vec(rows(a, self.act_dim), (b, self.act_dim), d)?,
+        };
+        let mut adv: Vec<f32> = mb.iter().map(|&i| self.advantages[i]).collect();
+        if normalize && b > 1 {
+            // CleanRL: (adv - mean) / (std + 1e-8) with the unbiased std of torch.
+            let mean = adv.iter().sum::<f32>() / b as f32;
+            let var = adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / (b - 1) as f32;
+            let std = var.sqrt();
+            adv.iter_mut().for_each(|a| *a = (*a - mean) / (std + 1e-8));
+        }
+        Ok(Minibatch {
+            obs: Tensor::from_vec(rows(&self.obs, self.obs_dim), (b, self.obs_dim), d)?,
+            actions,
+            old_logp: pick(&self.logp)?,
+            old_values: pick(&self.values)?,
+            advantages: Tensor::from_vec(adv, b, d)?,
+            returns: pick(&self.returns)?,
+        })
+    }
+
+    /// `1 - Var(returns - values) / Var(returns)` (population variances, as NumPy's `np.var`);
+    /// NaN when the returns do not vary.
+    fn explained_variance(&self) -> f64 {
+        let residual: Vec<f32> = self.returns.iter().zip(&self.values).map(|(r, v)| r - v).collect();
+        let var_y = crate::stats::variance(&self.returns);
+        if var_y == 0.0 { f64::NAN } else { 1.0 - crate::stats::variance(&residual) / var_y }
+    }
 }
 
 #[cfg(test)]
@@ -383,8 +615,8 @@ mod tests {
         let c = config(
             "lr: 1.0e-3\nclip_param: 0.2\nclip_param_schedule: linear\nstop: {num_env_steps_sampled_lifetime: 512}\n",
         );
-        let lrs: Vec<f64> = (1..=4).map(|i| learning_rate(&c, i)).collect();
-        let clips: Vec<f64> = (1..=4).map(|i| clip_param(&c, i)).collect();
+        let lrs: Vec<f64> = (1..=4).map(|i| PpoHyperparams::at(&c, i).lr).collect();
+        let clips: Vec<f64> = (1..=4).map(|i| PpoHyperparams::at(&c, i).clip_param).collect();
         assert_eq!(lrs, [1.0e-3, 0.75e-3, 0.5e-3, 0.25e-3]);
         assert_eq!(clips, [0.2, 0.15000000000000002, 0.1, 0.05]);
         // The default clip schedule is constant.
@@ -397,5 +629,29 @@ mod tests {
         let text = "env: CartPole-v1\nlr_schedule: constant\nclip_param_schedule: linear\nstop: {time_total_s: 10}\n";
         let err = TrainConfig::parse(text, "t.yaml", &[]).unwrap_err().to_string();
         assert!(err.starts_with("t.yaml:3: clip_param_schedule: linear annealing needs"), "{err}");
+    }
+
+    #[test]
+    fn minibatches_gather_rows_and_normalize_advantages_like_cleanrl() {
+        let buf = RolloutBuffer {
+            obs: vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5],
+            obs_dim: 2,
+            actions: BatchActions::Discrete(vec![0, 1, 1]),
+            act_dim: 1,
+            logp: vec![-0.1, -0.2, -0.3],
+            values: vec![1.0, 2.0, 3.0],
+            advantages: vec![1.0, 3.0, 5.0],
+            returns: vec![2.0, 5.0, 8.0],
+        };
+        let mb = buf.minibatch(&[2, 0], true, &Device::Cpu).unwrap();
+        assert_eq!(mb.obs.to_vec2::<f32>().unwrap(), [[2.0, 2.5], [0.0, 0.5]]);
+        assert_eq!(mb.actions.to_vec1::<u32>().unwrap(), [1, 0]);
+        assert_eq!(mb.old_logp.to_vec1::<f32>().unwrap(), [-0.3, -0.1]);
+        assert_eq!(mb.returns.to_vec1::<f32>().unwrap(), [8.0, 2.0]);
+        // (5, 1): mean 3, unbiased std sqrt(8) = 2.828.
+        let adv = mb.advantages.to_vec1::<f32>().unwrap();
+        assert!((adv[0] - 2.0 / 8f32.sqrt()).abs() < 1e-6 && (adv[1] + 2.0 / 8f32.sqrt()).abs() < 1e-6, "{adv:?}");
+        // Returns 2, 5, 8 against values 1, 2, 3: residuals 1, 3, 5; Var 8/3 vs 6.
+        assert!((buf.explained_variance() - (1.0 - (8.0 / 3.0) / 6.0)).abs() < 1e-12);
     }
 }

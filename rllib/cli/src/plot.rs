@@ -1,23 +1,21 @@
-//! Learning-curve plots: PNG charts of episode return over env steps, from `progress.csv` files.
+//! Learning-curve plots: PNG charts of episode return over env steps, from run directories.
 //!
 //! Text is rendered with a bundled DejaVu Sans font (see `assets/DejaVuSans-LICENSE.txt`), so
 //! drawing needs no system font libraries.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
+use rllib::run_dir::{PLOT_FILE, RunDir, TrainSummary};
+use rllib::stats;
 
 /// Width of the written PNG in pixels.
 pub const WIDTH: u32 = 1000;
 /// Height of the written PNG in pixels.
 pub const HEIGHT: u32 = 600;
-
-/// File name of the learning-curve PNG that every run writes into its directory.
-pub const RUN_PLOT: &str = "learning_curve.png";
 
 /// Column of `progress.csv` used as the x axis.
 pub const X_COLUMN: &str = "num_env_steps_sampled_lifetime";
@@ -42,39 +40,12 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-/// Errors from reading progress files or drawing plots.
+/// Errors from reading run directories or drawing plots.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// A `progress.csv` is malformed.
-    #[error("{}:{line}: {message}", path.display())]
-    Csv {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number (1 is the header).
-        line: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// A directory given as a run directory has no `config.yaml`.
-    #[error("{} is not a run directory (it has no config.yaml)", dir.display())]
-    NotARun {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// A run directory's `config.yaml` cannot be read.
-    #[error("{message}")]
-    Config {
-        /// The config error, naming the file.
-        message: String,
-    },
+    /// A run directory could not be read.
+    #[error(transparent)]
+    Run(#[from] rllib::Error),
     /// There is no finite point to plot.
     #[error("nothing to plot: every curve, band and marker series is empty")]
     Empty,
@@ -128,60 +99,11 @@ pub struct PlotSpec<'a> {
     pub markers: &'a [Curve],
 }
 
-/// The learning curves of one run, read from its `progress.csv`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProgressData {
-    /// `(env steps, env_runners/episode_return_mean)` for every row with both values.
-    pub train: Vec<(f64, f64)>,
-    /// `(env steps, evaluation/episode_return_mean)` for every row with both values.
-    pub eval: Vec<(f64, f64)>,
-}
-
-/// Reads a run's `progress.csv` (as written by [`crate::metrics`]).
-///
-/// The x value is [`X_COLUMN`]; the series are [`TRAIN_COLUMN`] and [`EVAL_COLUMN`]. Empty
-/// cells mean "no value" and leave the row out of that series.
-pub fn read_progress_csv(path: &Path) -> Result<ProgressData, PlotError> {
-    let text = fs::read_to_string(path).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })?;
-    let csv_err = |line: usize, message: String| PlotError::Csv { path: path.to_path_buf(), line, message };
-    let mut lines = text.lines().map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let header: Vec<&str> = match lines.next() {
-        Some(h) if !h.trim().is_empty() => h.split(',').map(str::trim).collect(),
-        _ => return Err(csv_err(1, "empty file, expected a header line".into())),
-    };
-    let column = |name: &str| {
-        header.iter().position(|h| *h == name).ok_or_else(|| csv_err(1, format!("header has no column {name:?}")))
-    };
-    let (x_col, train_col, eval_col) = (column(X_COLUMN)?, column(TRAIN_COLUMN)?, column(EVAL_COLUMN)?);
-
-    let mut data = ProgressData::default();
-    for (i, row) in lines.enumerate() {
-        let line = i + 2;
-        if row.trim().is_empty() {
-            continue;
-        }
-        let cells: Vec<&str> = row.split(',').map(str::trim).collect();
-        if cells.len() != header.len() {
-            return Err(csv_err(line, format!("{} cells, but the header has {} columns", cells.len(), header.len())));
-        }
-        let cell = |col: usize| -> Result<Option<f64>, PlotError> {
-            let s = cells[col];
-            if s.is_empty() {
-                return Ok(None);
-            }
-            s.parse::<f64>()
-                .map(Some)
-                .map_err(|_| csv_err(line, format!("column {:?}: {s:?} is not a number", header[col])))
-        };
-        let Some(x) = cell(x_col)? else { continue };
-        if let Some(y) = cell(train_col)? {
-            data.train.push((x, y));
-        }
-        if let Some(y) = cell(eval_col)? {
-            data.eval.push((x, y));
-        }
-    }
-    Ok(data)
+/// The learning curves of one run: `(env steps, return)` of the training return and of the
+/// periodic evaluations.
+fn read_curves(run: &RunDir) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), PlotError> {
+    let progress = run.read_progress()?;
+    Ok((progress.series(X_COLUMN, TRAIN_COLUMN)?, progress.series(X_COLUMN, EVAL_COLUMN)?))
 }
 
 /// Mean and population standard deviation over several runs of one config, as `(x, mean, std)`.
@@ -203,13 +125,10 @@ pub fn mean_std_band(runs: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
     let mut xs: Vec<f64> = runs.iter().flatten().map(|p| p.0).filter(|x| (lo..=hi).contains(x)).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
-    let n = runs.len() as f64;
     xs.into_iter()
         .map(|x| {
             let ys: Vec<f64> = runs.iter().map(|r| interpolate(r, x)).collect();
-            let mean = ys.iter().sum::<f64>() / n;
-            let var = ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n;
-            (x, mean, var.sqrt())
+            (x, stats::mean(&ys), stats::std(&ys))
         })
         .collect()
 }
@@ -217,10 +136,10 @@ pub fn mean_std_band(runs: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
 /// Draws the learning curve of one run directory into `RUN_DIR/`[`RUN_PLOT`]: the training
 /// return (mean of the last 100 episodes) over env steps, the periodic evaluations as markers,
 /// and the final evaluation of `summary` as a marker of its own. Returns the PNG's path.
-pub fn plot_run(run_dir: &Path, title: &str, summary: Option<&crate::ppo::TrainSummary>) -> Result<PathBuf, PlotError> {
-    let data = read_progress_csv(&run_dir.join("progress.csv"))?;
-    let curves = [Curve { label: "training return (last 100 episodes)".into(), points: data.train }];
-    let mut markers = vec![Curve { label: "evaluation (greedy)".into(), points: data.eval }];
+pub fn plot_run(run: &RunDir, title: &str, summary: Option<&TrainSummary>) -> Result<PathBuf, PlotError> {
+    let (train, eval) = read_curves(run)?;
+    let curves = [Curve { label: "training return (last 100 episodes)".into(), points: train }];
+    let mut markers = vec![Curve { label: "evaluation (greedy)".into(), points: eval }];
     if let Some(s) = summary.filter(|s| !s.final_evaluation.returns.is_empty()) {
         let e = &s.final_evaluation;
         markers.push(Curve {
@@ -229,7 +148,7 @@ pub fn plot_run(run_dir: &Path, title: &str, summary: Option<&crate::ppo::TrainS
         });
     }
     markers.retain(|m| !m.points.is_empty());
-    let path = run_dir.join(RUN_PLOT);
+    let path = run.file(PLOT_FILE);
     draw_learning_curves(&path, &PlotSpec { title, curves: &curves, bands: &[], markers: &markers })?;
     Ok(path)
 }
@@ -237,24 +156,27 @@ pub fn plot_run(run_dir: &Path, title: &str, summary: Option<&crate::ppo::TrainS
 /// One run directory to overlay in [`plot_runs`]: its progress and the key that groups it with
 /// the other seeds of the same config.
 struct RunCurve {
+    algorithm: &'static str,
     env: String,
     seed: u64,
     group_key: String,
     train: Vec<(f64, f64)>,
 }
 
+/// The training-return curve `(env steps, return)` of the run directory `dir`.
+pub fn train_curve(dir: &Path) -> Result<Vec<(f64, f64)>, PlotError> {
+    Ok(read_curves(&RunDir::open(dir)?)?.0)
+}
+
+/// Reads a run as recorded: its env need not be known to this program.
 fn read_run(dir: &Path) -> Result<RunCurve, PlotError> {
-    let config_path = dir.join("config.yaml");
-    if !config_path.exists() {
-        return Err(PlotError::NotARun { dir: dir.to_path_buf() });
-    }
-    let mut config = crate::config::TrainConfig::load(&config_path, &[])
-        .map_err(|e| PlotError::Config { message: e.to_string() })?;
+    let run = RunDir::open(dir)?;
+    let mut config = run.read_config()?;
     let seed = config.seed;
     config.seed = 0;
     let group_key = serde_json::to_string(&config).unwrap_or_default();
-    let train = read_progress_csv(&dir.join("progress.csv"))?.train;
-    Ok(RunCurve { env: config.env, seed, group_key, train })
+    let (train, _) = read_curves(&run)?;
+    Ok(RunCurve { algorithm: config.algorithm.name(), env: config.env, seed, group_key, train })
 }
 
 /// Overlays the training curves of several run directories in one PNG at `out`. Runs whose
@@ -284,7 +206,9 @@ pub fn plot_runs(run_dirs: &[PathBuf], out: &Path) -> Result<(), PlotError> {
     let envs: Vec<&str> = groups.iter().map(|g| g[0].env.as_str()).collect();
     let mut title_envs = envs.clone();
     title_envs.dedup();
-    let title = format!("PPO {} learning curves", title_envs.join(", "));
+    let mut algorithms: Vec<&str> = groups.iter().map(|g| g[0].algorithm).collect();
+    algorithms.dedup();
+    let title = format!("{} {} learning curves", algorithms.join(", "), title_envs.join(", "));
     draw_learning_curves(out, &PlotSpec { title: &title, curves: &curves, bands: &bands, markers: &[] })
 }
 
@@ -470,6 +394,8 @@ fn render(
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     /// A fresh directory under the system temp dir, removed on drop.
@@ -520,40 +446,6 @@ mod tests {
         assert!(mean_std_band(&[vec![(0.0, 1.0)], vec![]]).is_empty());
         assert!(mean_std_band(&[vec![(0.0, 1.0), (1.0, 1.0)], vec![(2.0, 1.0), (3.0, 1.0)]]).is_empty());
         assert_eq!(mean_std_band(&[vec![(4.0, 1.5)]]), vec![(4.0, 1.5, 0.0)]);
-    }
-
-    #[test]
-    fn reads_progress_csv_with_empty_cells() {
-        let dir = TempDir::new("csv");
-        let path = dir.0.join("progress.csv");
-        let header = crate::metrics::COLUMNS.join(",");
-        let col = |name: &str| crate::metrics::COLUMNS.iter().position(|c| *c == name).unwrap();
-        let row = |x: &str, train: &str, eval: &str| {
-            let mut cells = vec![""; crate::metrics::COLUMNS.len()];
-            cells[col(X_COLUMN)] = x;
-            cells[col(TRAIN_COLUMN)] = train;
-            cells[col(EVAL_COLUMN)] = eval;
-            cells.join(",")
-        };
-        let text =
-            [header.clone(), row("4000", "12.5", ""), row("8000", "", ""), row("12000", "30", "41.25")].join("\n");
-        fs::write(&path, text + "\n").unwrap();
-        let data = read_progress_csv(&path).unwrap();
-        assert_eq!(data.train, vec![(4000.0, 12.5), (12000.0, 30.0)]);
-        assert_eq!(data.eval, vec![(12000.0, 41.25)]);
-
-        // A bad number names the file and the line.
-        fs::write(&path, [header.clone(), row("4000", "oops", "")].join("\n")).unwrap();
-        let msg = read_progress_csv(&path).unwrap_err().to_string();
-        assert!(msg.contains("progress.csv:2:") && msg.contains("oops"), "{msg}");
-        // A missing column is reported on the header line.
-        fs::write(&path, "training_iteration\n1\n").unwrap();
-        let msg = read_progress_csv(&path).unwrap_err().to_string();
-        assert!(msg.contains("progress.csv:1:") && msg.contains(X_COLUMN), "{msg}");
-        // A missing file is an I/O error naming it.
-        let missing = dir.0.join("nope.csv");
-        let msg = read_progress_csv(&missing).unwrap_err().to_string();
-        assert!(matches!(read_progress_csv(&missing), Err(PlotError::Io { .. })) && msg.contains("nope.csv"));
     }
 
     /// `(width, height)` from a PNG's IHDR chunk, after checking the signature.

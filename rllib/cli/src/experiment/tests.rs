@@ -1,7 +1,7 @@
 //! Unit tests of spec parsing, aggregation and table rendering.
 
 use super::*;
-use crate::evaluation::EvalStats;
+use rllib::evaluation::EvalStats;
 
 /// A directory under the system temp dir holding `ppo.yaml`, removed on drop.
 struct TempDir(PathBuf);

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::plot;
-use crate::ppo::{SUMMARY_FILE, TrainSummary};
+use rllib::run_dir::{RunDir, SUMMARY_FILE, TrainSummary};
 
 /// Lines of a failed run's log shown in its error.
 const LOG_TAIL_LINES: usize = 15;
@@ -256,7 +256,7 @@ pub fn slug(label: &str) -> String {
 
 /// Rewrites a serde-saphyr error for `source`, adding a suggestion for unknown keys.
 fn yaml_error(message: &str, source: &str) -> SpecError {
-    SpecError(crate::config::yaml_error_message(message, source))
+    SpecError(format!("{source}: {}", rllib::config::yaml_error_message(message, source)))
 }
 
 /// A mean and a population standard deviation.
@@ -274,10 +274,7 @@ impl MeanStd {
         if values.is_empty() {
             return None;
         }
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        Some(Self { mean, std: var.sqrt() })
+        Some(Self { mean: rllib::stats::mean(values), std: rllib::stats::std(values) })
     }
 }
 
@@ -592,7 +589,7 @@ fn execute(spec: &ExperimentSpec, runs: &[Run], program: &Path, jobs: usize) -> 
             pending.push(i);
             continue;
         }
-        let outcome = match TrainSummary::read(&run.dir) {
+        let outcome = match RunDir::open(&run.dir).and_then(|r| r.read_summary()) {
             Ok(s) => RunOutcome::Reused(s),
             Err(e) => RunOutcome::Failed(format!("{e:#}; remove {} to retrain it", run.dir.display())),
         };
@@ -646,7 +643,7 @@ fn train_run(program: &Path, row: &RowSpec, run: &Run) -> Result<TrainSummary, S
     if !status.success() {
         return Err(format!("`{} train` failed ({status}){}", program.display(), log_tail(&run.log)));
     }
-    TrainSummary::read(&run.dir).map_err(|e| format!("{e:#}{}", log_tail(&run.log)))
+    RunDir::open(&run.dir).and_then(|r| r.read_summary()).map_err(|e| format!("{e:#}{}", log_tail(&run.log)))
 }
 
 /// The last lines of a log, indented, after a line naming it.
@@ -684,8 +681,8 @@ fn write_plots(spec: &ExperimentSpec, runs: &[Run], outcomes: &[RunOutcome], res
             .iter()
             .zip(outcomes)
             .filter(|(run, o)| run.row == i && o.summary().is_some())
-            .filter_map(|(run, _)| match plot::read_progress_csv(&run.dir.join("progress.csv")) {
-                Ok(data) => Some(data.train),
+            .filter_map(|(run, _)| match plot::train_curve(&run.dir) {
+                Ok(curve) => Some(curve),
                 Err(e) => {
                     eprintln!("warning: {e}");
                     None
@@ -715,9 +712,7 @@ fn draw(path: &Path, title: &str, bands: &[plot::Band]) {
 
 /// Today's date in UTC, `YYYY-MM-DD`.
 fn today_utc() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (y, m, d) = crate::cli::civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    jiff::Timestamp::now().strftime("%Y-%m-%d").to_string()
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use rl_env::{Action, Env, EnvExt, Space};
 use rl_policies::{ActorCritic, Categorical, PolicyConfig};
 use rl_runtime::{ObjectStore, StoreOptions};
 
-use crate::config::TrainConfig;
-use crate::ppo::{TrainOptions, train};
+use rllib::run_dir::RunDir;
+use rllib::{TrainConfig, train};
 
 /// Best wall-clock of `reps` runs of `f`.
 fn best_of(reps: usize, mut f: impl FnMut()) -> Duration {
@@ -129,8 +129,8 @@ fn end_to_end(steps: u64, out: &mut dyn std::io::Write) -> Result<()> {
     let config = TrainConfig::parse(&yaml, "rl bench", &[])?;
     let dir = std::env::temp_dir().join(format!("rl-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let summary = train(&config, &TrainOptions { output: dir.clone(), quiet: true })?;
-    let learn_s = column_sum(&dir.join("progress.csv"), "timers/learn_s")?;
+    let summary = train(&config, &dir, &mut ())?;
+    let learn_s: f64 = RunDir::open(&dir)?.read_progress()?.column("timers/learn_s")?.into_iter().flatten().sum();
     std::fs::remove_dir_all(&dir)?;
     let samples = summary.iterations * (config.num_epochs * config.train_batch_size()) as u64;
     writeln!(
@@ -147,22 +147,6 @@ fn end_to_end(steps: u64, out: &mut dyn std::io::Write) -> Result<()> {
         learn_s
     )?;
     Ok(())
-}
-
-/// Sum of one numeric column of a progress.csv.
-fn column_sum(path: &std::path::Path, column: &str) -> Result<f64> {
-    let text = std::fs::read_to_string(path)?;
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or_default();
-    let idx = header
-        .split(',')
-        .position(|c| c == column)
-        .ok_or_else(|| anyhow::anyhow!("{}: no column {column}", path.display()))?;
-    let mut sum = 0.0;
-    for line in lines {
-        sum += line.split(',').nth(idx).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    }
-    Ok(sum)
 }
 
 #[cfg(test)]

@@ -1,13 +1,26 @@
-//! The `rl` command line: raw flags parsed by clap, validated into actions, run, and mapped to an exit code.
+//! The `rl` application: the command line, the progress bar, learning-curve plots, `rl bench`
+//! and the reproduction runner, on the `rllib` library.
 //!
-//! Custom environment crates reuse it whole: register the env, then call [`main`]:
+//! Raw flags are parsed by clap, validated into actions, run, and mapped to an exit code.
+//! Custom environment crates reuse the whole application: register the env, then call [`main`]:
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
 //!     // rl_env::register(...) your env here.
-//!     rllib::cli::main()
+//!     rl_cli::main()
 //! }
 //! ```
+//!
+//! - [`progress`]: the callbacks `rl train` passes to `rllib::train` (bar, learning curve).
+//! - [`plot`]: learning-curve PNGs with a bundled font.
+//! - [`experiment`]: `rl experiment run`, configs x seeds against published numbers.
+//! - [`bench`]: `rl bench`.
+#![deny(missing_docs)]
+
+pub mod bench;
+pub mod experiment;
+pub mod plot;
+pub mod progress;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -15,11 +28,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-
-use crate::checkpoint::Checkpoint;
-use crate::config::TrainConfig;
-use crate::evaluation::{EvalStats, evaluate, write_rollout};
-use crate::ppo::{TrainOptions, train};
+use rllib::checkpoint::Checkpoint;
+use rllib::evaluation::{EvalStats, evaluate, write_rollout};
+use rllib::run_dir::{PLOT_FILE, RunDir};
+use rllib::{TrainConfig, train};
 
 const EXAMPLES: &str = "Examples:
   rl train --config configs/ppo.yaml
@@ -185,8 +197,9 @@ fn execute(command: Command) -> Result<()> {
             }
             let config = TrainConfig::load(&config, &overrides)?;
             let output = output.unwrap_or_else(|| default_run_dir(&config));
-            check_output_dir(&output)?;
-            let summary = train(&config, &TrainOptions { output, quiet })?;
+            RunDir::check_new(&output)?;
+            let mut callbacks = progress::TrainProgress::new(quiet);
+            let summary = train(&config, &output, &mut callbacks)?;
             println!("{summary}");
             Ok(())
         }
@@ -213,17 +226,17 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Plot { runs, out } => {
             let out = out.unwrap_or_else(|| match runs.as_slice() {
-                [one] => one.join(crate::plot::RUN_PLOT),
+                [one] => one.join(PLOT_FILE),
                 _ => PathBuf::from("learning_curves.png"),
             });
-            crate::plot::plot_runs(&runs, &out)?;
+            plot::plot_runs(&runs, &out)?;
             println!("wrote {}", out.display());
             Ok(())
         }
         Command::Experiment(ExperimentCommand::Run { spec, jobs, output, results }) => {
             let program = std::env::current_exe().context("cannot find this program's path to start training runs")?;
-            let options = crate::experiment::ExperimentOptions { program, output, results, jobs };
-            let report = crate::experiment::run_experiment(&spec, &options)?;
+            let options = experiment::ExperimentOptions { program, output, results, jobs };
+            let report = experiment::run_experiment(&spec, &options)?;
             println!(
                 "{} runs trained, {} reused; wrote {} and {}",
                 report.trained,
@@ -233,7 +246,7 @@ fn execute(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Bench => crate::bench::run(false, &mut std::io::stdout().lock()),
+        Command::Bench => bench::run(false, &mut std::io::stdout().lock()),
         Command::Envs => {
             for id in rl_env::ids() {
                 let spec = rl_env::spec(&id)?;
@@ -262,34 +275,8 @@ fn print_eval(checkpoint: &Path, s: &EvalStats) {
 
 /// `runs/ALGO_ENV_seedN_YYYYmmdd-HHMMSS` (UTC).
 fn default_run_dir(config: &TrainConfig) -> PathBuf {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
-    let stamp = format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
-    PathBuf::from("runs").join(format!("PPO_{}_seed{}_{stamp}", config.env, config.seed))
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), Howard Hinnant's algorithm.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn check_output_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        let empty = dir.read_dir().with_context(|| format!("cannot read {}", dir.display()))?.next().is_none();
-        if !empty {
-            bail!("output directory {} already exists and is not empty; choose another --output", dir.display());
-        }
-    }
-    Ok(())
+    let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
+    PathBuf::from("runs").join(format!("{}_{}_seed{}_{stamp}", config.algorithm.name(), config.env, config.seed))
 }
 
 #[cfg(test)]
@@ -297,10 +284,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn default_run_dirs_name_algorithm_env_seed_and_time() {
+        let config = TrainConfig::parse("env: CartPole-v1\nseed: 7\nstop: {training_iteration: 1}\n", "t.yaml", &[]).unwrap();
+        let dir = default_run_dir(&config).display().to_string();
+        let (prefix, stamp) = dir.split_at("runs/PPO_CartPole-v1_seed7_".len());
+        assert_eq!(prefix, "runs/PPO_CartPole-v1_seed7_");
+        assert!(stamp.len() == 15 && stamp.as_bytes()[8] == b'-', "{stamp}");
+        assert!(stamp.chars().filter(|c| *c != '-').all(|c| c.is_ascii_digit()), "{stamp}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The `rl` binary: see `rl --help`.
 
 fn main() -> std::process::ExitCode {
-    rllib::cli::main()
+    rl_cli::main()
 }

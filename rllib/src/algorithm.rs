@@ -1,0 +1,239 @@
+//! The training loop every algorithm shares, around the one thing each does differently:
+//! [`Algorithm::training_step`].
+//!
+//! ```text
+//! start the embedded runtime; the algorithm spawns its actors      (bad input fails here)
+//! create the run directory
+//! for iteration = 1, 2, ...
+//!     algorithm.training_step()        sample and learn; fills the algorithm's metric columns
+//!     episode and counter metrics, evaluation every evaluation.interval iterations
+//!     progress.csv, result.jsonl, TensorBoard, callbacks
+//!     checkpoint every checkpoint.frequency iterations
+//!     stop when the first stop condition is met
+//! final checkpoint, final evaluation, callbacks, summary.txt, summary.json (last)
+//! ```
+//!
+//! An algorithm (PPO in [`crate::ppo`]; DQN and SAC to come) implements [`Algorithm`]: its
+//! training step, its metric columns, its policy weights for evaluation, and its state for
+//! checkpoints (where a replay buffer or normalizer statistics go as extra files). Everything
+//! else lives here once.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rl_runtime::{Runtime, RuntimeOptions};
+
+use crate::callbacks::Callbacks;
+use crate::checkpoint::{AlgorithmState, CHECKPOINT_FORMAT_VERSION, CheckpointMetadata, write_checkpoint};
+use crate::config::{AlgorithmId, StopConfig, TrainConfig};
+use crate::error::Result;
+use crate::evaluation::{EvalStats, evaluate};
+use crate::metrics::{EpisodeWindow, IterationResult, columns};
+use crate::ppo::Ppo;
+use crate::run_dir::{ResultWriter, RunDir, TrainSummary};
+use crate::tensorboard::EventWriter;
+
+/// An RL algorithm as the shared training loop drives it.
+pub trait Algorithm {
+    /// The algorithm's own `progress.csv` columns (its learner metrics), in order; they sit
+    /// between [`crate::metrics::COMMON_HEAD`] and [`crate::metrics::COMMON_TAIL`].
+    fn metric_columns(&self) -> &'static [&'static str];
+
+    /// One training iteration (1-based `iteration`): sample, learn, and set the algorithm's
+    /// metric columns in `result`.
+    fn training_step(&mut self, iteration: u64, result: &mut IterationResult) -> Result<StepReport>;
+
+    /// The current policy weights (safetensors), to evaluate.
+    fn policy_weights(&mut self) -> Result<Vec<u8>>;
+
+    /// Everything needed to continue exactly, for a checkpoint.
+    fn state(&mut self) -> Result<AlgorithmState>;
+}
+
+/// What one [`Algorithm::training_step`] sampled and how long it took.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepReport {
+    /// Env steps sampled.
+    pub num_env_steps: u64,
+    /// Returns of the episodes that finished, in worker order.
+    pub episode_returns: Vec<f64>,
+    /// Their lengths.
+    pub episode_lengths: Vec<i64>,
+    /// Seconds spent sampling.
+    pub sample_s: f64,
+    /// Seconds spent learning.
+    pub learn_s: f64,
+}
+
+/// Trains the configured algorithm on an embedded runtime and writes the run directory at
+/// `output` (which must not exist or be empty), reporting to `callbacks`.
+///
+/// Everything that can fail on bad input (the env, its arguments, the model, the actors) fails
+/// before the run directory is created.
+pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
+    RunDir::check_new(output)?;
+    config.env_spaces()?;
+    let rt = Runtime::local(RuntimeOptions::default())?;
+    let result = match config.algorithm {
+        AlgorithmId::Ppo => Ppo::new(&rt, config).and_then(|mut ppo| run(&mut ppo, config, output, callbacks)),
+    };
+    rt.shutdown();
+    result
+}
+
+/// The shared loop; see the module docs.
+fn run(
+    algo: &mut dyn Algorithm,
+    config: &TrainConfig,
+    output: &Path,
+    callbacks: &mut dyn Callbacks,
+) -> Result<TrainSummary> {
+    let run = RunDir::create(output, config)?;
+    let mut results = ResultWriter::create(&run, columns(algo.metric_columns()))?;
+    let mut events = EventWriter::create(run.path()).map_err(crate::Error::io("create an event file in", run.path()))?;
+    callbacks.on_train_start(&run, config);
+    tracing::info!(run_dir = %run.path().display(), algorithm = config.algorithm.name(), env = %config.env,
+        seed = config.seed, "training started");
+
+    let start = Instant::now();
+    let mut window = EpisodeWindow::new(100);
+    let (mut env_steps, mut episodes, mut iteration) = (0u64, 0u64, 0u64);
+    let stop_reason = loop {
+        iteration += 1;
+        let iter_start = Instant::now();
+        let mut r = IterationResult::default();
+        let step = algo.training_step(iteration, &mut r)?;
+
+        env_steps += step.num_env_steps;
+        episodes += step.episode_returns.len() as u64;
+        window.extend(&step.episode_returns, &step.episode_lengths);
+        r.set("training_iteration", iteration);
+        r.set("num_env_steps_sampled_lifetime", env_steps);
+        r.set("num_episodes_lifetime", episodes);
+        if let Some(m) = window.mean_return() {
+            r.set("env_runners/episode_return_mean", m);
+        }
+        if let Some((lo, hi)) = window.return_range() {
+            r.set("env_runners/episode_return_min", lo);
+            r.set("env_runners/episode_return_max", hi);
+        }
+        if let Some(l) = window.mean_length() {
+            r.set("env_runners/episode_len_mean", l);
+        }
+        r.set("env_runners/num_episodes", step.episode_returns.len());
+
+        // Evaluation every `evaluation.interval` iterations, on the weights just trained.
+        if config.evaluation.interval > 0 && iteration % config.evaluation.interval == 0 {
+            let eval = evaluate_current(algo, config)?;
+            tracing::info!(iteration, return_mean = eval.return_mean(), "evaluation");
+            r.set("evaluation/episode_return_mean", eval.return_mean());
+            r.set("evaluation/episode_return_std", eval.return_std());
+            r.set("evaluation/episode_len_mean", eval.length_mean());
+        }
+        let total_s = start.elapsed().as_secs_f64();
+        r.set("time_this_iter_s", iter_start.elapsed().as_secs_f64());
+        r.set("time_total_s", total_s);
+        r.set("timers/sample_s", step.sample_s);
+        r.set("timers/learn_s", step.learn_s);
+        r.set("num_env_steps_sampled_per_s", env_steps as f64 / total_s);
+        results.write(&r)?;
+        let scalars: Vec<(&str, f32)> = r.numbers(results.columns()).into_iter().map(|(k, v)| (k, v as f32)).collect();
+        events.add_scalars(&scalars, env_steps as i64).map_err(crate::Error::io("write", events.path()))?;
+        callbacks.on_iteration(&r);
+
+        if config.checkpoint.frequency > 0 && iteration % config.checkpoint.frequency == 0 {
+            save_checkpoint(algo, config, &run, &format!("iter_{iteration:06}"), iteration, env_steps)?;
+        }
+        if let Some(reason) = stop_reason(&config.stop, iteration, env_steps, window.mean_return(), total_s) {
+            break reason;
+        }
+    };
+    let train_seconds = start.elapsed().as_secs_f64();
+    events.flush().map_err(crate::Error::io("write", events.path()))?;
+
+    save_checkpoint(algo, config, &run, "final", iteration, env_steps)?;
+    let summary = TrainSummary {
+        run_dir: run.path().to_path_buf(),
+        iterations: iteration,
+        env_steps,
+        train_seconds,
+        train_episode_return_mean: window.mean_return(),
+        final_evaluation: evaluate_current(algo, config)?,
+        stop_reason,
+    };
+    callbacks.on_train_end(&run, &summary);
+    run.write_summary(&summary)?;
+    Ok(summary)
+}
+
+/// The first stop condition met, as the reason to report; `None` to go on.
+pub fn stop_reason(
+    stop: &StopConfig,
+    iteration: u64,
+    env_steps: u64,
+    return_mean: Option<f64>,
+    total_s: f64,
+) -> Option<String> {
+    if let Some(n) = stop.num_env_steps_sampled_lifetime.filter(|n| env_steps >= *n) {
+        return Some(format!("num_env_steps_sampled_lifetime >= {n}"));
+    }
+    if let Some(n) = stop.training_iteration.filter(|n| iteration >= *n) {
+        return Some(format!("training_iteration >= {n}"));
+    }
+    if let (Some(t), Some(m)) = (stop.episode_return_mean, return_mean)
+        && m >= t
+    {
+        return Some(format!("env_runners/episode_return_mean >= {t}"));
+    }
+    if let Some(t) = stop.time_total_s.filter(|t| total_s >= *t) {
+        return Some(format!("time_total_s >= {t}"));
+    }
+    None
+}
+
+fn evaluate_current(algo: &mut dyn Algorithm, config: &TrainConfig) -> Result<EvalStats> {
+    evaluate(config, &algo.policy_weights()?, config.evaluation.duration, config.evaluation.seed)
+}
+
+fn save_checkpoint(
+    algo: &mut dyn Algorithm,
+    config: &TrainConfig,
+    run: &RunDir,
+    name: &str,
+    iteration: u64,
+    env_steps: u64,
+) -> Result<()> {
+    let state = algo.state()?;
+    let metadata = CheckpointMetadata {
+        format_version: CHECKPOINT_FORMAT_VERSION,
+        algorithm: config.algorithm.name().into(),
+        env: config.env.clone(),
+        training_iteration: iteration,
+        num_env_steps_sampled_lifetime: env_steps,
+        policy_version: state.policy_version,
+        library_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let path = write_checkpoint(&run.checkpoint_dir(name), &metadata, config, &state)?;
+    tracing::info!(checkpoint = %path.display(), iteration, "checkpoint written");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_stop_condition_met_is_reported() {
+        let stop = StopConfig {
+            num_env_steps_sampled_lifetime: Some(1000),
+            training_iteration: Some(10),
+            episode_return_mean: Some(195.0),
+            time_total_s: Some(60.0),
+        };
+        assert_eq!(stop_reason(&stop, 1, 10, Some(10.0), 1.0), None);
+        assert_eq!(stop_reason(&stop, 1, 1000, None, 1.0).unwrap(), "num_env_steps_sampled_lifetime >= 1000");
+        assert_eq!(stop_reason(&stop, 10, 10, None, 1.0).unwrap(), "training_iteration >= 10");
+        assert_eq!(stop_reason(&stop, 1, 10, Some(195.0), 1.0).unwrap(), "env_runners/episode_return_mean >= 195");
+        assert_eq!(stop_reason(&stop, 1, 10, None, 60.0).unwrap(), "time_total_s >= 60");
+    }
+}

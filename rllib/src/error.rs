@@ -1,0 +1,108 @@
+//! The library's one error type, [`Error`], and its `Result` alias.
+//!
+//! Every fallible function of `rllib` returns [`Result`]. Variants are grouped by where the
+//! problem lies (user input, files, the layers below) and carry the path, key or value they are
+//! about, so a message reads on its own: `ppo.yaml:4: lr: must be a positive number, got -0.1`.
+//! Actor handlers return it boxed (`rl_runtime::BoxError`); its text reaches the caller through
+//! the runtime's `ActorFailed`.
+
+use std::path::PathBuf;
+
+/// Everything `rllib` can report.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // === User input ===
+    /// A config value, key or file is not usable. `origin` says where the bad value came from:
+    /// `FILE:LINE`, `FILE`, or `--set KEY=VALUE`.
+    #[error("{origin}: {message}")]
+    Config {
+        /// Where the value came from.
+        origin: String,
+        /// The key (if known) and what is allowed.
+        message: String,
+    },
+    /// A run directory must not be overwritten.
+    #[error("output directory {} already exists and is not empty; choose another --output", path.display())]
+    OutputExists {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A directory given as a run directory does not hold one.
+    #[error("{} is not a run directory (it has no {file})", path.display())]
+    NotARunDir {
+        /// The directory.
+        path: PathBuf,
+        /// The file it lacks.
+        file: &'static str,
+    },
+
+    // === Files ===
+    /// Reading or writing a file or directory failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`read config`, `create`, `write`, ...).
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file this library writes (progress.csv, summary.json, metadata.json, a checkpoint's
+    /// tensors) is malformed or from an incompatible version.
+    #[error("{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line, for text files.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// A trajectory batch from the object store could not be decoded.
+    #[error("trajectory batch: {message}")]
+    Batch {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Writing to an output stream the caller handed over (a file, standard output) failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+    /// A value could not be serialized (config to YAML, summary to JSON).
+    #[error("cannot serialize {what}: {message}")]
+    Serialize {
+        /// What was being serialized.
+        what: &'static str,
+        /// The serializer's message.
+        message: String,
+    },
+
+    // === Layers below ===
+    /// An environment failed (unknown id, bad kwargs, invalid action, ...).
+    #[error(transparent)]
+    Env(#[from] rl_env::EnvError),
+    /// A policy could not be built or loaded.
+    #[error(transparent)]
+    Policy(#[from] rl_policies::PolicyError),
+    /// The runtime failed (actor failed or died, object freed, store full, ...).
+    #[error(transparent)]
+    Runtime(#[from] rl_runtime::RuntimeError),
+    /// A tensor operation of the learner failed.
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A [`Error::Io`] for `action` on `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { action, path, source }
+    }
+
+    /// A [`Error::Config`] from `origin`.
+    pub fn config(origin: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Config { origin: origin.into(), message: message.into() }
+    }
+}
