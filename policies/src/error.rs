@@ -90,14 +90,6 @@ pub enum PolicyError {
         /// The policy's action head.
         kind: ActionKind,
     },
-    /// An argument out of its domain.
-    #[error("{op}: {msg}")]
-    InvalidArgument {
-        /// The function called.
-        op: &'static str,
-        /// What is wrong.
-        msg: String,
-    },
 }
 
 /// `Result` with [`PolicyError`].

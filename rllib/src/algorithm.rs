@@ -21,15 +21,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use rl_runtime::{Runtime, RuntimeOptions};
-
 use crate::callbacks::Callbacks;
 use crate::checkpoint::{AlgorithmState, CHECKPOINT_FORMAT_VERSION, CheckpointMetadata, write_checkpoint};
-use crate::config::{AlgorithmId, StopConfig, TrainConfig};
+use crate::config::{StopConfig, TrainConfig};
 use crate::error::Result;
 use crate::evaluation::{EvalStats, evaluate};
 use crate::metrics::{EpisodeWindow, IterationResult, columns};
-use crate::ppo::Ppo;
 use crate::run_dir::{ResultWriter, RunDir, TrainSummary};
 use crate::tensorboard::EventWriter;
 
@@ -65,24 +62,9 @@ pub struct StepReport {
     pub learn_s: f64,
 }
 
-/// Trains the configured algorithm on an embedded runtime and writes the run directory at
-/// `output` (which must not exist or be empty), reporting to `callbacks`.
-///
-/// Everything that can fail on bad input (the env, its arguments, the model, the actors) fails
-/// before the run directory is created.
-pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
-    RunDir::check_new(output)?;
-    config.env_spaces()?;
-    let rt = Runtime::local(RuntimeOptions::default())?;
-    let result = match config.algorithm {
-        AlgorithmId::Ppo => Ppo::new(&rt, config).and_then(|mut ppo| run(&mut ppo, config, output, callbacks)),
-    };
-    rt.shutdown();
-    result
-}
-
-/// The shared loop; see the module docs.
-fn run(
+/// Runs the shared loop (see the module docs) for `algo`, whose actors are already up, writing
+/// the run directory at `output`. [`crate::train`] starts the runtime and the algorithm first.
+pub fn run(
     algo: &mut dyn Algorithm,
     config: &TrainConfig,
     output: &Path,
@@ -90,7 +72,8 @@ fn run(
 ) -> Result<TrainSummary> {
     let run = RunDir::create(output, config)?;
     let mut results = ResultWriter::create(&run, columns(algo.metric_columns()))?;
-    let mut events = EventWriter::create(run.path()).map_err(crate::Error::io("create an event file in", run.path()))?;
+    let mut events =
+        EventWriter::create(run.path()).map_err(crate::Error::io("create an event file in", run.path()))?;
     callbacks.on_train_start(&run, config);
     tracing::info!(run_dir = %run.path().display(), algorithm = config.algorithm.name(), env = %config.env,
         seed = config.seed, "training started");

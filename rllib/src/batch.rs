@@ -158,9 +158,7 @@ impl TrajectoryBatch {
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
         let field = |k: &str| -> Result<u64> {
-            meta.get(k)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| bad(format!("metadata {k:?} missing or invalid")))
+            meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| bad(format!("metadata {k:?} missing or invalid")))
         };
         let version = field("format_version")?;
         if version != u64::from(BATCH_FORMAT_VERSION) {

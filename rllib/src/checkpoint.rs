@@ -97,7 +97,8 @@ pub struct Checkpoint {
 }
 
 /// The files a checkpoint always has; `extra_files` may not reuse these names.
-const FILES: [&str; 5] = ["metadata.json", "config.yaml", "policy.safetensors", "optimizer.safetensors", "rng_state.json"];
+const FILES: [&str; 5] =
+    ["metadata.json", "config.yaml", "policy.safetensors", "optimizer.safetensors", "rng_state.json"];
 
 fn pair(x: (u128, u128)) -> [String; 2] {
     [x.0.to_string(), x.1.to_string()]
@@ -121,13 +122,16 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
     }
     std::fs::create_dir(&tmp).map_err(Error::io("create", &tmp))?;
-    let write = |name: &str, bytes: &[u8]| std::fs::write(tmp.join(name), bytes).map_err(Error::io("write", tmp.join(name)));
+    let write =
+        |name: &str, bytes: &[u8]| std::fs::write(tmp.join(name), bytes).map_err(Error::io("write", tmp.join(name)));
     write("metadata.json", (pretty_json("checkpoint metadata", metadata)? + "\n").as_bytes())?;
-    let yaml = serde_saphyr::to_string(config).map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
+    let yaml =
+        serde_saphyr::to_string(config).map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
     write("config.yaml", yaml.as_bytes())?;
     write("policy.safetensors", &state.policy)?;
     write("optimizer.safetensors", &optimizer_bytes(&state.optimizer))?;
-    let rngs = RngStates { learner: pair(state.learner_rng), workers: state.worker_rngs.iter().copied().map(pair).collect() };
+    let rngs =
+        RngStates { learner: pair(state.learner_rng), workers: state.worker_rngs.iter().copied().map(pair).collect() };
     write("rng_state.json", (pretty_json("generator states", &rngs)? + "\n").as_bytes())?;
     for (name, bytes) in &state.extra_files {
         write(name, bytes)?;
@@ -172,7 +176,8 @@ pub fn read_optimizer(bytes: &[u8], path: &Path) -> Result<OptimizerState> {
         if view.dtype() != Dtype::F32 {
             return Err(bad(format!("tensor {name} is {:?}, expected F32", view.dtype())));
         }
-        moments.push((name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()));
+        moments
+            .push((name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()));
     }
     Ok(OptimizerState { step, moments })
 }
@@ -189,9 +194,8 @@ impl Checkpoint {
         }
         let read = |name: &str| std::fs::read(dir.join(name)).map_err(Error::io("read", dir.join(name)));
         let meta_path = dir.join("metadata.json");
-        let metadata: CheckpointMetadata = serde_json::from_slice(&read("metadata.json")?).map_err(|e| {
-            Error::Format { path: meta_path.clone(), line: Some(e.line()), message: e.to_string() }
-        })?;
+        let metadata: CheckpointMetadata = serde_json::from_slice(&read("metadata.json")?)
+            .map_err(|e| Error::Format { path: meta_path.clone(), line: Some(e.line()), message: e.to_string() })?;
         if metadata.format_version != CHECKPOINT_FORMAT_VERSION {
             return Err(Error::Format {
                 path: meta_path,
@@ -213,10 +217,8 @@ mod tests {
 
     #[test]
     fn optimizer_round_trips() {
-        let opt = OptimizerState {
-            step: 42,
-            moments: vec![("m.0".into(), vec![1.0, 2.0]), ("v.0".into(), vec![0.5, 0.25])],
-        };
+        let opt =
+            OptimizerState { step: 42, moments: vec![("m.0".into(), vec![1.0, 2.0]), ("v.0".into(), vec![0.5, 0.25])] };
         let mut back = read_optimizer(&optimizer_bytes(&opt), Path::new("o.safetensors")).unwrap();
         back.moments.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(back, opt);

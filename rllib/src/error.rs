@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 
 /// Everything `rllib` can report.
+///
+/// The errors of the layers below (`Env`, `Policy`, `Runtime`, `Tensor`) convert with `?`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     // === User input ===
@@ -79,17 +81,36 @@ pub enum Error {
     // === Layers below ===
     /// An environment failed (unknown id, bad kwargs, invalid action, ...).
     #[error(transparent)]
-    Env(#[from] rl_env::EnvError),
+    Env(Box<rl_env::EnvError>),
     /// A policy could not be built or loaded.
     #[error(transparent)]
-    Policy(#[from] rl_policies::PolicyError),
+    Policy(Box<rl_policies::PolicyError>),
     /// The runtime failed (actor failed or died, object freed, store full, ...).
     #[error(transparent)]
-    Runtime(#[from] rl_runtime::RuntimeError),
+    Runtime(Box<rl_runtime::RuntimeError>),
     /// A tensor operation of the learner failed.
     #[error("tensor operation failed: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(Box<candle_core::Error>),
 }
+
+// The errors of the layers below are boxed: they are large, and `Result<T>` stays small on the
+// paths that succeed.
+macro_rules! from_boxed {
+    ($($variant:ident($ty:ty)),* $(,)?) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Self::$variant(Box::new(e))
+            }
+        }
+    )*};
+}
+
+from_boxed!(
+    Env(rl_env::EnvError),
+    Policy(rl_policies::PolicyError),
+    Runtime(rl_runtime::RuntimeError),
+    Tensor(candle_core::Error),
+);
 
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;

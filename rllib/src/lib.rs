@@ -11,7 +11,8 @@
 //! ```
 //!
 //! - [`config`]: the YAML training config (RLlib key names), overrides and validation.
-//! - [`algorithm`]: the [`Algorithm`] trait and the training loop they share ([`train`]);
+//! - [`train`]: the entry point; [`algorithm`]: the [`Algorithm`] trait and the training loop
+//!   every algorithm shares;
 //!   [`callbacks`]: how a run reports to the program that started it.
 //! - [`ppo`]: PPO, top to bottom: hyperparameters, driver step, learner, and [`ppo::loss`].
 //! - [`rollout`]: the rollout-worker actor; [`action`]: policy outputs to env actions;
@@ -43,10 +44,12 @@ pub mod run_dir;
 pub mod seeding;
 pub mod stats;
 pub mod tensorboard;
+mod train;
 
-pub use algorithm::{Algorithm, StepReport, train};
+pub use algorithm::{Algorithm, StepReport};
 pub use callbacks::Callbacks;
 pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use metrics::IterationResult;
 pub use run_dir::{RunDir, TrainSummary};
+pub use train::train;

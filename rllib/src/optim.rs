@@ -90,11 +90,6 @@ impl Adam {
         Ok(StepStats { grad_norm })
     }
 
-    /// Steps taken so far.
-    pub fn steps(&self) -> u64 {
-        self.step
-    }
-
     /// The optimizer state as named flat tensors (`m.{i}`, `v.{i}`) plus the step count, for
     /// checkpoints.
     pub fn state(&self) -> (u64, Vec<(String, Vec<f32>)>) {
@@ -174,8 +169,8 @@ mod tests {
         let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["m.0", "v.0", "m.1", "v.1"]);
         // m = 0.1 g and v = 0.001 g^2 after one step; y had no gradient and keeps zero moments.
-        assert_eq!(tensors[0].1, vec![0.2f32; 4]);
-        assert!(tensors[1].1.iter().all(|v| (v - 0.004).abs() < 1e-9));
+        assert!(tensors[0].1.iter().all(|m| (m - 0.2).abs() < 1e-6), "{:?}", tensors[0].1);
+        assert!(tensors[1].1.iter().all(|v| (v - 0.004).abs() < 1e-7), "{:?}", tensors[1].1);
         assert_eq!(tensors[2].1, vec![0.0; 2]);
         Ok(())
     }

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::seeding::{stream_rng, worker_stream};
 
 /// What a rollout worker is built from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutWorkerInit {
     /// The training config (env, env_config, model, seed, sizes).
     pub config: TrainConfig,
@@ -28,7 +28,7 @@ pub struct RolloutWorkerInit {
 }
 
 /// Messages a rollout worker handles.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum RolloutMsg {
     /// Load the weights in this object (safetensors from the learner) unless they are older
     /// than the current ones.
@@ -40,7 +40,7 @@ pub enum RolloutMsg {
 }
 
 /// Replies of a rollout worker.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum RolloutReply {
     /// The policy version now loaded.
     Weights(u64),

@@ -252,9 +252,12 @@ impl Progress {
             let parsed = cells
                 .iter()
                 .zip(&columns)
-                .map(|(s, c)| match s {
-                    s if s.is_empty() => Ok(None),
-                    s => s.parse::<f64>().map(Some).map_err(|_| err(line, format!("column {c:?}: {s:?} is not a number"))),
+                .map(|(s, c)| match *s {
+                    "" => Ok(None),
+                    s => s
+                        .parse::<f64>()
+                        .map(Some)
+                        .map_err(|_| err(line, format!("column {c:?}: {s:?} is not a number"))),
                 })
                 .collect::<Result<Vec<_>>>()?;
             rows.push(parsed);
@@ -338,7 +341,12 @@ mod tests {
         let err = Progress::read(&path).unwrap_err().to_string();
         assert!(err.ends_with("progress.csv:2: column \"b\": \"x\" is not a number"), "{err}");
         std::fs::write(&path, "").unwrap();
-        assert!(Progress::read(&path).unwrap_err().to_string().ends_with("progress.csv:1: empty file, expected a header line"));
+        assert!(
+            Progress::read(&path)
+                .unwrap_err()
+                .to_string()
+                .ends_with("progress.csv:1: empty file, expected a header line")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use rllib::checkpoint::Checkpoint;
-use rllib::config::TrainConfig;
 use rllib::evaluation::evaluate;
-use rllib::metrics::{COLUMNS, is_timing_column};
-use rllib::ppo::{TrainOptions, train};
+use rllib::metrics::{columns, is_timing_column};
+use rllib::ppo::METRIC_COLUMNS;
+use rllib::{TrainConfig, train};
 
 fn config(overrides: &[&str]) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
@@ -26,7 +26,7 @@ fn scratch(name: &str) -> PathBuf {
 fn ppo_learns_cartpole_on_a_short_budget() {
     let dir = scratch("learn");
     let c = config(&["stop.num_env_steps_sampled_lifetime=40000", "evaluation.interval=0", "checkpoint.frequency=40"]);
-    let summary = train(&c, &TrainOptions { output: dir.clone(), quiet: true }).unwrap();
+    let summary = train(&c, &dir, &mut ()).unwrap();
     let eval = &summary.final_evaluation;
     assert!(eval.return_mean() >= 195.0, "final evaluation {:.1} < 195: {summary}", eval.return_mean());
     assert_eq!(summary.env_steps, 79 * 512);
@@ -72,16 +72,17 @@ fn ppo_learns_cartpole_on_a_short_budget() {
 #[test]
 fn same_seed_same_progress() {
     let c = config(&["stop.training_iteration=12", "evaluation.interval=5", "lr_schedule=constant"]);
+    let columns = columns(METRIC_COLUMNS);
     let run = |name: &str| {
         let dir = scratch(name);
-        train(&c, &TrainOptions { output: dir.clone(), quiet: true }).unwrap();
+        train(&c, &dir, &mut ()).unwrap();
         let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         text.lines()
             .skip(1)
             .map(|l| {
                 l.split(',')
-                    .zip(COLUMNS)
+                    .zip(&columns)
                     .filter(|(_, c)| !is_timing_column(c))
                     .map(|(v, _)| v.to_string())
                     .collect::<Vec<_>>()
@@ -94,7 +95,7 @@ fn same_seed_same_progress() {
     assert_eq!(a, b);
     // Evaluation columns are filled on iterations 5 and 10 only.
     let eval_col =
-        COLUMNS.iter().filter(|c| !is_timing_column(c)).position(|c| *c == "evaluation/episode_return_mean").unwrap();
+        columns.iter().filter(|c| !is_timing_column(c)).position(|c| *c == "evaluation/episode_return_mean").unwrap();
     let filled: Vec<usize> =
         a.iter().enumerate().filter(|(_, r)| !r[eval_col].is_empty()).map(|(i, _)| i + 1).collect();
     assert_eq!(filled, [5, 10]);

@@ -285,7 +285,8 @@ mod tests {
 
     #[test]
     fn default_run_dirs_name_algorithm_env_seed_and_time() {
-        let config = TrainConfig::parse("env: CartPole-v1\nseed: 7\nstop: {training_iteration: 1}\n", "t.yaml", &[]).unwrap();
+        let config =
+            TrainConfig::parse("env: CartPole-v1\nseed: 7\nstop: {training_iteration: 1}\n", "t.yaml", &[]).unwrap();
         let dir = default_run_dir(&config).display().to_string();
         let (prefix, stamp) = dir.split_at("runs/PPO_CartPole-v1_seed7_".len());
         assert_eq!(prefix, "runs/PPO_CartPole-v1_seed7_");

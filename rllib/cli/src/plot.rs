@@ -99,11 +99,17 @@ pub struct PlotSpec<'a> {
     pub markers: &'a [Curve],
 }
 
-/// The learning curves of one run: `(env steps, return)` of the training return and of the
-/// periodic evaluations.
-fn read_curves(run: &RunDir) -> Result<(Vec<(f64, f64)>, Vec<(f64, f64)>), PlotError> {
+/// The learning curves of one run, as `(env steps, return)` points.
+struct RunCurves {
+    /// The training return ([`TRAIN_COLUMN`]).
+    train: Vec<(f64, f64)>,
+    /// The periodic evaluations ([`EVAL_COLUMN`]).
+    eval: Vec<(f64, f64)>,
+}
+
+fn read_curves(run: &RunDir) -> Result<RunCurves, PlotError> {
     let progress = run.read_progress()?;
-    Ok((progress.series(X_COLUMN, TRAIN_COLUMN)?, progress.series(X_COLUMN, EVAL_COLUMN)?))
+    Ok(RunCurves { train: progress.series(X_COLUMN, TRAIN_COLUMN)?, eval: progress.series(X_COLUMN, EVAL_COLUMN)? })
 }
 
 /// Mean and population standard deviation over several runs of one config, as `(x, mean, std)`.
@@ -137,7 +143,7 @@ pub fn mean_std_band(runs: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
 /// return (mean of the last 100 episodes) over env steps, the periodic evaluations as markers,
 /// and the final evaluation of `summary` as a marker of its own. Returns the PNG's path.
 pub fn plot_run(run: &RunDir, title: &str, summary: Option<&TrainSummary>) -> Result<PathBuf, PlotError> {
-    let (train, eval) = read_curves(run)?;
+    let RunCurves { train, eval } = read_curves(run)?;
     let curves = [Curve { label: "training return (last 100 episodes)".into(), points: train }];
     let mut markers = vec![Curve { label: "evaluation (greedy)".into(), points: eval }];
     if let Some(s) = summary.filter(|s| !s.final_evaluation.returns.is_empty()) {
@@ -165,7 +171,7 @@ struct RunCurve {
 
 /// The training-return curve `(env steps, return)` of the run directory `dir`.
 pub fn train_curve(dir: &Path) -> Result<Vec<(f64, f64)>, PlotError> {
-    Ok(read_curves(&RunDir::open(dir)?)?.0)
+    Ok(read_curves(&RunDir::open(dir)?)?.train)
 }
 
 /// Reads a run as recorded: its env need not be known to this program.
@@ -175,7 +181,7 @@ fn read_run(dir: &Path) -> Result<RunCurve, PlotError> {
     let seed = config.seed;
     config.seed = 0;
     let group_key = serde_json::to_string(&config).unwrap_or_default();
-    let (train, _) = read_curves(&run)?;
+    let train = read_curves(&run)?.train;
     Ok(RunCurve { algorithm: config.algorithm.name(), env: config.env, seed, group_key, train })
 }
 

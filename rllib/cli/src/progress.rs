@@ -68,9 +68,10 @@ mod tests {
 
     #[test]
     fn the_bar_spans_the_step_or_iteration_budget() {
-        let parse = |stop: &str| TrainConfig::parse(&format!("env: CartPole-v1\nstop: {stop}\n"), "t.yaml", &[]).unwrap();
+        let parse =
+            |stop: &str| TrainConfig::parse(&format!("env: CartPole-v1\nstop: {stop}\n"), "t.yaml", &[]).unwrap();
         assert_eq!(planned_steps(&parse("{num_env_steps_sampled_lifetime: 1000, training_iteration: 1}")), 1000);
         assert_eq!(planned_steps(&parse("{training_iteration: 3}")), 3 * 512);
-        assert_eq!(planned_steps(&parse("{time_total_s: 5}")), 0);
+        assert_eq!(planned_steps(&parse("{time_total_s: 5}\nlr_schedule: constant")), 0);
     }
 }

@@ -171,6 +171,33 @@ fn plot_overlays_seeds_of_one_config() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `rl plot` reads a run as recorded: a run of an env this binary has never heard of (registered
+/// only inside this test process, trained through the library) plots like any other.
+#[test]
+fn plot_works_on_runs_of_envs_the_binary_does_not_know() {
+    let dir = scratch("plot-custom");
+    rl_env::register(rl_env::EnvSpec::new("OnlyInThisTest-v0", |kw| rl_env::make("CartPole-v1", kw))).unwrap();
+    let yaml =
+        "env: OnlyInThisTest-v0\nrollout_fragment_length: 64\nminibatch_size: 64\nstop:\n  training_iteration: 3\n";
+    let config = rllib::TrainConfig::parse(yaml, "custom.yaml", &[]).unwrap();
+    let run = dir.join("run");
+    rllib::train(&config, &run, &mut ()).unwrap();
+    // The binary does not know the env: training on it fails, plotting its run works.
+    let cfg = dir.join("custom.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let res = rl(&["train", "--config", cfg.to_str().unwrap(), "--output", dir.join("x").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&res.stderr).contains("unknown env id \"OnlyInThisTest-v0\""));
+    let out = dir.join("custom.png");
+    let res = rl(&["plot", run.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(is_png(&out));
+    // With one run and no --out, the picture goes into the run directory.
+    let res = rl(&["plot", run.to_str().unwrap()]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(is_png(&run.join("learning_curve.png")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn envs_lists_builtins_and_help_has_examples() {
     let out = rl(&["envs"]);

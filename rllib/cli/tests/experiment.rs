@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rllib::experiment::{ExperimentOptions, run_experiment};
+use rl_cli::experiment::{ExperimentOptions, run_experiment};
 
 /// A tiny CartPole config: 2 iterations of 64 steps, 2 evaluation episodes, no checkpoints.
 const TINY: &str = "algorithm: PPO

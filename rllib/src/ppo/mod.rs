@@ -206,8 +206,7 @@ impl Algorithm for Ppo {
 
         // 2. Learn: GAE and the PPO epochs on the learner.
         let learn_start = Instant::now();
-        let LearnerReply::Updated(stats) =
-            self.learner.call(LearnerMsg::Update { batches, hyperparams: hp }).wait()?
+        let LearnerReply::Updated(stats) = self.learner.call(LearnerMsg::Update { batches, hyperparams: hp }).wait()?
         else {
             unreachable!("Update answers Updated")
         };
@@ -267,6 +266,7 @@ pub struct LearnerInit {
     /// Env id.
     pub env: String,
     /// Env keyword arguments.
+    #[serde(with = "rl_env::kwargs_serde")]
     pub env_config: Kwargs,
     /// The policy network.
     pub model: PolicyConfig,
@@ -275,7 +275,7 @@ pub struct LearnerInit {
 }
 
 /// Messages the learner handles.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum LearnerMsg {
     /// Put the current weights into the object store.
     PublishWeights,
@@ -291,7 +291,7 @@ pub enum LearnerMsg {
 }
 
 /// Replies of the learner.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub enum LearnerReply {
     /// Weights object and its version.
     Weights(ObjectRef, u64),
