@@ -93,17 +93,8 @@ pub fn run(
         r.set("training_iteration", iteration);
         r.set("num_env_steps_sampled_lifetime", env_steps);
         r.set("num_episodes_lifetime", episodes);
-        if let Some(m) = window.mean_return() {
-            r.set("env_runners/episode_return_mean", m);
-        }
-        if let Some((lo, hi)) = window.return_range() {
-            r.set("env_runners/episode_return_min", lo);
-            r.set("env_runners/episode_return_max", hi);
-        }
-        if let Some(l) = window.mean_length() {
-            r.set("env_runners/episode_len_mean", l);
-        }
         r.set("env_runners/num_episodes", step.episode_returns.len());
+        set_episode_metrics(&mut r, &window);
 
         // Evaluation every `evaluation.interval` iterations, on the weights just trained.
         if config.evaluation.interval > 0 && iteration % config.evaluation.interval == 0 {
@@ -147,6 +138,20 @@ pub fn run(
     callbacks.on_train_end(&run, &summary);
     run.write_summary(&summary)?;
     Ok(summary)
+}
+
+/// The `env_runners/` metrics of the recent-episode window (left empty before the first episode).
+fn set_episode_metrics(r: &mut IterationResult, window: &EpisodeWindow) {
+    if let Some(m) = window.mean_return() {
+        r.set("env_runners/episode_return_mean", m);
+    }
+    if let Some((lo, hi)) = window.return_range() {
+        r.set("env_runners/episode_return_min", lo);
+        r.set("env_runners/episode_return_max", hi);
+    }
+    if let Some(l) = window.mean_length() {
+        r.set("env_runners/episode_len_mean", l);
+    }
 }
 
 /// The first stop condition met, as the reason to report; `None` to go on.
