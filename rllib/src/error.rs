@@ -38,6 +38,49 @@ pub enum Error {
         file: &'static str,
     },
 
+    // === Numbers ===
+    /// An env produced a non-finite observation or reward: a bug in the env or its
+    /// `env_config`. A restart would meet it again, so it is never retried.
+    #[error(
+        "env {env} returned a non-finite {quantity} ({value}{}) in env runner {worker}, sub-env {sub_env}, \
+         at that runner's step {step}: a bug in the env or its env_config",
+        element.map(|e| format!(" at element {e}")).unwrap_or_default()
+    )]
+    NonFiniteEnv {
+        /// The env id.
+        env: String,
+        /// `observation`, `final observation` or `reward`.
+        quantity: &'static str,
+        /// The offending value (NaN or an infinity).
+        value: f64,
+        /// Its index in the observation, if it is one.
+        element: Option<usize>,
+        /// The env runner's index.
+        worker: u32,
+        /// The sub-env's index within the runner.
+        sub_env: usize,
+        /// Vector-env steps the runner had taken, counting this one.
+        step: u64,
+    },
+    /// A learner update met a non-finite loss or gradient and stopped before changing any weight.
+    #[error(
+        "non-finite {quantity} ({value}) in the learner's update towards policy version {version} \
+         (epoch {epoch}, minibatch {minibatch}); the weights were left unchanged. \
+         Lower the learning rate (lr) or check the env's observations and rewards"
+    )]
+    NonFiniteUpdate {
+        /// `loss` or `gradient norm`.
+        quantity: &'static str,
+        /// The offending value.
+        value: f64,
+        /// The policy version the update would have produced.
+        version: u64,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based minibatch within the epoch.
+        minibatch: usize,
+    },
+
     // === Files ===
     /// Reading or writing a file or directory failed.
     #[error("cannot {action} {}: {source}", path.display())]
@@ -116,6 +159,18 @@ from_boxed!(
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// True for errors that restarting an actor cannot fix (non-finite numbers): supervisors
+    /// must not restart or retry on them.
+    pub fn is_unrecoverable(&self) -> bool {
+        matches!(self, Self::NonFiniteEnv { .. } | Self::NonFiniteUpdate { .. })
+    }
+
+    /// The error as an actor handler returns it: marked [`rl_runtime::Unrecoverable`] when
+    /// [`Error::is_unrecoverable`], so the caller's `ActorFailed` says `recoverable: false`.
+    pub fn into_actor_error(self) -> rl_runtime::BoxError {
+        if self.is_unrecoverable() { Box::new(rl_runtime::Unrecoverable::new(Box::new(self))) } else { Box::new(self) }
+    }
+
     /// A [`Error::Io`] for `action` on `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();

@@ -47,7 +47,8 @@ impl Adam {
     }
 
     /// Clips the gradients to global norm `max_grad_norm` (if set) and applies one Adam step.
-    /// Variables without a gradient are left untouched.
+    /// Variables without a gradient are left untouched. If the gradients' norm is not finite,
+    /// nothing changes (parameters, moments, step count) and the returned `grad_norm` says so.
     pub fn step(&mut self, grads: &GradStore, settings: &AdamStep) -> Result<StepStats> {
         let AdamStep { lr, max_grad_norm, .. } = *settings;
         let mut flat: Vec<Option<Vec<f32>>> = Vec::with_capacity(self.vars.len());
@@ -64,6 +65,10 @@ impl Adam {
             flat.push(Some(g));
         }
         let grad_norm = sq.sqrt();
+        if !grad_norm.is_finite() {
+            // A NaN or infinite gradient would poison every parameter and moment it touches.
+            return Ok(StepStats { grad_norm });
+        }
         let scale = match max_grad_norm {
             Some(max) if grad_norm > max => (max / (grad_norm + 1e-6)) as f32,
             _ => 1.0,
@@ -154,6 +159,25 @@ mod tests {
         let want0 = -0.01 - step2;
         assert!((p_clip[0] - want0).abs() < 1e-6, "{p_clip:?} vs {want0}");
         assert!((p_clip[0] - p_free[0]).abs() > 1e-5, "clipping must change the trajectory");
+        Ok(())
+    }
+
+    #[test]
+    fn a_non_finite_gradient_changes_nothing() -> Result<()> {
+        let x = Var::from_vec(vec![1.0f32, 2.0], 2, &Device::Cpu)?;
+        let mut opt = Adam::new(vec![x.clone()]);
+        let settings = AdamStep { lr: 0.1, eps: 1e-8, max_grad_norm: Some(0.5) };
+        let grads = (x.as_tensor() * 3.0)?.sum_all()?.backward()?;
+        opt.step(&grads, &settings)?;
+        let (before, state) = (x.as_tensor().to_vec1::<f32>()?, opt.state());
+        for bad in [f32::NAN, f32::INFINITY] {
+            let w = Tensor::new(&[bad, 1.0f32], &Device::Cpu)?;
+            let grads = (x.as_tensor() * w)?.sum_all()?.backward()?;
+            let stats = opt.step(&grads, &settings)?;
+            assert!(!stats.grad_norm.is_finite());
+            assert_eq!(x.as_tensor().to_vec1::<f32>()?, before);
+            assert_eq!(opt.state(), state);
+        }
         Ok(())
     }
 

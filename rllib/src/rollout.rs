@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::action::PolicyActions;
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::config::TrainConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::seeding::{stream_rng, worker_stream};
 
 /// What a rollout worker is built from.
@@ -60,6 +60,8 @@ pub struct RolloutWorker {
     rng: Pcg64,
     fragment: usize,
     acting: PolicyActions,
+    env_id: String,
+    steps: u64,
 }
 
 impl Actor for RolloutWorker {
@@ -83,6 +85,8 @@ impl Actor for RolloutWorker {
             version: 0,
             rng: stream_rng(c.seed, worker_stream(init.worker_index)),
             fragment: c.rollout_fragment_length,
+            env_id: c.env.clone(),
+            steps: 0,
         })
     }
 
@@ -99,7 +103,7 @@ impl Actor for RolloutWorker {
                 Ok(RolloutReply::Weights(self.version))
             }
             RolloutMsg::Sample => {
-                let batch = self.sample()?;
+                let batch = self.sample().map_err(Error::into_actor_error)?;
                 Ok(RolloutReply::Batch(ctx.runtime().put(batch.to_bytes().into())?))
             }
             RolloutMsg::RngState => {
@@ -111,6 +115,37 @@ impl Actor for RolloutWorker {
 }
 
 impl RolloutWorker {
+    /// Fails with [`Error::NonFiniteEnv`] unless the rewards and observations (including final
+    /// observations) of the last step are finite.
+    fn check_finite(&self) -> Result<()> {
+        let obs_dim = self.envs.obs_dim();
+        let fail = |quantity, value: f64, element, sub_env| Error::NonFiniteEnv {
+            env: self.env_id.clone(),
+            quantity,
+            value,
+            element,
+            worker: self.index,
+            sub_env,
+            step: self.steps,
+        };
+        let first_bad = |obs: &[f32]| obs.iter().position(|v| !v.is_finite());
+        for (i, &reward) in self.envs.rewards().iter().enumerate() {
+            if !reward.is_finite() {
+                return Err(fail("reward", reward, None, i));
+            }
+            let obs = &self.envs.observations()[i * obs_dim..(i + 1) * obs_dim];
+            if let Some(e) = first_bad(obs) {
+                return Err(fail("observation", f64::from(obs[e]), Some(e), i));
+            }
+            if let Some(final_obs) = self.envs.final_observation(i)
+                && let Some(e) = first_bad(final_obs)
+            {
+                return Err(fail("final observation", f64::from(final_obs[e]), Some(e), i));
+            }
+        }
+        Ok(())
+    }
+
     /// Steps the vector env `fragment` times; see the module docs.
     fn sample(&mut self) -> Result<TrajectoryBatch> {
         let n = self.envs.n_envs();
@@ -137,12 +172,18 @@ impl RolloutWorker {
             episode_returns: Vec::new(),
             episode_lengths: Vec::new(),
         };
+        if self.steps == 0 {
+            // The observations of the first reset.
+            self.check_finite()?;
+        }
         let mut final_value = [0.0f32];
         for _ in 0..self.fragment {
             let obs = self.envs.observations();
             b.obs.extend_from_slice(obs);
             let actions = self.acting.act(&self.fast, obs, &mut self.rng, false)?;
             self.envs.step(actions)?;
+            self.steps += 1;
+            self.check_finite()?;
             // The batch keeps what the policy chose (indices, unclipped values): the
             // log-probabilities refer to those.
             match &mut b.actions {

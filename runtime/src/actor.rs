@@ -79,6 +79,54 @@ use crate::runtime::{Reservation, Runtime};
 /// The error type actor code returns; its text reaches the caller.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// An actor error that restarting the actor cannot fix: a bug in its inputs or code (a
+/// non-finite number from an env, an invalid config) rather than a transient failure. The caller
+/// gets [`RuntimeError::ActorFailed`] with `recoverable: false`, so a supervisor knows not to
+/// restart or retry.
+///
+/// ```
+/// use rl_runtime::{BoxError, Unrecoverable};
+///
+/// let e: BoxError = Box::new(Unrecoverable::new("observation 3 is NaN".into()));
+/// assert!(Unrecoverable::is(&*e));
+/// assert_eq!(e.to_string(), "observation 3 is NaN");
+/// ```
+#[derive(Debug)]
+pub struct Unrecoverable(BoxError);
+
+impl Unrecoverable {
+    /// Marks `error` as one a restart cannot fix.
+    pub fn new(error: BoxError) -> Self {
+        Self(error)
+    }
+
+    /// True if `error` is marked unrecoverable.
+    pub fn is(error: &(dyn std::error::Error + 'static)) -> bool {
+        error.is::<Self>()
+    }
+}
+
+impl std::fmt::Display for Unrecoverable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Unrecoverable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// The [`RuntimeError::ActorFailed`] for an error returned by actor `actor`.
+fn failed(actor: &str, context: &str, e: &BoxError) -> RuntimeError {
+    RuntimeError::ActorFailed {
+        actor: actor.to_string(),
+        message: format!("{context}{e}"),
+        recoverable: !Unrecoverable::is(&**e),
+    }
+}
+
 /// A type whose instances run as actors.
 pub trait Actor: Sized + 'static {
     /// The name the type is registered under, the same on every node.
@@ -331,7 +379,7 @@ impl<A: Actor> Drop for Exit<A> {
 fn construct<A: Actor>(init: &A::Init, ctx: &ActorContext) -> Result<A> {
     match catch_unwind(AssertUnwindSafe(|| A::new(init.clone(), ctx))) {
         Ok(Ok(a)) => Ok(a),
-        Ok(Err(e)) => Err(RuntimeError::ActorFailed { actor: ctx.name.clone(), message: format!("constructor: {e}") }),
+        Ok(Err(e)) => Err(failed(&ctx.name, "constructor: ", &e)),
         Err(p) => Err(RuntimeError::ActorPanicked {
             actor: ctx.name.clone(),
             message: format!("constructor: {}", panic_message(&*p)),
@@ -398,8 +446,7 @@ fn run_actor<A: Actor>(
                 continue;
             }
             Ok(Err(e)) => {
-                let failed = RuntimeError::ActorFailed { actor: ctx.name.clone(), message: e.to_string() };
-                send_reply(reply, Err(failed), ctx);
+                send_reply(reply, Err(failed(&ctx.name, "", &e)), ctx);
                 continue;
             }
             Err(p) => panic_message(&*p),

@@ -12,13 +12,17 @@ pub enum RuntimeError {
         /// The panic message.
         message: String,
     },
-    /// The actor's handler returned an error.
+    /// The actor's handler (or constructor) returned an error.
     #[error("actor {actor} failed: {message}")]
     ActorFailed {
         /// The actor's name.
         actor: String,
         /// The error, formatted.
         message: String,
+        /// False when the actor marked the error [`Unrecoverable`](crate::Unrecoverable): a
+        /// bug or bad input that rebuilding the actor would meet again, so supervisors must not
+        /// restart or retry on it.
+        recoverable: bool,
     },
     /// The actor has stopped (shut down, or dead after exhausting its restarts).
     #[error("actor {actor} is not running: {reason}")]

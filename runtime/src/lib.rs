@@ -32,7 +32,7 @@ mod error;
 pub mod object_store;
 mod runtime;
 
-pub use actor::{Actor, ActorContext, ActorHandle, ActorOptions, BoxError, Reply};
+pub use actor::{Actor, ActorContext, ActorHandle, ActorOptions, BoxError, Reply, Unrecoverable};
 pub use error::{Result, RuntimeError};
 pub use object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};
 pub use runtime::{Runtime, RuntimeOptions, decode, encode};

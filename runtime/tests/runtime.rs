@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rl_runtime::{
-    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, ObjectRef, Runtime, RuntimeError, RuntimeOptions, decode,
-    encode,
+    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, ObjectRef, Runtime, RuntimeError, RuntimeOptions,
+    Unrecoverable, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,7 @@ enum Msg {
     Add(u64),
     Panic,
     Fail,
+    FailForGood,
     PutObject(Vec<u8>),
 }
 
@@ -58,6 +59,7 @@ impl Actor for Worker {
             }
             Msg::Panic => panic!("worker exploded at total {}", self.total),
             Msg::Fail => Err("a handled failure".into()),
+            Msg::FailForGood => Err(Box::new(Unrecoverable::new("a bug no restart fixes".into()))),
             Msg::PutObject(v) => Ok(Some(ctx.runtime().put(Bytes::from(v))?)),
         }
     }
@@ -129,7 +131,14 @@ fn handler_errors_do_not_kill_the_actor() {
     let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
     let err = w.call(Msg::Fail).wait().unwrap_err();
     assert_eq!(err.to_string(), format!("actor {} failed: a handled failure", w.name()));
+    assert!(matches!(err, RuntimeError::ActorFailed { recoverable: true, .. }));
     assert!(w.call(Msg::Add(1)).wait().is_ok());
+    // An error the actor marks unrecoverable says so, with the same text.
+    let err = w.call(Msg::FailForGood).wait().unwrap_err();
+    assert_eq!(err.to_string(), format!("actor {} failed: a bug no restart fixes", w.name()));
+    assert!(matches!(err, RuntimeError::ActorFailed { recoverable: false, .. }));
+    let err = rt.spawn::<Worker>(999, ActorOptions::default()).unwrap_err();
+    assert!(matches!(err, RuntimeError::ActorFailed { recoverable: true, .. }), "{err}");
     rt.shutdown();
 }
 

@@ -206,3 +206,141 @@ fn envs_lists_builtins_and_help_has_examples() {
     let help = String::from_utf8_lossy(&rl(&["--help"]).stdout).to_string();
     assert!(help.contains("Examples:") && help.contains("rl train --config configs/ppo.yaml"), "{help}");
 }
+
+/// CartPole whose observations turn NaN after `after` steps of each sub-env: a buggy user env.
+struct NanAfter {
+    inner: Box<dyn rl_env::Env>,
+    steps: u64,
+    after: u64,
+}
+
+impl rl_env::Env for NanAfter {
+    fn id(&self) -> &str {
+        "NanAfter-v0"
+    }
+    fn observation_space(&self) -> &rl_env::Space {
+        self.inner.observation_space()
+    }
+    fn action_space(&self) -> &rl_env::Space {
+        self.inner.action_space()
+    }
+    fn reset_into(
+        &mut self,
+        seed: Option<u64>,
+        options: Option<&rl_env::Kwargs>,
+        obs: &mut [f32],
+    ) -> rl_env::Result<rl_env::Info> {
+        self.inner.reset_into(seed, options, obs)
+    }
+    fn step_into(&mut self, action: rl_env::Action<'_>, obs: &mut [f32]) -> rl_env::Result<rl_env::StepResult> {
+        let r = self.inner.step_into(action, obs)?;
+        self.steps += 1;
+        if self.steps > self.after {
+            obs[2] = f32::NAN;
+        }
+        Ok(r)
+    }
+}
+
+fn is_failure(code: std::process::ExitCode) -> bool {
+    format!("{code:?}") == format!("{:?}", std::process::ExitCode::FAILURE)
+}
+
+/// Every tensor of a safetensors file as f32 values.
+fn tensors(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .flat_map(|(_, v)| {
+            v.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// An env that turns NaN stops the run with an error naming env, runner, sub-env and step; the
+/// checkpoints written before stay, no final one is written, and the exit code says failure.
+#[test]
+fn a_nan_observation_stops_the_run_with_a_clear_error() {
+    let dir = scratch("nan-env");
+    rl_env::register(rl_env::EnvSpec::new("NanAfter-v0", |kw| {
+        Ok(Box::new(NanAfter { inner: rl_env::make("CartPole-v1", kw)?, steps: 0, after: 1000 }))
+    }))
+    .unwrap();
+    let yaml = "env: NanAfter-v0\nstop:\n  training_iteration: 20\ncheckpoint:\n  frequency: 2\n";
+    let config = rllib::TrainConfig::parse(yaml, "nan.yaml", &[]).unwrap();
+    let run = dir.join("lib");
+    let err = rllib::train(&config, &run, &mut ()).unwrap_err();
+    let text = err.to_string();
+    // 1001 vector steps = iteration 8 of 128-step fragments.
+    assert_eq!(
+        text,
+        "actor env_runner_0 failed: env NanAfter-v0 returned a non-finite observation (NaN at element 2) in \
+         env runner 0, sub-env 0, at that runner's step 1001: a bug in the env or its env_config"
+    );
+    assert!(
+        matches!(&err, rllib::Error::Runtime(e) if matches!(**e, rl_runtime::RuntimeError::ActorFailed { recoverable: false, .. }))
+    );
+    let ckpts: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(ckpts, ["iter_000002", "iter_000004", "iter_000006"]);
+    assert!(tensors(&run.join("checkpoints/iter_000006/policy.safetensors")).iter().all(|v| v.is_finite()));
+    assert!(!run.join("summary.json").exists());
+
+    // Through the command line: the same error and a failure exit code.
+    let cfg = dir.join("nan.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = dir.join("cli");
+    let code = rl_cli::run(
+        ["rl", "train", "--quiet", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()]
+            .map(std::ffi::OsString::from),
+    );
+    assert!(is_failure(code));
+    assert!(!out.join("checkpoints/final").exists() && !out.join("summary.json").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An absurd learning rate makes the loss non-finite: the learner's guard stops the run before
+/// the weights change, and `rl train` fails.
+#[test]
+fn a_non_finite_loss_stops_the_run_before_the_weights_change() {
+    let dir = scratch("nan-loss");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, "env: CartPole-v1\nlr: 1.0e30\nstop:\n  training_iteration: 5\ncheckpoint:\n  frequency: 1\n")
+        .unwrap();
+    let run = dir.join("run");
+    let res = rl(&["train", "--quiet", "--config", cfg.to_str().unwrap(), "--output", run.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: actor learner failed: non-finite "), "{err}");
+    assert!(err.contains("the weights were left unchanged. Lower the learning rate (lr)"), "{err}");
+    assert!(!run.join("checkpoints/final").exists());
+    for ckpt in std::fs::read_dir(run.join("checkpoints")).into_iter().flatten() {
+        let policy = ckpt.unwrap().path().join("policy.safetensors");
+        assert!(tensors(&policy).iter().all(|v| v.is_finite()), "{}", policy.display());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// More env runners than the runtime has CPUs: they share the cores, with a warning.
+#[test]
+fn more_env_runners_than_cores_train_with_a_warning() {
+    let dir = scratch("oversubscribe");
+    let run = dir.join("run");
+    let out = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_rl"), "train", "--quiet", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ppo.yaml"))
+        .args(["--set", "num_env_runners=4", "--set", "stop.num_env_steps_sampled_lifetime=2048", "--output"])
+        .arg(&run)
+        .output()
+        .expect("taskset (util-linux) runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("reserve 4 logical CPUs and this machine has 1"), "{err}");
+    assert!(run.join("summary.json").is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -36,7 +36,7 @@ use crate::algorithm::{Algorithm, StepReport};
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::checkpoint::{AlgorithmState, OptimizerState};
 use crate::config::{Schedule, TrainConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gae::{GaeInput, compute_gae};
 use crate::metrics::IterationResult;
 use crate::optim::{Adam, AdamStep};
@@ -383,7 +383,7 @@ impl Actor for Learner {
                 for r in &batches {
                     decoded.push(TrajectoryBatch::from_bytes(&ctx.runtime().get_blocking(r, None)?)?);
                 }
-                Ok(LearnerReply::Updated(self.update(&decoded, &hyperparams)?))
+                Ok(LearnerReply::Updated(self.update(&decoded, &hyperparams).map_err(Error::into_actor_error)?))
             }
             LearnerMsg::State => {
                 let (step, moments) = self.adam.state();
@@ -413,9 +413,9 @@ impl Learner {
         let adam_step = AdamStep { lr: hp.lr, eps: hp.adam_epsilon, max_grad_norm: hp.grad_clip };
         let mut stats = UpdateStats { num_env_steps: n as u64, ..Default::default() };
         let mut sums = LossSums::default();
-        for _epoch in 0..hp.num_epochs {
+        for epoch in 1..=hp.num_epochs {
             let order = self.permutation(n);
-            for mb_inds in order.chunks(hp.minibatch_size) {
+            for (minibatch, mb_inds) in (1..).zip(order.chunks(hp.minibatch_size)) {
                 let mb = buffer.minibatch(mb_inds, hp.normalize_advantages, &self.device)?;
                 let (logp, entropy, values) = self.policy.evaluate_actions(&mb.obs, &mb.actions)?;
                 let inputs = LossInputs {
@@ -428,8 +428,22 @@ impl Learner {
                     returns: &mb.returns,
                 };
                 let loss = ppo_loss(&inputs, &coeffs)?;
+                // Guard: a non-finite loss or gradient stops the run before any weight changes.
+                let non_finite = |quantity, value: f64| Error::NonFiniteUpdate {
+                    quantity,
+                    value,
+                    version: self.version + 1,
+                    epoch,
+                    minibatch,
+                };
+                if let Some(bad) = [loss.policy_loss, loss.vf_loss, loss.entropy].into_iter().find(|v| !v.is_finite()) {
+                    return Err(non_finite("loss", f64::from(bad)));
+                }
                 let grads = loss.total.backward()?;
                 let step = self.adam.step(&grads, &adam_step)?;
+                if !step.grad_norm.is_finite() {
+                    return Err(non_finite("gradient norm", step.grad_norm));
+                }
                 sums.add(&loss, step.grad_norm);
                 stats.approx_kl = f64::from(loss.approx_kl);
                 stats.num_minibatch_updates += 1;
