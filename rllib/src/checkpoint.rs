@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::run_dir::{CHECKPOINTS_DIR, RunDir};
 
 /// Flat `f32` tensors by name.
 pub type NamedTensors = Vec<(String, Vec<f32>)>;
@@ -183,9 +184,41 @@ pub fn read_optimizer(bytes: &[u8], path: &Path) -> Result<OptimizerState> {
 }
 
 impl Checkpoint {
-    /// Loads the parts needed to act: metadata, config and weights. The config is validated
-    /// against this build, so an env it does not have is named here.
-    pub fn load(dir: &Path) -> Result<Self> {
+    /// The checkpoint directory `path` names: `path` itself when it holds a checkpoint, or the
+    /// final checkpoint of the run directory `path`.
+    pub fn resolve(path: &Path) -> Result<PathBuf> {
+        if path.join("metadata.json").is_file() {
+            return Ok(path.to_path_buf());
+        }
+        let Ok(run) = RunDir::open(path) else { return Ok(path.to_path_buf()) };
+        let last = run.checkpoint_dir("final");
+        if last.join("metadata.json").is_file() {
+            return Ok(last);
+        }
+        let written: Vec<String> = std::fs::read_dir(run.file(CHECKPOINTS_DIR))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| !n.starts_with('.'))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let hint = match written.last() {
+            Some(name) => format!("pass one of its checkpoints, e.g. {}", run.checkpoint_dir(name).display()),
+            None => "it wrote no checkpoint".into(),
+        };
+        Err(Error::Format {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("this run directory has no final checkpoint (the run did not finish); {hint}"),
+        })
+    }
+
+    /// Loads the parts needed to act: metadata, config and weights, from a checkpoint directory
+    /// or a run directory (its final checkpoint; see [`Checkpoint::resolve`]). The config is
+    /// validated against this build, so an env it does not have is named here.
+    pub fn load(path: &Path) -> Result<Self> {
+        let dir = &Self::resolve(path)?;
         if !dir.is_dir() {
             return Err(Error::io("open checkpoint", dir)(std::io::Error::new(
                 std::io::ErrorKind::NotFound,

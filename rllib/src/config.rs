@@ -320,8 +320,14 @@ impl TrainConfig {
     /// Range and consistency checks. Returns the offending key and what is allowed.
     pub fn validate(&self) -> std::result::Result<(), (String, String)> {
         let fail = |k: &str, m: String| Err((k.to_string(), m));
-        if rl_env::spec(&self.env).is_err() {
-            return fail("env", rl_env::spec(&self.env).unwrap_err().to_string());
+        if let Err(e) = rl_env::spec(&self.env) {
+            return fail("env", e.to_string());
+        }
+        if let Err(e) = rl_env::make(&self.env, &self.env_config) {
+            // Name the argument the env refused when its message quotes one.
+            let message = e.to_string();
+            let key = self.env_config.keys().find(|k| message.contains(&format!("\"{k}\"")));
+            return fail(&key.map_or("env_config".into(), |k| format!("env_config.{k}")), message);
         }
         let counts = [
             ("num_env_runners", self.num_env_runners),
@@ -434,7 +440,7 @@ fn yaml_error(message: &str, source: &str) -> Error {
 /// A serde-saphyr error `message` rewritten for `source` (`line L column C: ...`, to follow
 /// `source: `), with a suggestion when it rejects an unknown key close to a known one.
 pub fn yaml_error_message(message: &str, source: &str) -> String {
-    let mut out = message.replace("<input>", source);
+    let mut out = plain_yaml_message(&message.replace("<input>", source));
     if let Some(rest) = message.split("unknown field `").nth(1)
         && let Some((field, tail)) = rest.split_once('`')
         && let Some(list) = tail.split("expected one of ").nth(1)
@@ -446,6 +452,23 @@ pub fn yaml_error_message(message: &str, source: &str) -> String {
         }
     }
     out.trim_start_matches("error: ").to_string()
+}
+
+/// The YAML parser's wording for users: what was expected, without the parser's internals.
+fn plain_yaml_message(message: &str) -> String {
+    let mut out = message.replace(
+        "expected string scalar",
+        "expected a single value (a number, string or boolean) here, found a list or map (is a bracket unclosed?)",
+    );
+    while let Some(start) = out.find("duplicate mapping key: ") {
+        let rest = &out[start + "duplicate mapping key: ".len()..];
+        let key: String = rest.chars().take_while(|c| *c != ',' && *c != '\n').collect();
+        let tail = ", set DuplicateKeyPolicy in Options if acceptable";
+        let end = start + "duplicate mapping key: ".len() + key.len();
+        let end = if out[end..].starts_with(tail) { end + tail.len() } else { end };
+        out.replace_range(start..end, &format!("the key `{key}` is given twice; keep one"));
+    }
+    out
 }
 
 fn first_line(s: &str) -> &str {
@@ -539,6 +562,31 @@ mod tests {
     fn unknown_env_suggests_close_ids() {
         let err = parse(BASE.replace("CartPole-v1", "CartPole-v0").as_str()).unwrap_err().to_string();
         assert!(err.starts_with("ppo.yaml:1: env: unknown env id \"CartPole-v0\"; did you mean CartPole-v1"), "{err}");
+    }
+
+    #[test]
+    fn yaml_messages_speak_of_the_config_not_the_parser() {
+        let err = parse("env: CartPole-v1\nlr: [0.1\nstop: {training_iteration: 1}\n").unwrap_err().to_string();
+        assert!(err.starts_with("ppo.yaml: line 2 column 5: expected a single value"), "{err}");
+        assert!(!err.contains("string scalar"), "{err}");
+        let err = parse("env: CartPole-v1\nlr: 0.1\nlr: 0.2\nstop: {training_iteration: 1}\n").unwrap_err().to_string();
+        assert!(err.starts_with("ppo.yaml: line 3 column 1: the key `lr` is given twice; keep one"), "{err}");
+        assert!(!err.contains("DuplicateKeyPolicy"), "{err}");
+    }
+
+    #[test]
+    fn env_config_errors_name_the_line_or_the_set_argument() {
+        let text = "env: CartPole-v1\nenv_config:\n  sutton_barto_reward: true\n  gravity: 9.8\nstop: {training_iteration: 1}\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("ppo.yaml:4: env_config.gravity: CartPole-v1: unknown keyword argument \"gravity\""),
+            "{err}"
+        );
+        let err = TrainConfig::parse(BASE, "x.yaml", &["env_config.gravity=9.8".into()]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--set env_config.gravity=9.8: env_config.gravity: CartPole-v1: unknown keyword"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -135,8 +135,8 @@ pub fn evaluate(config: &TrainConfig, weights: &[u8], episodes: u64, seed: u64) 
 
 /// Writes `steps` env steps of the policy as JSON lines to `out`: a `{"reset": {"seed": ..},
 /// "obs": [..]}` line at every episode start (episode `i` resets with `seed + i`), then
-/// `{"action", "obs", "reward", "terminated", "truncated"}` per step. Returns the number of
-/// finished episodes.
+/// `{"action", "obs", "reward", "terminated", "truncated"}` per step. The last line is always a
+/// step. Returns the number of finished episodes.
 pub fn write_rollout(
     config: &TrainConfig,
     weights: &[u8],
@@ -147,9 +147,16 @@ pub fn write_rollout(
 ) -> Result<u64> {
     let mut agent = Agent::new(config, weights, deterministic, seed)?;
     let mut episode = 0u64;
-    let mut obs = agent.reset(Some(seed))?;
-    writeln!(out, "{}", serde_json::json!({"reset": {"seed": seed}, "obs": obs})).map_err(Error::Output)?;
+    let mut obs = Vec::new();
+    let mut needs_reset = true;
     for _ in 0..steps {
+        // Reset lazily, so the file never ends with a reset that no step follows.
+        if needs_reset {
+            obs = agent.reset(Some(seed + episode))?;
+            writeln!(out, "{}", serde_json::json!({"reset": {"seed": seed + episode}, "obs": obs}))
+                .map_err(Error::Output)?;
+            needs_reset = false;
+        }
         let AgentStep { action, step } = agent.step(&obs)?;
         let action = match action {
             OwnedAction::Discrete(a) => serde_json::json!(a),
@@ -166,9 +173,7 @@ pub fn write_rollout(
         obs = step.obs;
         if step.terminated || step.truncated {
             episode += 1;
-            obs = agent.reset(Some(seed + episode))?;
-            writeln!(out, "{}", serde_json::json!({"reset": {"seed": seed + episode}, "obs": obs}))
-                .map_err(Error::Output)?;
+            needs_reset = true;
         }
     }
     out.flush().map_err(Error::Output)?;

@@ -74,7 +74,8 @@ enum Command {
     },
     /// Run deterministic evaluation episodes of a checkpoint.
     Evaluate {
-        /// A checkpoint directory (holding metadata.json and policy.safetensors).
+        /// A checkpoint directory (holding metadata.json and policy.safetensors), or a run
+        /// directory (its final checkpoint).
         #[arg(long)]
         checkpoint: PathBuf,
         /// Number of episodes.
@@ -86,7 +87,7 @@ enum Command {
     },
     /// Write a trajectory of a checkpoint's policy as JSON lines.
     Rollout {
-        /// A checkpoint directory.
+        /// A checkpoint directory, or a run directory (its final checkpoint).
         #[arg(long)]
         checkpoint: PathBuf,
         /// Number of env steps.
@@ -186,13 +187,19 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colours only for a terminal: piped or redirected logs stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 fn execute(command: Command) -> Result<()> {
     match command {
         Command::Train { config, mut overrides, output, seed, quiet } => {
             if let Some(s) = seed {
+                if let Some(other) = overrides.iter().find(|o| o.split('=').next().is_some_and(|k| k.trim() == "seed"))
+                {
+                    bail!("--seed {s} and --set {other} both set the seed; give it once");
+                }
                 overrides.push(format!("seed={s}"));
             }
             let config = TrainConfig::load(&config, &overrides)?;

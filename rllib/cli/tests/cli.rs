@@ -117,7 +117,19 @@ fn train_then_evaluate_a_checkpoint() {
     let ckpt = run.join("checkpoints/final");
     let out = rl(&["evaluate", "--checkpoint", ckpt.to_str().unwrap(), "--episodes", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(": 3 episodes  return mean "));
+    let by_checkpoint = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(by_checkpoint.contains(": 3 episodes  return mean "));
+    // A run directory stands for its final checkpoint.
+    let out = rl(&["evaluate", "--checkpoint", run.to_str().unwrap(), "--episodes", "3"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let by_run = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(by_run.split_once(':').unwrap().1, by_checkpoint.split_once(':').unwrap().1);
+    // The seed is given once.
+    let out = rl(&["train", "--config", cfg.to_str().unwrap(), "--seed", "2", "--set", "seed=3"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: --seed 2 and --set seed=3 both set the seed; give it once"
+    );
 
     // A rollout writes one JSON line per step plus one per reset, and is reproducible.
     let traj = dir.join("traj.jsonl");
@@ -128,7 +140,10 @@ fn train_then_evaluate_a_checkpoint() {
     let steps = lines.iter().filter(|l| l.get("action").is_some()).count();
     let resets = lines.iter().filter(|l| l.get("reset").is_some()).count();
     let dones = lines.iter().filter(|l| l["terminated"] == true || l["truncated"] == true).count();
-    assert_eq!((steps, resets), (50, 1 + dones));
+    // A reset opens every episode that has a step; the file ends with a step.
+    let last_done = lines.last().is_some_and(|l| l["terminated"] == true || l["truncated"] == true);
+    assert_eq!((steps, resets), (50, 1 + dones - usize::from(last_done)));
+    assert!(lines.last().unwrap().get("action").is_some());
     assert_eq!(lines[0]["reset"]["seed"], 0);
     assert!(rl(&args).status.success());
     assert_eq!(std::fs::read_to_string(&traj).unwrap(), text);
@@ -195,6 +210,23 @@ fn plot_works_on_runs_of_envs_the_binary_does_not_know() {
     let res = rl(&["plot", run.to_str().unwrap()]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     assert!(is_png(&run.join("learning_curve.png")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `RL_LOG` output piped to a file is plain text, without terminal colour codes.
+#[test]
+fn piped_logs_have_no_colour_codes() {
+    let dir = scratch("logs");
+    let cfg = dir.join("c.yaml");
+    std::fs::write(&cfg, GOOD).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rl"))
+        .args(["train", "--quiet", "--config", cfg.to_str().unwrap(), "--output", dir.join("run").to_str().unwrap()])
+        .env("RL_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("training started"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -290,6 +322,11 @@ fn a_nan_observation_stops_the_run_with_a_clear_error() {
     assert_eq!(ckpts, ["iter_000002", "iter_000004", "iter_000006"]);
     assert!(tensors(&run.join("checkpoints/iter_000006/policy.safetensors")).iter().all(|v| v.is_finite()));
     assert!(!run.join("summary.json").exists());
+    // Evaluating the unfinished run points at the checkpoints it has.
+    let res = rl(&["evaluate", "--checkpoint", run.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("this run directory has no final checkpoint (the run did not finish)"), "{err}");
+    assert!(err.contains("checkpoints/iter_000006"), "{err}");
 
     // Through the command line: the same error and a failure exit code.
     let cfg = dir.join("nan.yaml");
