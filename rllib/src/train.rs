@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use rl_env::Space;
 use rl_runtime::{Runtime, RuntimeOptions};
 
 use crate::algorithm;
@@ -18,7 +19,10 @@ use crate::run_dir::{RunDir, TrainSummary};
 /// model, the actors) fails before the run directory is created.
 pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
     RunDir::check_new(output)?;
-    config.env_spaces()?;
+    let (_, action_space) = config.env_spaces()?;
+    if let Some(warning) = config_warning(config, &action_space) {
+        tracing::warn!("{warning}");
+    }
     let rt = Runtime::local(runtime_options(config, RuntimeOptions::default()))?;
     let result = match config.algorithm {
         AlgorithmId::Ppo => {
@@ -27,6 +31,21 @@ pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks)
     };
     rt.shutdown();
     result
+}
+
+/// A warning about settings that run but are unlikely to learn in this env.
+fn config_warning(config: &TrainConfig, action_space: &Space) -> Option<String> {
+    // CleanRL's discrete ppo.py uses an entropy bonus of 0.01; its continuous ppo_continuous_action.py
+    // and rl-baselines3-zoo's Pendulum settings use none: on a Gaussian policy the bonus keeps
+    // widening the log-std instead of letting the policy settle.
+    (matches!(action_space, Space::Box(_)) && config.entropy_coeff > 0.0).then(|| {
+        format!(
+            "{} has continuous (Box) actions and entropy_coeff is {}: an entropy bonus tuned for discrete actions \
+             keeps a Gaussian policy from settling; configs/ppo-pendulum.yaml has settings for continuous control \
+             (entropy_coeff 0.0)",
+            config.env, config.entropy_coeff
+        )
+    })
 }
 
 /// The embedded runtime's options: `defaults`, with logical CPUs raised to what the env runners
@@ -51,6 +70,18 @@ fn runtime_options(config: &TrainConfig, defaults: RuntimeOptions) -> RuntimeOpt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_discrete_entropy_bonus_on_continuous_actions_is_warned_about() {
+        let parse = |text: &str| TrainConfig::parse(text, "t.yaml", &[]).unwrap();
+        let warn = |c: &TrainConfig| config_warning(c, &c.env_spaces().unwrap().1);
+        let pendulum = parse("env: Pendulum-v1\nstop: {training_iteration: 1}\n");
+        assert!(
+            warn(&pendulum).unwrap().starts_with("Pendulum-v1 has continuous (Box) actions and entropy_coeff is 0.01")
+        );
+        assert_eq!(warn(&parse("env: Pendulum-v1\nentropy_coeff: 0.0\nstop: {training_iteration: 1}\n")), None);
+        assert_eq!(warn(&parse("env: CartPole-v1\nstop: {training_iteration: 1}\n")), None);
+    }
 
     #[test]
     fn more_env_runners_than_cores_are_granted_logical_cpus() {

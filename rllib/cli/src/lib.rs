@@ -14,7 +14,7 @@
 //! - [`progress`]: the callbacks `rl train` passes to `rllib::train` (bar, learning curve).
 //! - [`plot`]: learning-curve PNGs with a bundled font.
 //! - [`experiment`]: `rl experiment run`, configs x seeds against published numbers.
-//! - [`bench`]: `rl bench`.
+//! - [`bench`](mod@bench): `rl bench`.
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -137,9 +137,12 @@ enum ExperimentCommand {
         /// Where run directories go (default: runs/experiments/NAME).
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Where the table and plots go (default: results/ beside the spec).
-        #[arg(long)]
+        /// Where the table and plots go (default: the output directory, beside the runs).
+        #[arg(long, conflicts_with = "update_results")]
         results: Option<PathBuf>,
+        /// Write the table and plots to results/ beside the spec: the committed ones.
+        #[arg(long)]
+        update_results: bool,
     },
 }
 
@@ -240,7 +243,8 @@ fn execute(command: Command) -> Result<()> {
             println!("wrote {}", out.display());
             Ok(())
         }
-        Command::Experiment(ExperimentCommand::Run { spec, jobs, output, results }) => {
+        Command::Experiment(ExperimentCommand::Run { spec, jobs, output, results, update_results }) => {
+            let results = if update_results { Some(experiment::committed_results_dir(&spec)) } else { results };
             let program = std::env::current_exe().context("cannot find this program's path to start training runs")?;
             let options = experiment::ExperimentOptions { program, output, results, jobs };
             let report = experiment::run_experiment(&spec, &options)?;

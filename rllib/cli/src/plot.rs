@@ -139,7 +139,7 @@ pub fn mean_std_band(runs: &[Vec<(f64, f64)>]) -> Vec<(f64, f64, f64)> {
         .collect()
 }
 
-/// Draws the learning curve of one run directory into `RUN_DIR/`[`RUN_PLOT`]: the training
+/// Draws the learning curve of one run directory into `RUN_DIR/`[`PLOT_FILE`]: the training
 /// return (mean of the last 100 episodes) over env steps, the periodic evaluations as markers,
 /// and the final evaluation of `summary` as a marker of its own. Returns the PNG's path.
 pub fn plot_run(run: &RunDir, title: &str, summary: Option<&TrainSummary>) -> Result<PathBuf, PlotError> {

@@ -451,7 +451,8 @@ pub struct ExperimentOptions {
     pub program: PathBuf,
     /// Where run directories go (default: `runs/experiments/<name>`).
     pub output: Option<PathBuf>,
-    /// Where the table and plots go (default: `results/` next to the spec file).
+    /// Where the table and plots go (default: the output directory, beside the runs; the
+    /// committed tables are `results/` next to the spec file, see [`committed_results_dir`]).
     pub results: Option<PathBuf>,
     /// Runs trained at once (default: `std::thread::available_parallelism`).
     pub jobs: Option<usize>,
@@ -500,6 +501,12 @@ impl RunOutcome {
     }
 }
 
+/// The directory of the committed results tables of the spec at `spec_path`: `results/` beside
+/// it (`rl experiment run --update-results` writes there).
+pub fn committed_results_dir(spec_path: &Path) -> PathBuf {
+    spec_path.parent().unwrap_or(Path::new("")).join("results")
+}
+
 /// Trains every (row, seed) of the spec at `spec_path` that has no finished run directory yet,
 /// then writes the results table and plots (see the module docs).
 ///
@@ -516,10 +523,7 @@ pub fn run_experiment(spec_path: &Path, options: &ExperimentOptions) -> Result<E
         None => cores,
     };
     let output = options.output.clone().unwrap_or_else(|| Path::new("runs/experiments").join(&spec.name));
-    let results = match &options.results {
-        Some(dir) => dir.clone(),
-        None => spec_path.parent().unwrap_or(Path::new("")).join("results"),
-    };
+    let results = options.results.clone().unwrap_or_else(|| output.clone());
     let runs = plan_runs(&spec, &output);
     let outcomes = execute(&spec, &runs, &options.program, jobs);
 
@@ -666,9 +670,10 @@ fn report_progress(done: usize, total: usize, label: &str, run: &Run, outcome: &
         RunOutcome::Trained(s) => (s, ""),
         RunOutcome::Reused(s) => (s, "reused, "),
     };
-    let train = s.train_episode_return_mean.map_or("none".into(), |m| format!("{m:.1}"));
+    // Two decimals, as in the table: returns of sparse-reward envs live below 1.
+    let train = s.train_episode_return_mean.map_or("none".into(), |m| format!("{m:.2}"));
     let eval =
-        MeanStd::of(&s.final_evaluation.returns).map_or("none".into(), |m| format!("{:.1} +- {:.1}", m.mean, m.std));
+        MeanStd::of(&s.final_evaluation.returns).map_or("none".into(), |m| format!("{:.2} +- {:.2}", m.mean, m.std));
     eprintln!("{head}: {reused}{:.1} s, train return {train}, eval {eval}", s.train_seconds);
 }
 

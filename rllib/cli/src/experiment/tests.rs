@@ -197,3 +197,12 @@ fn slugs_and_dates() {
     assert_eq!(slug("???"), "");
     assert_eq!(today_utc().len(), 10);
 }
+
+#[test]
+fn committed_results_sit_beside_the_spec() {
+    assert_eq!(
+        committed_results_dir(Path::new("experiments/cleanrl-classic-control.yaml")),
+        Path::new("experiments/results")
+    );
+    assert_eq!(committed_results_dir(Path::new("spec.yaml")), Path::new("results"));
+}
