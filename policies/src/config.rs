@@ -37,18 +37,33 @@ pub struct PolicyConfig {
     pub fcnet_activation: Activation,
     /// One trunk for policy and value (true) or one trunk each (false).
     pub vf_share_layers: bool,
+    /// Initial value of the state-independent log standard deviation of Gaussian policies (Box
+    /// actions), SB3's `log_std_init`: 0.0 (std 1) as in SB3 and CleanRL.
+    pub log_std_init: f64,
 }
 
 impl Default for PolicyConfig {
     /// 64-64 tanh with separate trunks (CleanRL `ppo.py`).
     fn default() -> Self {
-        Self { fcnet_hiddens: vec![64, 64], fcnet_activation: Activation::Tanh, vf_share_layers: false }
+        Self {
+            fcnet_hiddens: vec![64, 64],
+            fcnet_activation: Activation::Tanh,
+            vf_share_layers: false,
+            log_std_init: 0.0,
+        }
     }
 }
 
 impl PolicyConfig {
-    /// Checks the sizes: at least one hidden layer, none of size 0.
+    /// Checks the sizes (at least one hidden layer, none of size 0) and that `log_std_init` is
+    /// a finite number.
     pub fn validate(&self) -> Result<()> {
+        if !self.log_std_init.is_finite() {
+            return Err(PolicyError::Config(format!(
+                "log_std_init must be a finite number, got {}",
+                self.log_std_init
+            )));
+        }
         if self.fcnet_hiddens.is_empty() {
             return Err(PolicyError::Config("fcnet_hiddens needs at least one layer".into()));
         }
@@ -73,7 +88,12 @@ mod tests {
         let c = parse(r#"{"fcnet_hiddens": [32], "fcnet_activation": "relu", "vf_share_layers": true}"#).unwrap();
         assert_eq!(
             c,
-            PolicyConfig { fcnet_hiddens: vec![32], fcnet_activation: Activation::Relu, vf_share_layers: true }
+            PolicyConfig {
+                fcnet_hiddens: vec![32],
+                fcnet_activation: Activation::Relu,
+                vf_share_layers: true,
+                log_std_init: 0.0
+            }
         );
     }
 
@@ -83,6 +103,17 @@ mod tests {
         assert!(err.starts_with("unknown field `fcnet_hidden`, expected one of `fcnet_hiddens`"), "{err}");
         let err = parse(r#"{"fcnet_activation": "swish"}"#).unwrap_err().to_string();
         assert!(err.starts_with("unknown variant `swish`, expected `tanh` or `relu`"), "{err}");
+    }
+
+    #[test]
+    fn log_std_init_sets_the_initial_std_of_gaussian_policies() {
+        let config = PolicyConfig { log_std_init: -0.5, ..Default::default() };
+        let obs = rl_env::Space::Box(rl_env::BoxSpace::new(vec![-1.0; 3], vec![1.0; 3], vec![3]).unwrap());
+        let act = rl_env::Space::Box(rl_env::BoxSpace::new(vec![-2.0; 2], vec![2.0; 2], vec![2]).unwrap());
+        let policy = crate::ActorCritic::new(&config, &obs, &act, 0).unwrap();
+        assert_eq!(policy.log_std().unwrap().as_tensor().to_vec1::<f32>().unwrap(), [-0.5, -0.5]);
+        let err = PolicyConfig { log_std_init: f64::NAN, ..Default::default() }.validate().unwrap_err().to_string();
+        assert_eq!(err, "invalid model config: log_std_init must be a finite number, got NaN");
     }
 
     #[test]

@@ -392,7 +392,12 @@ mod tests {
         let n = 2 * FAST_BLOCK_ROWS + 5;
         let obs: Vec<f32> = (0..n * 5).map(|i| ((i * 29 % 41) as f32 - 20.0) * 0.1).collect();
         for (shared, act) in [(false, Activation::Tanh), (true, Activation::Relu)] {
-            let cfg = PolicyConfig { fcnet_hiddens: vec![64, 37], fcnet_activation: act, vf_share_layers: shared };
+            let cfg = PolicyConfig {
+                fcnet_hiddens: vec![64, 37],
+                fcnet_activation: act,
+                vf_share_layers: shared,
+                ..Default::default()
+            };
             let policy = ActorCritic::new(&cfg, &obs_space, &Space::discrete(3).unwrap(), 1).unwrap();
             let base = policy.fast_policy().unwrap();
             let run = |isa| {

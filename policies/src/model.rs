@@ -4,7 +4,8 @@
 //! - separate trunks (`vf_share_layers: false`): `actor.{i}.weight|bias`, `pi.weight|bias`,
 //!   `critic.{i}.weight|bias`, `vf.weight|bias`;
 //! - shared trunk: `trunk.{i}.weight|bias`, `pi.*`, `vf.*`;
-//! - Box actions add `log_std` (`[act_dim]`, initialized to 0 as in CleanRL's continuous PPO).
+//! - Box actions add `log_std` (`[act_dim]`, initialized to `log_std_init`, 0 by default as in
+//!   CleanRL's continuous PPO and SB3).
 //!
 //! Weights are `[out, in]` like PyTorch's `nn.Linear`, so a layer computes `x W^T + b`.
 //! Init (CleanRL's `layer_init`): orthogonal with gain `sqrt(2)` for hidden layers, `0.01` for the
@@ -207,7 +208,9 @@ impl ActorCritic {
         let critic = if shared { Vec::new() } else { mlp("critic", arch.obs_dim, hiddens, &mut rng, device)? };
         let vf = Dense::new("vf".into(), last, 1, 1.0, &mut rng, device)?;
         let log_std = match arch.action {
-            ActionKind::Continuous { dim } => Some(Var::zeros(dim, DType::F32, device)?),
+            ActionKind::Continuous { dim } => {
+                Some(Var::from_vec(vec![arch.config.log_std_init as f32; dim], dim, device)?)
+            }
             ActionKind::Discrete { .. } => None,
         };
         Ok(Self { arch: arch.clone(), actor, critic, pi, vf, log_std, device: device.clone() })
@@ -454,7 +457,12 @@ mod tests {
     #[test]
     fn architecture_displays_every_field() {
         let arch = Architecture {
-            config: PolicyConfig { fcnet_hiddens: vec![32], fcnet_activation: Activation::Relu, vf_share_layers: true },
+            config: PolicyConfig {
+                fcnet_hiddens: vec![32],
+                fcnet_activation: Activation::Relu,
+                vf_share_layers: true,
+                log_std_init: 0.0,
+            },
             obs_dim: 3,
             action: ActionKind::Continuous { dim: 1 },
         };

@@ -28,8 +28,18 @@ fn to_vec(t: &Tensor) -> Vec<f32> {
 fn configs() -> Vec<PolicyConfig> {
     vec![
         PolicyConfig::default(),
-        PolicyConfig { fcnet_hiddens: vec![32], fcnet_activation: Activation::Relu, vf_share_layers: true },
-        PolicyConfig { fcnet_hiddens: vec![16, 13, 5], fcnet_activation: Activation::Tanh, vf_share_layers: false },
+        PolicyConfig {
+            fcnet_hiddens: vec![32],
+            fcnet_activation: Activation::Relu,
+            vf_share_layers: true,
+            log_std_init: 0.0,
+        },
+        PolicyConfig {
+            fcnet_hiddens: vec![16, 13, 5],
+            fcnet_activation: Activation::Tanh,
+            vf_share_layers: false,
+            log_std_init: -1.0,
+        },
     ]
 }
 

@@ -67,11 +67,14 @@ pub struct EvaluationConfig {
     pub duration: u64,
     /// Seed of the evaluation envs (episode `i` resets with `seed + i`).
     pub seed: u64,
+    /// An evaluation episode is cut after this many steps, so an env without a time limit
+    /// cannot make evaluation run forever (the env's own time limit applies first).
+    pub max_episode_steps: u64,
 }
 
 impl Default for EvaluationConfig {
     fn default() -> Self {
-        Self { interval: 0, duration: 20, seed: 1_000_000 }
+        Self { interval: 0, duration: 20, seed: 1_000_000, max_episode_steps: 100_000 }
     }
 }
 
@@ -123,6 +126,10 @@ pub struct TrainConfig {
     /// Discount factor (0.99).
     #[serde(default = "default_gamma")]
     pub gamma: f64,
+    /// Bootstrap the return of a time-limit truncation from the value of the final observation
+    /// (true, as SB3 does), or treat truncation as termination (false, as CleanRL's `ppo.py`).
+    #[serde(default = "default_true")]
+    pub bootstrap_truncated: bool,
     /// GAE lambda (0.95).
     #[serde(default = "default_lambda")]
     pub lambda: f64,
@@ -133,14 +140,20 @@ pub struct TrainConfig {
     /// planned iterations, like `lr_schedule` (rl-baselines3-zoo's `clip_range: lin_0.2`).
     #[serde(default = "default_clip_param_schedule")]
     pub clip_param_schedule: Schedule,
-    /// Clip of the value change around the old value, or null for an unclipped value loss
-    /// (CleanRL clips with the same 0.2).
-    #[serde(default = "default_vf_clip_param")]
+    /// CleanRL's value clipping (`clip_vloss`, default true): the new value may move at most
+    /// `clip_param` from the value at sampling time, and the larger of the clipped and
+    /// unclipped squared errors counts.
+    #[serde(default = "default_true")]
+    pub clip_vloss: bool,
+    /// RLlib's `vf_clip_param`: each sample's squared value error is capped at this value, or
+    /// null for no cap (RLlib's default is 10.0; CleanRL and SB3 have no cap, hence null here).
+    #[serde(default)]
     pub vf_clip_param: Option<f64>,
     /// Entropy bonus coefficient (0.01).
     #[serde(default = "default_entropy_coeff")]
     pub entropy_coeff: f64,
-    /// Value loss coefficient (0.5).
+    /// Weight of the value loss, the plain mean squared value error (RLlib's `vf_loss_coeff`,
+    /// SB3's `vf_coef`). CleanRL's `0.5 * MSE` with `vf_coef` 0.5 is 0.25, the default.
     #[serde(default = "default_vf_loss_coeff")]
     pub vf_loss_coeff: f64,
     /// Global gradient-norm clip, or null for none (0.5).
@@ -211,14 +224,11 @@ fn default_clip_param_schedule() -> Schedule {
 fn default_clip_param() -> f64 {
     0.2
 }
-fn default_vf_clip_param() -> Option<f64> {
-    Some(0.2)
-}
 fn default_entropy_coeff() -> f64 {
     0.01
 }
 fn default_vf_loss_coeff() -> f64 {
-    0.5
+    0.25
 }
 fn default_grad_clip() -> Option<f64> {
     Some(0.5)
@@ -422,6 +432,9 @@ impl TrainConfig {
         }
         if self.evaluation.duration == 0 {
             return fail("evaluation.duration", "must be at least 1 episode".into());
+        }
+        if self.evaluation.max_episode_steps == 0 {
+            return fail("evaluation.max_episode_steps", "must be at least 1 step".into());
         }
         Ok(())
     }

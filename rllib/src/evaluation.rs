@@ -111,7 +111,8 @@ impl Agent {
     }
 }
 
-/// Runs `episodes` deterministic episodes of the policy whose safetensors weights are `weights`.
+/// Runs `episodes` deterministic episodes of the policy whose safetensors weights are `weights`,
+/// each at most `config.evaluation.max_episode_steps` long.
 pub fn evaluate(config: &TrainConfig, weights: &[u8], episodes: u64, seed: u64) -> Result<EvalStats> {
     let mut agent = Agent::new(config, weights, true, 0)?;
     let mut stats = EvalStats { returns: Vec::new(), lengths: Vec::new() };
@@ -123,7 +124,7 @@ pub fn evaluate(config: &TrainConfig, weights: &[u8], episodes: u64, seed: u64) 
             ret += step.reward;
             len += 1;
             obs = step.obs;
-            if step.terminated || step.truncated {
+            if step.terminated || step.truncated || len >= config.evaluation.max_episode_steps {
                 break;
             }
         }
@@ -178,4 +179,22 @@ pub fn write_rollout(
     }
     out.flush().map_err(Error::Output)?;
     Ok(episode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pendulum never terminates; without its time limit only the evaluation bound ends an episode.
+    #[test]
+    fn evaluation_episodes_are_bounded_on_envs_without_a_time_limit() {
+        rl_env::register(rl_env::EnvSpec::new("EndlessPendulum-v0", |_| Ok(Box::new(rl_env::envs::Pendulum::new()))))
+            .unwrap();
+        let text = "env: EndlessPendulum-v0\nentropy_coeff: 0.0\nstop: {training_iteration: 1}\nevaluation: {max_episode_steps: 50}\n";
+        let config = TrainConfig::parse(text, "t.yaml", &[]).unwrap();
+        let (obs, act) = config.env_spaces().unwrap();
+        let weights = ActorCritic::new(&config.model, &obs, &act, 1).unwrap().to_safetensors(0).unwrap();
+        let stats = evaluate(&config, &weights, 3, 0).unwrap();
+        assert_eq!(stats.lengths, [50, 50, 50]);
+    }
 }

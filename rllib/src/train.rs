@@ -20,7 +20,7 @@ use crate::run_dir::{RunDir, TrainSummary};
 pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
     RunDir::check_new(output)?;
     let (_, action_space) = config.env_spaces()?;
-    if let Some(warning) = config_warning(config, &action_space) {
+    for warning in config_warnings(config, &action_space) {
         tracing::warn!("{warning}");
     }
     let rt = Runtime::local(runtime_options(config, RuntimeOptions::default()))?;
@@ -33,19 +33,29 @@ pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks)
     result
 }
 
-/// A warning about settings that run but are unlikely to learn in this env.
-fn config_warning(config: &TrainConfig, action_space: &Space) -> Option<String> {
+/// Warnings about settings that run but are unlikely to do what the user meant.
+fn config_warnings(config: &TrainConfig, action_space: &Space) -> Vec<String> {
+    let mut out = Vec::new();
     // CleanRL's discrete ppo.py uses an entropy bonus of 0.01; its continuous ppo_continuous_action.py
     // and rl-baselines3-zoo's Pendulum settings use none: on a Gaussian policy the bonus keeps
     // widening the log-std instead of letting the policy settle.
-    (matches!(action_space, Space::Box(_)) && config.entropy_coeff > 0.0).then(|| {
-        format!(
+    if matches!(action_space, Space::Box(_)) && config.entropy_coeff > 0.0 {
+        out.push(format!(
             "{} has continuous (Box) actions and entropy_coeff is {}: an entropy bonus tuned for discrete actions \
              keeps a Gaussian policy from settling; configs/ppo-pendulum.yaml has settings for continuous control \
              (entropy_coeff 0.0)",
             config.env, config.entropy_coeff
-        )
-    })
+        ));
+    }
+    // RLlib's vf_clip_param caps squared value errors (default 10.0); a value like 0.2 reads as
+    // CleanRL's value clipping, which is clip_vloss.
+    if let Some(v) = config.vf_clip_param.filter(|v| *v < 1.0) {
+        out.push(format!(
+            "vf_clip_param {v} caps every squared value error at {v} (RLlib's meaning), which nearly stops the \
+             critic from learning; CleanRL-style value clipping is clip_vloss: true"
+        ));
+    }
+    out
 }
 
 /// The embedded runtime's options: `defaults`, with logical CPUs raised to what the env runners
@@ -72,15 +82,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_discrete_entropy_bonus_on_continuous_actions_is_warned_about() {
+    fn settings_that_defeat_learning_are_warned_about() {
         let parse = |text: &str| TrainConfig::parse(text, "t.yaml", &[]).unwrap();
-        let warn = |c: &TrainConfig| config_warning(c, &c.env_spaces().unwrap().1);
+        let warn = |c: &TrainConfig| config_warnings(c, &c.env_spaces().unwrap().1);
         let pendulum = parse("env: Pendulum-v1\nstop: {training_iteration: 1}\n");
+        assert!(warn(&pendulum)[0].starts_with("Pendulum-v1 has continuous (Box) actions and entropy_coeff is 0.01"));
+        assert!(warn(&parse("env: Pendulum-v1\nentropy_coeff: 0.0\nstop: {training_iteration: 1}\n")).is_empty());
+        assert!(warn(&parse("env: CartPole-v1\nstop: {training_iteration: 1}\n")).is_empty());
+        let capped = parse("env: CartPole-v1\nvf_clip_param: 0.2\nstop: {training_iteration: 1}\n");
         assert!(
-            warn(&pendulum).unwrap().starts_with("Pendulum-v1 has continuous (Box) actions and entropy_coeff is 0.01")
+            warn(&capped)[0].starts_with("vf_clip_param 0.2 caps every squared value error"),
+            "{:?}",
+            warn(&capped)
         );
-        assert_eq!(warn(&parse("env: Pendulum-v1\nentropy_coeff: 0.0\nstop: {training_iteration: 1}\n")), None);
-        assert_eq!(warn(&parse("env: CartPole-v1\nstop: {training_iteration: 1}\n")), None);
+        assert!(warn(&parse("env: CartPole-v1\nvf_clip_param: 10.0\nstop: {training_iteration: 1}\n")).is_empty());
     }
 
     #[test]

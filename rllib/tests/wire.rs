@@ -43,13 +43,15 @@ fn configs() -> [TrainConfig; 2] {
 seed: 18446744073709551615
 lr_schedule: constant
 clip_param_schedule: linear
-vf_clip_param: null
+bootstrap_truncated: false
+clip_vloss: false
+vf_clip_param: 10.0
 grad_clip: null
 target_kl: 0.015
 normalize_advantages: false
-model: {fcnet_hiddens: [32, 16, 8], fcnet_activation: relu, vf_share_layers: true}
+model: {fcnet_hiddens: [32, 16, 8], fcnet_activation: relu, vf_share_layers: true, log_std_init: -0.5}
 stop: {num_env_steps_sampled_lifetime: 10000, training_iteration: 9, env_runners/episode_return_mean: -150.5, time_total_s: 60.0}
-evaluation: {interval: 3, duration: 7, seed: 99}
+evaluation: {interval: 3, duration: 7, seed: 99, max_episode_steps: 1000}
 checkpoint: {frequency: 2}
 ";
     let mut other = TrainConfig::parse(text, "b.yaml", &[]).unwrap();
@@ -171,8 +173,9 @@ fn learner_messages_round_trip() {
     // The two hyperparameter sets differ in every optional and scheduled field.
     let (ha, hb) = (PpoHyperparams::at(&a, 1), PpoHyperparams::at(&b, 2));
     assert!(
-        ha.vf_clip_param.is_some() && hb.vf_clip_param.is_none() && ha.target_kl.is_none() && hb.target_kl.is_some()
+        ha.vf_clip_param.is_none() && hb.vf_clip_param.is_some() && ha.target_kl.is_none() && hb.target_kl.is_some()
     );
+    assert!(ha.clip_vloss && !hb.clip_vloss && ha.bootstrap_truncated && !hb.bootstrap_truncated);
     let msg_backs: Vec<LearnerMsg> = msgs.iter().map(round_trip).collect();
     let reply_backs: Vec<LearnerReply> = replies.iter().map(round_trip).collect();
     drop((msgs, replies));

@@ -137,7 +137,7 @@ fn handler_errors_do_not_kill_the_actor() {
     let err = w.call(Msg::FailForGood).wait().unwrap_err();
     assert_eq!(err.to_string(), format!("actor {} failed: a bug no restart fixes", w.name()));
     assert!(matches!(err, RuntimeError::ActorFailed { recoverable: false, .. }));
-    let err = rt.spawn::<Worker>(999, ActorOptions::default()).unwrap_err();
+    let err = rt.spawn::<Worker>(999, ActorOptions { num_cpus: 0.0, ..Default::default() }).unwrap_err();
     assert!(matches!(err, RuntimeError::ActorFailed { recoverable: true, .. }), "{err}");
     rt.shutdown();
 }

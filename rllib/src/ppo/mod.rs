@@ -58,9 +58,14 @@ pub struct PpoHyperparams {
     pub gamma: f64,
     /// GAE lambda.
     pub lambda: f64,
+    /// Bootstrap time-limit truncations from the final observation (else treat them as
+    /// terminations, as CleanRL does).
+    pub bootstrap_truncated: bool,
     /// Ratio clip (after `clip_param_schedule`).
     pub clip_param: f64,
-    /// Value clip, or `None` for the plain squared error.
+    /// CleanRL's value clipping, with `clip_param`.
+    pub clip_vloss: bool,
+    /// RLlib's cap on each squared value error, or `None`.
     pub vf_clip_param: Option<f64>,
     /// Entropy bonus weight.
     pub entropy_coeff: f64,
@@ -86,7 +91,9 @@ impl PpoHyperparams {
             adam_epsilon: c.adam_epsilon,
             gamma: c.gamma,
             lambda: c.lambda,
+            bootstrap_truncated: c.bootstrap_truncated,
             clip_param: clip_param(c, iteration),
+            clip_vloss: c.clip_vloss,
             vf_clip_param: c.vf_clip_param,
             entropy_coeff: c.entropy_coeff,
             vf_loss_coeff: c.vf_loss_coeff,
@@ -319,7 +326,8 @@ pub struct LearnerState {
 pub struct UpdateStats {
     /// Clipped surrogate loss.
     pub policy_loss: f64,
-    /// Value loss.
+    /// Half the mean squared value error (CleanRL's `losses/value_loss`), whatever the
+    /// weighting in the loss.
     pub vf_loss: f64,
     /// Policy entropy.
     pub entropy: f64,
@@ -402,10 +410,17 @@ impl Learner {
     /// One PPO training phase over `batches` (CleanRL's "optimizing the policy and value network").
     fn update(&mut self, batches: &[TrajectoryBatch], hp: &PpoHyperparams) -> Result<UpdateStats> {
         // GAE per worker batch, then flatten (CleanRL's b_obs, b_logprobs, b_advantages, ...).
-        let buffer = RolloutBuffer::from_batches(batches, hp.gamma as f32, hp.lambda as f32, self.discrete);
+        let buffer = RolloutBuffer::from_batches(
+            batches,
+            hp.gamma as f32,
+            hp.lambda as f32,
+            hp.bootstrap_truncated,
+            self.discrete,
+        );
         let n = buffer.len();
         let coeffs = LossCoeffs {
             clip_param: hp.clip_param,
+            clip_vloss: hp.clip_vloss,
             vf_clip_param: hp.vf_clip_param,
             entropy_coeff: hp.entropy_coeff,
             vf_loss_coeff: hp.vf_loss_coeff,
@@ -492,7 +507,7 @@ struct LossSums {
 impl LossSums {
     fn add(&mut self, loss: &loss::LossOutput, grad_norm: f64) {
         self.policy_loss += f64::from(loss.policy_loss);
-        self.vf_loss += f64::from(loss.vf_loss);
+        self.vf_loss += f64::from(loss.vf_loss * 0.5);
         self.entropy += f64::from(loss.entropy);
         self.clip_fraction += f64::from(loss.clip_fraction);
         self.grad_norm += grad_norm;
@@ -532,8 +547,16 @@ pub struct Minibatch {
 }
 
 impl RolloutBuffer {
-    /// GAE per worker batch, then concatenation in worker order.
-    fn from_batches(batches: &[TrajectoryBatch], gamma: f32, lambda: f32, discrete: bool) -> Self {
+    /// GAE per worker batch, then concatenation in worker order. Without `bootstrap_truncated`,
+    /// a time-limit truncation counts as a termination (CleanRL's `next_done = terminations |
+    /// truncations`).
+    fn from_batches(
+        batches: &[TrajectoryBatch],
+        gamma: f32,
+        lambda: f32,
+        bootstrap_truncated: bool,
+        discrete: bool,
+    ) -> Self {
         let mut buf = Self {
             obs: Vec::new(),
             obs_dim: batches[0].obs_dim,
@@ -544,13 +567,21 @@ impl RolloutBuffer {
             advantages: Vec::new(),
             returns: Vec::new(),
         };
+        let never = vec![false; batches.iter().map(TrajectoryBatch::len).max().unwrap_or(0)];
         for b in batches {
+            let ended: Vec<bool>;
+            let (terminated, truncated) = if bootstrap_truncated {
+                (b.terminated.as_slice(), b.truncated.as_slice())
+            } else {
+                ended = b.terminated.iter().zip(&b.truncated).map(|(a, b)| a | b).collect();
+                (ended.as_slice(), &never[..b.len()])
+            };
             let gae = GaeInput {
                 n_envs: b.n_envs,
                 rewards: &b.rewards,
                 values: &b.values,
-                terminated: &b.terminated,
-                truncated: &b.truncated,
+                terminated,
+                truncated,
                 bootstrap_values: &b.bootstrap_values,
                 last_values: &b.last_values,
             };
@@ -667,5 +698,33 @@ mod tests {
         assert!((adv[0] - 2.0 / 8f32.sqrt()).abs() < 1e-6 && (adv[1] + 2.0 / 8f32.sqrt()).abs() < 1e-6, "{adv:?}");
         // Returns 2, 5, 8 against values 1, 2, 3: residuals 1, 3, 5; Var 8/3 vs 6.
         assert!((buf.explained_variance() - (1.0 - (8.0 / 3.0) / 6.0)).abs() < 1e-12);
+    }
+
+    /// A time-limit truncation bootstraps from the final observation's value, or (CleanRL's
+    /// way, `bootstrap_truncated: false`) counts as a termination.
+    #[test]
+    fn truncation_bootstraps_or_terminates() {
+        let batch = TrajectoryBatch {
+            policy_version: 0,
+            worker_index: 0,
+            n_envs: 1,
+            obs_dim: 1,
+            obs: vec![0.0, 0.0],
+            actions: BatchActions::Discrete(vec![0, 0]),
+            logp: vec![0.0, 0.0],
+            values: vec![0.0, 0.0],
+            rewards: vec![1.0, 1.0],
+            terminated: vec![false, false],
+            truncated: vec![true, false],
+            bootstrap_values: vec![10.0, 0.0],
+            last_values: vec![0.0],
+            episode_returns: vec![],
+            episode_lengths: vec![],
+        };
+        let batches = std::slice::from_ref(&batch);
+        // gamma 0.5: 1 + 0.5 * 10 with bootstrapping, 1 without; the last step bootstraps from
+        // last_values (0) either way.
+        assert_eq!(RolloutBuffer::from_batches(batches, 0.5, 1.0, true, true).advantages, [6.0, 1.0]);
+        assert_eq!(RolloutBuffer::from_batches(batches, 0.5, 1.0, false, true).advantages, [1.0, 1.0]);
     }
 }
