@@ -71,8 +71,14 @@ pub struct Step {
 /// # Ok::<(), rl_env::EnvError>(())
 /// ```
 pub trait Env: Send {
-    /// The registered id, e.g. `"CartPole-v1"`; used in error messages.
-    fn id(&self) -> &str;
+    /// The env's id, e.g. `"CartPole-v1"`; used in error messages.
+    ///
+    /// An env made by [`make`](crate::make) returns the id it was registered under, whatever its own
+    /// implementation says, so an env that is only ever made through the registry need not
+    /// implement this: the default, for an env used directly, is its Rust type name.
+    fn id(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
 
     /// The space observations come from.
     fn observation_space(&self) -> &Space;

@@ -33,6 +33,30 @@ pub enum EnvError {
         env: String,
     },
 
+    // === An env's own failures ===
+    /// A failure of the env itself that no other variant describes: a map that cannot be parsed, a
+    /// simulator that diverged, an internal limit reached. For env authors: return it from
+    /// `reset_into` or `step_into` (or a constructor) with a message saying what was expected and what
+    /// was found, instead of panicking or borrowing [`EnvError::InvalidKwarg`]. Build one with
+    /// [`EnvError::custom`].
+    #[error("{env}: {message}")]
+    Custom {
+        /// The env id.
+        env: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    // === Random numbers ===
+    /// [`NpRandom::integers`](crate::rng::NpRandom::integers) asked for an empty range.
+    #[error("random integers: low ({low}) must be less than high ({high})")]
+    EmptyRange {
+        /// The inclusive lower bound asked for.
+        low: i64,
+        /// The exclusive upper bound asked for.
+        high: i64,
+    },
+
     // === Spaces ===
     /// A space built from inconsistent parts (low > high, zero categories, shape mismatch).
     #[error("invalid space: {0}")]
@@ -61,6 +85,37 @@ pub enum EnvError {
     /// A vector env needs at least one sub-env, all with the same spaces.
     #[error("invalid vector env: {0}")]
     InvalidVectorEnv(String),
+}
+
+impl EnvError {
+    /// An [`EnvError::Custom`] for the env `env`.
+    ///
+    /// ```
+    /// use rl_env::EnvError;
+    ///
+    /// let err = EnvError::custom("Maze-v0", "wall map row 3 has 7 cells, expected 8");
+    /// assert_eq!(err.to_string(), "Maze-v0: wall map row 3 has 7 cells, expected 8");
+    /// ```
+    pub fn custom(env: &str, message: impl Into<String>) -> Self {
+        EnvError::Custom { env: env.to_string(), message: message.into() }
+    }
+
+    /// The same error naming `id` wherever it names an env: how [`make`](crate::make) makes the
+    /// registered id the one every error of a made env carries.
+    pub(crate) fn for_env(mut self, id: &str) -> Self {
+        match &mut self {
+            EnvError::InvalidAction { env, .. }
+            | EnvError::StepBeforeReset { env }
+            | EnvError::Custom { env, .. }
+            | EnvError::InvalidKwarg { env, .. }
+                if env != id =>
+            {
+                *env = id.to_string();
+            }
+            _ => {}
+        }
+        self
+    }
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {

@@ -3,6 +3,10 @@
 //! A process-wide registry starts with the built-in classic-control envs. User crates add their
 //! own constructors with [`register`]; configs then name them by id exactly like built-ins.
 //!
+//! The registry is the one place an env's id is written: an env made by [`make`] reports the id it
+//! was registered under from [`Env::id`], and every error it returns names that id, whatever the
+//! env's own code says.
+//!
 //! # Examples
 //!
 //! ```
@@ -21,8 +25,9 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::Value;
 
-use crate::env::{Env, Kwargs};
+use crate::env::{Env, Info, Kwargs, StepResult};
 use crate::error::{EnvError, Result};
+use crate::space::{Action, Space};
 use crate::wrappers::TimeLimit;
 
 /// Builds an env from its keyword arguments (without `max_episode_steps`, which the registry handles).
@@ -49,7 +54,8 @@ impl std::fmt::Debug for EnvSpec {
 
 impl EnvSpec {
     /// A spec with no time limit. The constructor receives the user's keyword arguments and must
-    /// reject unknown ones (see [`KwargReader`]). It should set the env's [`Env::id`] to `id`.
+    /// reject unknown ones (see [`KwargReader`]). Envs made from the spec report `id` from
+    /// [`Env::id`] and in their errors, so the env need not repeat it.
     pub fn new<F>(id: &str, constructor: F) -> Self
     where
         F: Fn(&Kwargs) -> Result<Box<dyn Env>> + Send + Sync + 'static,
@@ -136,10 +142,10 @@ impl Registry {
                 message: format!("max_episode_steps must be a positive integer or null, got {v}"),
             })?),
         };
-        let env = (spec.constructor)(&kwargs)?;
+        let env = (spec.constructor)(&kwargs).map_err(|e| e.for_env(&spec.id))?;
         Ok(match limit {
-            Some(n) => Box::new(TimeLimit::new(env, n)),
-            None => env,
+            Some(n) => Box::new(Registered { id: spec.id.clone(), inner: TimeLimit::new(env, n) }),
+            None => Box::new(Registered { id: spec.id.clone(), inner: env }),
         })
     }
 
@@ -151,6 +157,31 @@ impl Registry {
         scored.sort();
         let cutoff = (id.chars().count() / 2).max(3);
         scored.into_iter().filter(|(d, _)| *d <= cutoff).take(3).map(|(_, k)| k.clone()).collect()
+    }
+}
+
+/// What [`Registry::make`] returns: the env under its registered id. Only the id and the env names
+/// in errors change; everything else is the inner env's.
+struct Registered<E> {
+    id: String,
+    inner: E,
+}
+
+impl<E: Env> Env for Registered<E> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn observation_space(&self) -> &Space {
+        self.inner.observation_space()
+    }
+    fn action_space(&self) -> &Space {
+        self.inner.action_space()
+    }
+    fn reset_into(&mut self, seed: Option<u64>, options: Option<&Kwargs>, obs: &mut [f32]) -> Result<Info> {
+        self.inner.reset_into(seed, options, obs).map_err(|e| e.for_env(&self.id))
+    }
+    fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
+        self.inner.step_into(action, obs).map_err(|e| e.for_env(&self.id))
     }
 }
 
@@ -181,13 +212,25 @@ pub fn spec(id: &str) -> Result<EnvSpec> {
 
 /// Reads typed keyword arguments for a constructor and rejects the ones nobody read.
 ///
+/// Each reader takes the key and the value to use when the key is absent, and fails with
+/// [`EnvError::InvalidKwarg`] naming the env, the key, what it must be and what was given. Numbers
+/// are strict: an integer reader rejects `8.0` and `8.5` alike, a float reader accepts integers.
+///
 /// ```
 /// use rl_env::{KwargReader, Kwargs};
 ///
-/// let kwargs: Kwargs = serde_json::from_str(r#"{"g": 9.81}"#).unwrap();
-/// let mut kw = KwargReader::new("Pendulum-v1", &kwargs);
+/// let kwargs: Kwargs = serde_json::from_str(r#"{"g": 9.81, "size": 8, "map": "maze", "goal": [3, -2]}"#).unwrap();
+/// let mut kw = KwargReader::new("Maze-v0", &kwargs);
 /// assert_eq!(kw.f64("g", 10.0)?, 9.81);
+/// assert_eq!(kw.u64("size", 5)?, 8);
+/// assert_eq!(kw.string("map", "open")?, "maze");
+/// assert_eq!(kw.i64_list("goal", &[0, 0])?, [3, -2]);
+/// assert_eq!(kw.bool("slippery", false)?, false);
 /// kw.finish()?;
+///
+/// let bad: Kwargs = serde_json::from_str(r#"{"size": -1}"#).unwrap();
+/// let err = KwargReader::new("Maze-v0", &bad).u64("size", 5).unwrap_err();
+/// assert_eq!(err.to_string(), "Maze-v0: size must be a non-negative integer, got -1");
 /// # Ok::<(), rl_env::EnvError>(())
 /// ```
 #[derive(Debug)]
@@ -203,26 +246,90 @@ impl<'a> KwargReader<'a> {
         Self { env, kwargs, known: Vec::new() }
     }
 
-    fn error(&self, message: String) -> EnvError {
-        EnvError::InvalidKwarg { env: self.env.to_string(), message }
+    /// An [`EnvError::InvalidKwarg`] saying that `key` must be `expected` and was `found`, for the
+    /// checks a constructor makes itself (`kw.invalid("size", "at least 3", size)`).
+    pub fn invalid(&self, key: &str, expected: &str, found: impl std::fmt::Display) -> EnvError {
+        EnvError::InvalidKwarg { env: self.env.to_string(), message: format!("{key} must be {expected}, got {found}") }
+    }
+
+    /// Marks `key` as read and returns its value, if given.
+    fn get(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.known.push(key);
+        self.kwargs.get(key)
+    }
+
+    /// Reads `key` with `parse`, which returns `None` for a value that is not `expected`.
+    fn read<T>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        expected: &str,
+        parse: impl Fn(&Value) -> Option<T>,
+    ) -> Result<T> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => parse(v).ok_or_else(|| self.invalid(key, expected, v)),
+        }
     }
 
     /// A number, or `default` when absent.
     pub fn f64(&mut self, key: &'static str, default: f64) -> Result<f64> {
-        self.known.push(key);
-        match self.kwargs.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| self.error(format!("{key} must be a number, got {v}"))),
-        }
+        self.read(key, default, "a number", Value::as_f64)
     }
 
     /// A boolean, or `default` when absent.
     pub fn bool(&mut self, key: &'static str, default: bool) -> Result<bool> {
-        self.known.push(key);
-        match self.kwargs.get(key) {
-            None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| self.error(format!("{key} must be true or false, got {v}"))),
-        }
+        self.read(key, default, "true or false", Value::as_bool)
+    }
+
+    /// An integer that fits an `i64`, or `default` when absent.
+    pub fn i64(&mut self, key: &'static str, default: i64) -> Result<i64> {
+        let expected = format!("an integer from {} to {}", i64::MIN, i64::MAX);
+        self.read(key, default, &expected, Value::as_i64)
+    }
+
+    /// A non-negative integer that fits a `u64`, or `default` when absent.
+    pub fn u64(&mut self, key: &'static str, default: u64) -> Result<u64> {
+        let expected = if self.kwargs.get(key).is_some_and(|v| v.as_i64().is_some()) {
+            // An integer that is not a u64 is negative.
+            "a non-negative integer".to_string()
+        } else {
+            format!("an integer from 0 to {}", u64::MAX)
+        };
+        self.read(key, default, &expected, Value::as_u64)
+    }
+
+    /// A string, or `default` when absent.
+    pub fn string(&mut self, key: &'static str, default: &str) -> Result<String> {
+        self.read(key, default.to_string(), "a string", |v| v.as_str().map(str::to_string))
+    }
+
+    /// A list of numbers, or `default` when absent.
+    pub fn f64_list(&mut self, key: &'static str, default: &[f64]) -> Result<Vec<f64>> {
+        self.list(key, default, "a list of numbers", Value::as_f64)
+    }
+
+    /// A list of integers that fit an `i64`, or `default` when absent.
+    pub fn i64_list(&mut self, key: &'static str, default: &[i64]) -> Result<Vec<i64>> {
+        self.list(key, default, "a list of integers", Value::as_i64)
+    }
+
+    fn list<T: Clone>(
+        &mut self,
+        key: &'static str,
+        default: &[T],
+        expected: &str,
+        parse: impl Fn(&Value) -> Option<T>,
+    ) -> Result<Vec<T>> {
+        let Some(v) = self.get(key) else { return Ok(default.to_vec()) };
+        let Some(items) = v.as_array() else { return Err(self.invalid(key, expected, v)) };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                parse(item).ok_or_else(|| self.invalid(key, expected, format!("{v} (element {i} is {item})")))
+            })
+            .collect()
     }
 
     /// Fails on any key that was not read, listing the accepted ones.
@@ -233,7 +340,10 @@ impl<'a> KwargReader<'a> {
             } else {
                 format!("allowed: {}", self.known.join(", "))
             };
-            return Err(self.error(format!("unknown keyword argument {k:?}; {allowed} (and max_episode_steps)")));
+            return Err(EnvError::InvalidKwarg {
+                env: self.env.to_string(),
+                message: format!("unknown keyword argument {k:?}; {allowed} (and max_episode_steps)"),
+            });
         }
         Ok(())
     }
@@ -284,6 +394,89 @@ mod tests {
         assert_eq!(dones, [false, false, true]);
         let bad: Kwargs = serde_json::from_str(r#"{"max_episode_steps": -1}"#).unwrap();
         assert!(r.make("MountainCar-v0", &bad).is_err());
+    }
+
+    fn kwargs(json: &str) -> Kwargs {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn integer_readers_take_integers_in_range_only() {
+        let kw = kwargs(r#"{"a": 8, "b": -3, "c": 8.0, "d": 8.5, "e": 18446744073709551615, "f": "8", "g": 1e30}"#);
+        let mut r = KwargReader::new("Grid-v0", &kw);
+        assert_eq!(r.i64("a", 0).unwrap(), 8);
+        assert_eq!(r.u64("a", 0).unwrap(), 8);
+        assert_eq!(r.i64("b", 0).unwrap(), -3);
+        assert_eq!(r.u64("e", 0).unwrap(), u64::MAX);
+        assert_eq!(r.i64("absent", 7).unwrap(), 7);
+        assert_eq!(r.u64("absent", 7).unwrap(), 7);
+        let msg = |e: EnvError| e.to_string();
+        let range = "an integer from -9223372036854775808 to 9223372036854775807";
+        assert_eq!(msg(r.u64("b", 0).unwrap_err()), "Grid-v0: b must be a non-negative integer, got -3");
+        assert_eq!(msg(r.i64("c", 0).unwrap_err()), format!("Grid-v0: c must be {range}, got 8.0"));
+        assert_eq!(
+            msg(r.u64("d", 0).unwrap_err()),
+            "Grid-v0: d must be an integer from 0 to 18446744073709551615, got 8.5"
+        );
+        assert_eq!(msg(r.i64("e", 0).unwrap_err()), format!("Grid-v0: e must be {range}, got 18446744073709551615"));
+        assert_eq!(msg(r.i64("f", 0).unwrap_err()), format!("Grid-v0: f must be {range}, got \"8\""));
+        assert_eq!(
+            msg(r.u64("g", 0).unwrap_err()),
+            "Grid-v0: g must be an integer from 0 to 18446744073709551615, got 1e+30"
+        );
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn string_and_list_readers() {
+        let kw = kwargs(r#"{"map": "maze", "goal": [1, 2.5], "cells": [3, -4], "bad": [1, "x"], "n": 3}"#);
+        let mut r = KwargReader::new("Grid-v0", &kw);
+        assert_eq!(r.string("map", "open").unwrap(), "maze");
+        assert_eq!(r.string("absent", "open").unwrap(), "open");
+        assert_eq!(r.f64_list("goal", &[]).unwrap(), [1.0, 2.5]);
+        assert_eq!(r.f64_list("absent", &[0.5]).unwrap(), [0.5]);
+        assert_eq!(r.i64_list("cells", &[]).unwrap(), [3, -4]);
+        assert_eq!(r.f64_list("cells", &[]).unwrap(), [3.0, -4.0]);
+        let msg = |e: EnvError| e.to_string();
+        assert_eq!(msg(r.string("n", "").unwrap_err()), "Grid-v0: n must be a string, got 3");
+        assert_eq!(msg(r.i64_list("n", &[]).unwrap_err()), "Grid-v0: n must be a list of integers, got 3");
+        assert_eq!(
+            msg(r.i64_list("goal", &[]).unwrap_err()),
+            "Grid-v0: goal must be a list of integers, got [1,2.5] (element 1 is 2.5)"
+        );
+        assert_eq!(
+            msg(r.f64_list("bad", &[]).unwrap_err()),
+            "Grid-v0: bad must be a list of numbers, got [1,\"x\"] (element 1 is \"x\")"
+        );
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn unread_keys_are_rejected_after_typed_reads() {
+        let kw = kwargs(r#"{"size": 4, "sise": 5}"#);
+        let mut r = KwargReader::new("Grid-v0", &kw);
+        let size = r.u64("size", 3).unwrap();
+        assert_eq!(r.invalid("size", "at least 5", size).to_string(), "Grid-v0: size must be at least 5, got 4");
+        let err = r.finish().unwrap_err().to_string();
+        assert_eq!(err, "Grid-v0: unknown keyword argument \"sise\"; allowed: size (and max_episode_steps)");
+    }
+
+    /// A made env names its registered id, even when its own code names another.
+    #[test]
+    fn made_envs_carry_the_registered_id_in_id_and_errors() {
+        let mut r = Registry::with_builtins();
+        r.register(EnvSpec::new("Alias-v0", |kw| Registry::with_builtins().make("CartPole-v1", kw))).unwrap();
+        for limit in ["{}", r#"{"max_episode_steps": null}"#] {
+            let mut env = r.make("Alias-v0", &kwargs(limit)).unwrap();
+            assert_eq!(env.id(), "Alias-v0");
+            let err = env.step(Action::Discrete(0)).unwrap_err();
+            assert_eq!(err.to_string(), "Alias-v0: step called before reset");
+            env.reset(Some(0), None).unwrap();
+            let err = env.step(Action::Discrete(7)).unwrap_err();
+            assert_eq!(err.to_string(), "Alias-v0: action 7 is not in the action space Discrete(2)");
+        }
+        let err = r.make("Alias-v0", &kwargs(r#"{"gravity": 1}"#)).err().unwrap().to_string();
+        assert!(err.starts_with("Alias-v0: unknown keyword argument \"gravity\""), "{err}");
     }
 
     #[test]

@@ -4,11 +4,17 @@
 //! `np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed)))` and draws its initial states
 //! with `Generator.uniform`. [`NpRandom::from_seed`] reproduces that chain exactly, so a Rust env
 //! reset with seed `s` starts from the same float64 state as its Gymnasium twin.
+//! [`NpRandom::integers`] reproduces `Generator.integers(low, high)`, the other draw Gymnasium envs
+//! make (`self.np_random.integers`).
 //!
-//! The algorithms follow NumPy's `bit_generator.pyx` (SeedSequence hashing) and `pcg64.h`
-//! (128-bit LCG with the XSL-RR output function). Constants are NumPy's.
+//! The algorithms follow NumPy's `bit_generator.pyx` (SeedSequence hashing), `pcg64.h` (128-bit
+//! LCG with the XSL-RR output function, and the 32-bit draws that split one 64-bit output in two)
+//! and `distributions.c` (`random_bounded_uint64_fill`: Lemire's bounded integers). Constants are
+//! NumPy's.
 
 use rand::RngCore;
+
+use crate::error::{EnvError, Result};
 
 // === SeedSequence constants (NumPy `bit_generator.pyx`) ===
 const POOL_SIZE: usize = 4;
@@ -146,8 +152,8 @@ impl Pcg64 {
 
 impl RngCore for Pcg64 {
     fn next_u32(&mut self) -> u32 {
-        // NumPy buffers the upper half for the next call; callers that need NumPy-exact draws use
-        // `NpRandom`, whose methods only consume whole 64-bit words.
+        // NumPy buffers the upper half for the next call; this does not (it has no buffer), so
+        // callers that need NumPy-exact 32-bit draws use `NpRandom`, which keeps NumPy's buffer.
         (Pcg64::next_u64(self) >> 32) as u32
     }
 
@@ -164,15 +170,31 @@ impl RngCore for Pcg64 {
 }
 
 /// An environment's own random generator, the Rust side of Gymnasium's `self.np_random`.
+///
+/// Every method draws exactly what its NumPy namesake draws, in the same order, so an env that
+/// makes the same calls as its Python twin sees the same numbers.
+///
+/// ```
+/// use rl_env::rng::NpRandom;
+///
+/// let mut rng = NpRandom::from_seed(0);
+/// // NumPy 2.4.6: np.random.default_rng(0).integers(0, 1000) == 850
+/// assert_eq!(rng.integers(0, 1000)?, 850);
+/// assert!(rng.integers(3, 3).is_err());
+/// # Ok::<(), rl_env::EnvError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NpRandom {
     bits: Pcg64,
+    /// The high half of the last 64-bit output split for a 32-bit draw, not yet used: NumPy's
+    /// `has_uint32` / `uinteger` pair in the PCG64 state.
+    buffered_u32: Option<u32>,
 }
 
 impl NpRandom {
     /// `gymnasium.utils.seeding.np_random(seed)`.
     pub fn from_seed(seed: u64) -> Self {
-        Self { bits: Pcg64::from_seed_sequence(&SeedSequence::new(seed)) }
+        Self { bits: Pcg64::from_seed_sequence(&SeedSequence::new(seed)), buffered_u32: None }
     }
 
     /// A generator seeded from operating-system entropy, for `reset(None)` before any seed.
@@ -195,9 +217,81 @@ impl NpRandom {
         self.bits.next_f64()
     }
 
+    /// `Generator.integers(low, high)`: an `i64` in `low..high` (NumPy's defaults `dtype=np.int64`,
+    /// `endpoint=False`), or [`EnvError::EmptyRange`] when `low >= high` (where NumPy raises
+    /// `ValueError`).
+    ///
+    /// Like NumPy's `random_bounded_uint64_fill` (`use_masked=False`), the width of the range picks
+    /// the draw: a range of one value draws nothing; one of at most `2**32` values uses 32-bit
+    /// draws, each the low or else the buffered high half of a 64-bit output; a wider one uses
+    /// whole 64-bit outputs. Both draw with Lemire's multiply-and-reject method
+    /// (<https://arxiv.org/abs/1805.10941>).
+    pub fn integers(&mut self, low: i64, high: i64) -> Result<i64> {
+        if low >= high {
+            return Err(EnvError::EmptyRange { low, high });
+        }
+        // NumPy draws from the closed range `[low, high - 1]`: `rng` is its width minus one, which
+        // fits a u64 because `high - 1 - low <= 2**64 - 2`.
+        let rng = (i128::from(high) - 1 - i128::from(low)) as u64;
+        let offset = if rng == 0 {
+            0
+        } else if rng < u64::from(u32::MAX) {
+            u64::from(self.bounded_u32(rng as u32))
+        } else if rng == u64::from(u32::MAX) {
+            // Lemire's method needs `rng + 1` to fit; a full 32-bit range is one raw draw.
+            u64::from(self.next_u32())
+        } else {
+            // `rng < u64::MAX` always holds here (see above), which Lemire's 64-bit method needs.
+            self.bounded_u64(rng)
+        };
+        Ok((low as u64).wrapping_add(offset) as i64)
+    }
+
     /// The underlying bit generator, usable with `rand` distributions.
     pub fn bits_mut(&mut self) -> &mut Pcg64 {
         &mut self.bits
+    }
+
+    /// NumPy's `pcg64_next32`: the low half of a fresh 64-bit output, keeping the high half for the
+    /// next call.
+    fn next_u32(&mut self) -> u32 {
+        if let Some(high) = self.buffered_u32.take() {
+            return high;
+        }
+        let x = self.bits.next_u64();
+        self.buffered_u32 = Some((x >> 32) as u32);
+        x as u32
+    }
+
+    /// NumPy's `buffered_bounded_lemire_uint32`: a value in `0..=rng`, for `rng < u32::MAX`.
+    fn bounded_u32(&mut self, rng: u32) -> u32 {
+        let rng_excl = rng + 1;
+        let mut m = u64::from(self.next_u32()) * u64::from(rng_excl);
+        let mut leftover = m as u32;
+        if leftover < rng_excl {
+            // `2**32 mod rng_excl`: the low products below it belong to an incomplete band.
+            let threshold = (u32::MAX - rng) % rng_excl;
+            while leftover < threshold {
+                m = u64::from(self.next_u32()) * u64::from(rng_excl);
+                leftover = m as u32;
+            }
+        }
+        (m >> 32) as u32
+    }
+
+    /// NumPy's `bounded_lemire_uint64`: a value in `0..=rng`, for `rng < u64::MAX`.
+    fn bounded_u64(&mut self, rng: u64) -> u64 {
+        let rng_excl = rng + 1;
+        let mut m = u128::from(self.bits.next_u64()) * u128::from(rng_excl);
+        let mut leftover = m as u64;
+        if leftover < rng_excl {
+            let threshold = (u64::MAX - rng) % rng_excl;
+            while leftover < threshold {
+                m = u128::from(self.bits.next_u64()) * u128::from(rng_excl);
+                leftover = m as u64;
+            }
+        }
+        (m >> 64) as u64
     }
 }
 
@@ -211,6 +305,9 @@ mod tests {
     //   np.random.Generator(np.random.PCG64(S)).uniform(-0.05, 0.05, size=4)
     // (see env/fixtures/rng_reference.py).
     include!("../fixtures/rng_reference.rs");
+
+    // `Generator.integers` outputs printed by NumPy 2.4.6 (see env/fixtures/integers_reference.py).
+    include!("../fixtures/integers_reference.rs");
 
     #[test]
     fn seed_sequence_pool_matches_numpy() {
@@ -251,7 +348,48 @@ mod tests {
         let mut a = NpRandom::from_seed(7);
         a.random();
         let (s, i) = a.bits.state();
-        let mut b = NpRandom { bits: Pcg64::from_raw_state(s, i) };
+        let mut b = NpRandom { bits: Pcg64::from_raw_state(s, i), buffered_u32: None };
         assert_eq!(a.random().to_bits(), b.random().to_bits());
+    }
+
+    #[test]
+    fn integers_match_numpy() {
+        for r in INTEGERS_REFERENCE {
+            let mut g = NpRandom::from_seed(r.seed);
+            let got: Vec<i64> = (0..r.values.len()).map(|_| g.integers(r.low, r.high).unwrap()).collect();
+            assert_eq!(got, r.values.to_vec(), "seed {} integers({}, {})", r.seed, r.low, r.high);
+        }
+    }
+
+    #[test]
+    fn integers_share_numpys_32_bit_buffer_with_other_draws() {
+        for (seed, draws) in MIXED_REFERENCE {
+            let mut g = NpRandom::from_seed(*seed);
+            for (i, draw) in draws.iter().enumerate() {
+                match *draw {
+                    Draw::Integers(low, high, want) => {
+                        assert_eq!(g.integers(low, high).unwrap(), want, "seed {seed} draw {i}")
+                    }
+                    Draw::Random(want) => assert_eq!(g.random().to_bits(), want, "seed {seed} draw {i}"),
+                    Draw::Uniform(low, high, want) => {
+                        assert_eq!(g.uniform(low, high).to_bits(), want, "seed {seed} draw {i}")
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integers_reject_empty_ranges_and_draw_nothing_for_one_value() {
+        let mut g = NpRandom::from_seed(5);
+        let before = g.clone();
+        for (low, high) in [(0, 0), (3, -3), (i64::MAX, i64::MIN)] {
+            let err = g.integers(low, high).unwrap_err();
+            assert!(matches!(err, EnvError::EmptyRange { .. }), "{err:?}");
+            assert_eq!(err.to_string(), format!("random integers: low ({low}) must be less than high ({high})"));
+        }
+        assert_eq!(g.integers(i64::MAX - 1, i64::MAX).unwrap(), i64::MAX - 1);
+        assert_eq!(g.integers(-4, -3).unwrap(), -4);
+        assert_eq!(g, before, "no draw was made");
     }
 }

@@ -16,7 +16,9 @@ use crate::error::{EnvError, Result};
 /// One action, borrowed from the caller's buffer so stepping never allocates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Action<'a> {
-    /// An index into a [`Space::Discrete`].
+    /// A value of a [`Space::Discrete`]: one of `start..start + n`, so `start + index` for the
+    /// `index`-th choice (see [`Space::discrete_value`]). With the default `start` of 0 the two
+    /// coincide; `Discrete(3, start=-1)` takes -1, 0 and 1.
     Discrete(i64),
     /// A point of a [`Space::Box`], flattened in row-major order.
     Continuous(&'a [f32]),

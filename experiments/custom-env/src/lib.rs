@@ -6,13 +6,18 @@
 //! The registry wraps it in a 100-step time limit.
 //!
 //! This file is everything a user writes to train on their own env: implement [`Env`], then
-//! [`register`] it before handing control to the `rl` command line (see `main.rs`).
+//! [`register`] it before handing control to the `rl` command line (see `main.rs`). The id is
+//! written once, in [`register_corridor`]: the registry gives made envs their [`Env::id`] and names
+//! it in their errors, so `Corridor` does not implement `id` and names itself with `self.id()`.
 
 use rl_env::rng::NpRandom;
 use rl_env::{
     Action, Env, EnvError, EnvSpec, Info, KwargReader, Kwargs, Result, Space, StepResult, check_obs_len, register,
     seeded_rng,
 };
+
+/// The most cells a corridor may have.
+const MAX_LENGTH: u64 = 1_000_000;
 
 /// The id the env is registered under.
 pub const ID: &str = "Corridor-v0";
@@ -31,10 +36,7 @@ impl Corridor {
     /// A corridor of `length` cells (at least 3).
     pub fn new(length: u32) -> Result<Self> {
         if length < 3 {
-            return Err(EnvError::InvalidKwarg {
-                env: ID.into(),
-                message: format!("length must be at least 3, got {length}"),
-            });
+            return Err(KwargReader::new(ID, &Kwargs::new()).invalid("length", "at least 3", length));
         }
         Ok(Self {
             length,
@@ -45,18 +47,15 @@ impl Corridor {
         })
     }
 
-    /// Reads the `length` keyword (default 8).
+    /// Reads the `length` keyword: an integer from 3 to 1,000,000 (default 8).
     pub fn from_kwargs(kwargs: &Kwargs) -> Result<Self> {
         let mut kw = KwargReader::new(ID, kwargs);
-        let length = kw.f64("length", 8.0)?;
-        kw.finish()?;
-        if length.fract() != 0.0 || !(3.0..=1e6).contains(&length) {
-            return Err(EnvError::InvalidKwarg {
-                env: ID.into(),
-                message: format!("length must be an integer >= 3, got {length}"),
-            });
+        let length = kw.u64("length", 8)?;
+        if !(3..=MAX_LENGTH).contains(&length) {
+            return Err(kw.invalid("length", &format!("from 3 to {MAX_LENGTH}"), length));
         }
-        Self::new(length as u32)
+        kw.finish()?;
+        Self::new(u32::try_from(length).expect("length <= MAX_LENGTH fits a u32"))
     }
 
     fn write_obs(&self, obs: &mut [f32]) {
@@ -67,10 +66,6 @@ impl Corridor {
 }
 
 impl Env for Corridor {
-    fn id(&self) -> &str {
-        ID
-    }
-
     fn observation_space(&self) -> &Space {
         &self.observation_space
     }
@@ -81,18 +76,17 @@ impl Env for Corridor {
 
     fn reset_into(&mut self, seed: Option<u64>, _options: Option<&Kwargs>, obs: &mut [f32]) -> Result<Info> {
         check_obs_len(2, obs)?;
-        // Start in the middle, one cell either way at random.
-        let rng = seeded_rng(&mut self.rng, seed);
-        let jitter = (rng.random() * 3.0) as u32;
-        self.position = Some(self.length / 2 - 1 + jitter.min(2));
+        // Start in the middle, one cell either way at random (`np_random.integers(0, 3)`).
+        let jitter = seeded_rng(&mut self.rng, seed).integers(0, 3)?;
+        self.position = Some(self.length / 2 - 1 + jitter as u32);
         self.write_obs(obs);
         Ok(Info::new())
     }
 
     fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
         check_obs_len(2, obs)?;
-        self.action_space.check(ID, action)?;
-        let p = self.position.ok_or_else(|| EnvError::StepBeforeReset { env: ID.into() })?;
+        let p = self.position.ok_or_else(|| EnvError::StepBeforeReset { env: self.id().to_string() })?;
+        self.action_space.check(self.id(), action)?;
         let p = match action {
             Action::Discrete(-1) => p.saturating_sub(1),
             Action::Discrete(0) => p,
@@ -141,7 +135,31 @@ mod tests {
 
     #[test]
     fn bad_length_is_an_error() {
-        let kw: Kwargs = [("length".to_string(), 2.into())].into_iter().collect();
-        assert!(Corridor::from_kwargs(&kw).unwrap_err().to_string().contains("length must be"));
+        let message = |kw: Kwargs| Corridor::from_kwargs(&kw).unwrap_err().to_string();
+        let two = [("length".to_string(), 2.into())].into_iter().collect();
+        assert_eq!(message(two), "Corridor-v0: length must be from 3 to 1000000, got 2");
+        let fraction = [("length".to_string(), 8.5.into())].into_iter().collect();
+        assert_eq!(message(fraction), "Corridor-v0: length must be an integer from 0 to 18446744073709551615, got 8.5");
+        let negative = [("length".to_string(), (-1).into())].into_iter().collect();
+        assert_eq!(message(negative), "Corridor-v0: length must be a non-negative integer, got -1");
+    }
+
+    /// Registered and made by id, the env passes every check of the env checker.
+    #[test]
+    fn registered_corridor_passes_the_env_checker() {
+        register_corridor().unwrap();
+        let report = rl_env::check_env(ID, &Kwargs::new()).unwrap();
+        assert!(report.is_ok(), "{report}");
+        // The constant second feature is deliberate; the checker points it out, as Gymnasium's does.
+        let warnings: Vec<&str> = report.warnings().map(|w| w.message.as_str()).collect();
+        assert_eq!(
+            warnings,
+            ["observation space Box element 1 has equal bounds [1.0, 1.0]: it can take one value only"]
+        );
+        let mut env = rl_env::make(ID, &Kwargs::new()).unwrap();
+        assert_eq!(env.id(), ID);
+        env.reset(Some(0), None).unwrap();
+        let err = env.step(Action::Discrete(2)).unwrap_err().to_string();
+        assert_eq!(err, "Corridor-v0: action 2 is not in the action space Discrete(3, start=-1)");
     }
 }
