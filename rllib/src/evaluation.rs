@@ -14,6 +14,7 @@ use rl_policies::{ActorCritic, FastPolicy};
 use crate::action::PolicyActions;
 use crate::config::{AlgorithmId, TrainConfig};
 use crate::error::{Error, Result};
+use crate::observation::ObservationEncoder;
 use crate::seeding::{ACTING_STREAM, stream_rng};
 use crate::stats;
 
@@ -60,6 +61,8 @@ pub struct Agent {
     acting: PolicyActions,
     rng: Pcg64,
     deterministic: bool,
+    encoder: ObservationEncoder,
+    encoded: Vec<f32>,
 }
 
 /// What one [`Agent::step`] did.
@@ -78,8 +81,9 @@ impl Agent {
         let env = make(&config.env, &config.env_config)?;
         let fast = match config.algorithm {
             AlgorithmId::Ppo => {
-                let mut policy =
-                    ActorCritic::new(&config.model, env.observation_space(), env.action_space(), config.seed)?;
+                let policy_space =
+                    ObservationEncoder::new(env.observation_space()).policy_space(env.observation_space());
+                let mut policy = ActorCritic::new(&config.model, &policy_space, env.action_space(), config.seed)?;
                 policy.load_safetensors(weights)?;
                 policy.fast_policy()?
             }
@@ -87,6 +91,8 @@ impl Agent {
         Ok(Self {
             fast,
             acting: PolicyActions::new(env.action_space(), 1),
+            encoder: ObservationEncoder::new(env.observation_space()),
+            encoded: Vec::new(),
             rng: stream_rng(sample_seed, ACTING_STREAM),
             deterministic,
             env,
@@ -100,7 +106,8 @@ impl Agent {
 
     /// Acts on `obs` and steps the env.
     pub fn step(&mut self, obs: &[f32]) -> Result<AgentStep> {
-        let (action, step) = match self.acting.act(&self.fast, obs, &mut self.rng, self.deterministic)? {
+        let inputs = self.encoder.encode(obs, &mut self.encoded)?;
+        let (action, step) = match self.acting.act(&self.fast, inputs, &mut self.rng, self.deterministic)? {
             Actions::Discrete(a) => (OwnedAction::Discrete(a[0]), self.env.step(Action::Discrete(a[0]))?),
             Actions::Continuous(a) => (OwnedAction::Continuous(a.to_vec()), self.env.step(Action::Continuous(a))?),
             Actions::MultiDiscrete(a) => {

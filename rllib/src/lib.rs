@@ -16,6 +16,7 @@
 //!   [`callbacks`]: how a run reports to the program that started it.
 //! - [`ppo`]: PPO, top to bottom: hyperparameters, driver step, learner, and [`ppo::loss`].
 //! - [`rollout`]: the rollout-worker actor; [`action`]: policy outputs to env actions;
+//!   [`observation`]: env observations to policy inputs (one-hot for Discrete spaces);
 //!   [`batch`]: trajectory batches as safetensors; [`gae`]: advantages with truncation
 //!   bootstrapping; [`optim`]: Adam with fused global-norm clipping; [`seeding`]: the random
 //!   streams of a run.
@@ -37,6 +38,7 @@ pub mod error;
 pub mod evaluation;
 pub mod gae;
 pub mod metrics;
+pub mod observation;
 pub mod optim;
 pub mod ppo;
 pub mod rollout;

@@ -16,6 +16,7 @@ use crate::action::PolicyActions;
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::observation::ObservationEncoder;
 use crate::seeding::{stream_rng, worker_stream};
 
 /// What a rollout worker is built from.
@@ -62,6 +63,8 @@ pub struct RolloutWorker {
     acting: PolicyActions,
     env_id: String,
     steps: u64,
+    encoder: ObservationEncoder,
+    encoded: Vec<f32>,
 }
 
 impl Actor for RolloutWorker {
@@ -75,7 +78,9 @@ impl Actor for RolloutWorker {
         let n = c.num_envs_per_env_runner;
         let mut envs = SyncVectorEnv::make(&c.env, &c.env_config, n)?;
         envs.reset(Some(c.seed + u64::from(init.worker_index) * n as u64))?;
-        let policy = ActorCritic::new(&c.model, envs.single_observation_space(), envs.single_action_space(), c.seed)?;
+        let encoder = ObservationEncoder::new(envs.single_observation_space());
+        let policy_space = encoder.policy_space(envs.single_observation_space());
+        let policy = ActorCritic::new(&c.model, &policy_space, envs.single_action_space(), c.seed)?;
         Ok(Self {
             index: init.worker_index,
             fast: policy.fast_policy()?,
@@ -87,6 +92,8 @@ impl Actor for RolloutWorker {
             fragment: c.rollout_fragment_length,
             env_id: c.env.clone(),
             steps: 0,
+            encoder,
+            encoded: Vec::new(),
         })
     }
 
@@ -180,7 +187,8 @@ impl RolloutWorker {
         for _ in 0..self.fragment {
             let obs = self.envs.observations();
             b.obs.extend_from_slice(obs);
-            let actions = self.acting.act(&self.fast, obs, &mut self.rng, false)?;
+            let inputs = self.encoder.encode(obs, &mut self.encoded)?;
+            let actions = self.acting.act(&self.fast, inputs, &mut self.rng, false)?;
             self.envs.step(actions)?;
             self.steps += 1;
             self.check_finite()?;
@@ -199,7 +207,7 @@ impl RolloutWorker {
                 b.truncated.push(trunc && !term);
                 let bootstrap = match self.envs.final_observation(i) {
                     Some(final_obs) if trunc && !term => {
-                        self.fast.values(final_obs, &mut final_value)?;
+                        self.fast.values(self.encoder.encode(final_obs, &mut self.encoded)?, &mut final_value)?;
                         final_value[0]
                     }
                     _ => 0.0,
@@ -212,7 +220,7 @@ impl RolloutWorker {
             }
         }
         b.last_values = vec![0.0; n];
-        self.fast.values(self.envs.observations(), &mut b.last_values)?;
+        self.fast.values(self.encoder.encode(self.envs.observations(), &mut self.encoded)?, &mut b.last_values)?;
         Ok(b)
     }
 }

@@ -41,7 +41,8 @@ const EXAMPLES: &str = "Examples:
   rl plot runs/PPO_CartPole-v1_seed1_* runs/PPO_CartPole-v1_seed2_* --out cartpole.png
   rl experiment run experiments/cleanrl-classic-control.yaml
   rl bench
-  rl envs";
+  rl envs
+  rl check-env CartPole-v1 --set env_config.sutton_barto_reward=true";
 
 /// Reinforcement learning on an embedded local cluster of rollout-worker and learner actors.
 #[derive(Debug, Parser)]
@@ -122,6 +123,16 @@ enum Command {
     Bench,
     /// List the registered environment ids.
     Envs,
+    /// Check an env against the Env contract (like Gymnasium's check_env): spaces, reset and
+    /// step, seeding determinism, observations inside their space, invalid actions refused.
+    /// Exits 1 if a check fails.
+    CheckEnv {
+        /// The env id.
+        id: String,
+        /// An env argument, e.g. `--set env_config.max_episode_steps=100`.
+        #[arg(long = "set", value_name = "env_config.KEY=VALUE")]
+        overrides: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,6 +269,21 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Bench => bench::run(false, &mut std::io::stdout().lock()),
+        Command::CheckEnv { id, overrides } => {
+            let kwargs = env_config_overrides(&overrides)?;
+            // Panics inside the env are findings of the report; keep their default messages out
+            // of the output while it runs.
+            let hook = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let report = rl_env::check_env(&id, &kwargs);
+            std::panic::set_hook(hook);
+            let report = report?;
+            println!("{report}");
+            if !report.is_ok() {
+                bail!("{id} does not pass the env checks");
+            }
+            Ok(())
+        }
         Command::Envs => {
             for id in rl_env::ids() {
                 let spec = rl_env::spec(&id)?;
@@ -282,6 +308,25 @@ fn print_eval(checkpoint: &Path, s: &EvalStats) {
         s.lengths.iter().min().copied().unwrap_or(0),
         s.lengths.iter().max().copied().unwrap_or(0),
     );
+}
+
+/// Env arguments from `env_config.KEY=VALUE` arguments (VALUE in YAML syntax).
+fn env_config_overrides(args: &[String]) -> Result<rl_env::Kwargs> {
+    let mut kwargs = rl_env::Kwargs::new();
+    for arg in args {
+        let (key, value) =
+            arg.split_once('=').with_context(|| format!("--set {arg}: expected env_config.KEY=VALUE"))?;
+        let Some(key) = key.trim().strip_prefix("env_config.") else {
+            bail!("--set {arg}: rl check-env takes env arguments only, as env_config.KEY=VALUE");
+        };
+        let value: serde_json::Value = if value.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_saphyr::from_str(value).with_context(|| format!("--set {arg}: cannot read the value"))?
+        };
+        kwargs.insert(key.to_string(), value);
+    }
+    Ok(kwargs)
 }
 
 /// `runs/ALGO_ENV_seedN_YYYYmmdd-HHMMSS` (UTC).

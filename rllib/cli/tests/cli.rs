@@ -213,6 +213,29 @@ fn plot_works_on_runs_of_envs_the_binary_does_not_know() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `rl check-env`: the built-in envs pass, env arguments reach the env, and a broken env fails
+/// with a report naming the check.
+#[test]
+fn check_env_reports_on_the_env_contract() {
+    let out = rl(&["check-env", "CartPole-v1", "--set", "env_config.max_episode_steps=50"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("CartPole-v1: 10 of 10 checks passed"), "{text}");
+    let out = rl(&["check-env", "CartPole-v1", "--set", "env_config.gravity=9.8"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown keyword argument \"gravity\""));
+    let out = rl(&["check-env", "CartPole-v1", "--set", "gravity=9.8"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("takes env arguments only, as env_config.KEY=VALUE"));
+    // An env whose observations turn NaN at once fails the checker.
+    rl_env::register(rl_env::EnvSpec::new("NanAtOnce-v0", |kw| {
+        Ok(Box::new(NanAfter { inner: rl_env::make("CartPole-v1", kw)?, steps: 0, after: 0 }))
+    }))
+    .unwrap();
+    assert!(is_failure(rl_cli::run(["rl", "check-env", "NanAtOnce-v0"].map(std::ffi::OsString::from))));
+    let report = rl_env::check_env("NanAtOnce-v0", &rl_env::Kwargs::new()).unwrap();
+    assert!(!report.is_ok() && report.to_string().contains("FAIL"), "{report}");
+}
+
 /// `RL_LOG` output piped to a file is plain text, without terminal colour codes.
 #[test]
 fn piped_logs_have_no_colour_codes() {

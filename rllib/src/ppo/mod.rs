@@ -39,6 +39,7 @@ use crate::config::{Schedule, TrainConfig};
 use crate::error::{Error, Result};
 use crate::gae::{GaeInput, compute_gae};
 use crate::metrics::IterationResult;
+use crate::observation::ObservationEncoder;
 use crate::optim::{Adam, AdamStep};
 use crate::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
 use crate::seeding::{LEARNER_STREAM, stream_rng};
@@ -359,6 +360,7 @@ pub struct Learner {
     version: u64,
     discrete: bool,
     device: Device,
+    encoder: ObservationEncoder,
 }
 
 impl Actor for Learner {
@@ -369,7 +371,9 @@ impl Actor for Learner {
 
     fn new(init: LearnerInit, _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
         let env = rl_env::make(&init.env, &init.env_config)?;
-        let policy = ActorCritic::new(&init.model, env.observation_space(), env.action_space(), init.seed)?;
+        let encoder = ObservationEncoder::new(env.observation_space());
+        let policy_space = encoder.policy_space(env.observation_space());
+        let policy = ActorCritic::new(&init.model, &policy_space, env.action_space(), init.seed)?;
         Ok(Self {
             adam: Adam::new(policy.vars()),
             policy,
@@ -377,6 +381,7 @@ impl Actor for Learner {
             version: 0,
             discrete: matches!(env.action_space(), Space::Discrete { .. }),
             device: Device::Cpu,
+            encoder,
         })
     }
 
@@ -410,13 +415,14 @@ impl Learner {
     /// One PPO training phase over `batches` (CleanRL's "optimizing the policy and value network").
     fn update(&mut self, batches: &[TrajectoryBatch], hp: &PpoHyperparams) -> Result<UpdateStats> {
         // GAE per worker batch, then flatten (CleanRL's b_obs, b_logprobs, b_advantages, ...).
-        let buffer = RolloutBuffer::from_batches(
+        let mut buffer = RolloutBuffer::from_batches(
             batches,
             hp.gamma as f32,
             hp.lambda as f32,
             hp.bootstrap_truncated,
             self.discrete,
         );
+        buffer.encode_observations(&self.encoder)?;
         let n = buffer.len();
         let coeffs = LossCoeffs {
             clip_param: hp.clip_param,
@@ -605,6 +611,17 @@ impl RolloutBuffer {
 
     fn len(&self) -> usize {
         self.logp.len()
+    }
+
+    /// Replaces the raw observations by the policy's inputs (one-hot for Discrete spaces).
+    fn encode_observations(&mut self, encoder: &ObservationEncoder) -> Result<()> {
+        if !matches!(encoder, ObservationEncoder::Identity { .. }) {
+            let mut encoded = Vec::new();
+            encoder.encode(&self.obs, &mut encoded)?;
+            self.obs = encoded;
+            self.obs_dim = encoder.dim();
+        }
+        Ok(())
     }
 
     /// The rows `mb` as tensors; advantages normalized like CleanRL when `normalize`.
