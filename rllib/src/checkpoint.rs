@@ -239,7 +239,19 @@ impl Checkpoint {
                 ),
             });
         }
-        let config = TrainConfig::load(&dir.join("config.yaml"), &[])?;
+        let config_path = dir.join("config.yaml");
+        let recorded = TrainConfig::load_recorded(&config_path)?;
+        if rl_env::spec(&recorded.env).is_err() {
+            return Err(Error::config(
+                config_path.display().to_string(),
+                format!(
+                    "env {} is not registered in this program: load the checkpoint with the program that \
+                     registers it, the binary of the crate that trained the run (`cargo run -- evaluate ...` there)",
+                    recorded.env
+                ),
+            ));
+        }
+        let config = TrainConfig::load(&config_path, &[])?;
         Ok(Self { metadata, config, policy: read("policy.safetensors")? })
     }
 }

@@ -206,6 +206,13 @@ fn plot_works_on_runs_of_envs_the_binary_does_not_know() {
     let res = rl(&["plot", run.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     assert!(is_png(&out));
+    // Evaluating needs the env: the binary says which program has it.
+    let res = rl(&["evaluate", "--checkpoint", run.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("env OnlyInThisTest-v0 is not registered in this program: load the checkpoint with the program"),
+        "{err}"
+    );
     // With one run and no --out, the picture goes into the run directory.
     let res = rl(&["plot", run.to_str().unwrap()]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
@@ -234,6 +241,20 @@ fn check_env_reports_on_the_env_contract() {
     assert!(is_failure(rl_cli::run(["rl", "check-env", "NanAtOnce-v0"].map(std::ffi::OsString::from))));
     let report = rl_env::check_env("NanAtOnce-v0", &rl_env::Kwargs::new()).unwrap();
     assert!(!report.is_ok() && report.to_string().contains("FAIL"), "{report}");
+}
+
+/// The README's copy-paste Cargo.toml for a crate outside the workspace is the one `.ci/run`
+/// builds (`experiments/out-of-tree/check.sh`).
+#[test]
+fn readme_shows_the_tested_out_of_tree_manifest() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let manifest = std::fs::read_to_string(root.join("experiments/out-of-tree/Cargo.toml")).unwrap();
+    assert!(
+        readme.contains(&format!("```toml\n{manifest}```")),
+        "README.md must show experiments/out-of-tree/Cargo.toml"
+    );
+    assert!(manifest.contains("[profile.dev.package.\"*\"]\nopt-level = 3"));
 }
 
 /// `RL_LOG` output piped to a file is plain text, without terminal colour codes.
