@@ -317,6 +317,9 @@ pub struct RowResult {
     pub train_seconds: Vec<f64>,
     /// The row's note.
     pub note: Option<String>,
+    /// How the runs treated time-limit truncation (`bootstrap_truncated` of their recorded
+    /// config); `None` when unknown (no successful run).
+    pub bootstrap_truncated: Option<bool>,
 }
 
 impl RowResult {
@@ -340,6 +343,7 @@ impl RowResult {
             env_steps: summaries.iter().map(|r| r.env_steps).collect(),
             train_seconds: summaries.iter().map(|r| r.train_seconds).collect(),
             note: row.note.clone(),
+            bootstrap_truncated: None,
         }
     }
 }
@@ -372,14 +376,16 @@ pub fn render_table(spec: &ExperimentSpec, provenance: &Provenance, rows: &[RowR
         p.command, p.date, p.version, p.jobs, p.cores
     );
     out += "| Environment | Metric | Result (mean ± std) | Reference (mean ± std) | Within 2 std | Seeds | Env steps \
-            | Wall-clock per run (s) |\n|---|---|---|---|---|---|---|---|\n";
+            | Truncation | Wall-clock per run (s) |\n|---|---|---|---|---|---|---|---|---|\n";
     for r in rows {
         let _ = writeln!(out, "| {} |", table_cells(r).join(" | "));
     }
     out += "\n*train*: per seed, the mean return of the last 100 training episodes, then mean ± std over seeds. \
             *evaluation*: the final deterministic evaluation episodes of all seeds pooled, mean ± std over \
             episodes. ± is the population standard deviation; *Within 2 std* compares the result's mean with \
-            the reference mean ± 2 reference std.\n";
+            the reference mean ± 2 reference std. *Truncation*: a time-limit truncation is *bootstrapped* from the \
+            value of the final observation (`bootstrap_truncated: true`, as SB3) or *terminal* (value 0, as \
+            CleanRL's ppo.py; `bootstrap_truncated: false`).\n";
     let mut sources: Vec<(&str, Vec<&str>)> = Vec::new();
     for r in rows {
         let Some(reference) = &r.reference else { continue };
@@ -432,7 +438,12 @@ fn table_cells(r: &RowResult) -> Vec<String> {
         steps => format!("{:.0} (mean)", steps.iter().sum::<u64>() as f64 / steps.len() as f64),
     };
     let wall = MeanStd::of(&r.train_seconds).map_or("–".into(), |m| format!("{:.2}", m.mean));
-    [r.label.clone(), r.metric.name().into(), result, reference, within, seeds, env_steps, wall]
+    let truncation = match r.bootstrap_truncated {
+        Some(true) => "bootstrapped",
+        Some(false) => "terminal",
+        None => "–",
+    };
+    [r.label.clone(), r.metric.name().into(), result, reference, within, seeds, env_steps, truncation.into(), wall]
         .iter()
         .map(|c| c.replace('|', "\\|"))
         .collect()
@@ -529,9 +540,14 @@ pub fn run_experiment(spec_path: &Path, options: &ExperimentOptions) -> Result<E
 
     let rows: Vec<RowResult> = (0..spec.rows.len())
         .map(|i| {
-            let summaries: Vec<Option<&TrainSummary>> =
-                runs.iter().zip(&outcomes).filter(|(run, _)| run.row == i).map(|(_, o)| o.summary()).collect();
-            RowResult::new(&spec.rows[i], &summaries)
+            let row_runs = || runs.iter().zip(&outcomes).filter(move |(run, _)| run.row == i);
+            let summaries: Vec<Option<&TrainSummary>> = row_runs().map(|(_, o)| o.summary()).collect();
+            let mut result = RowResult::new(&spec.rows[i], &summaries);
+            result.bootstrap_truncated = row_runs()
+                .filter(|(_, o)| o.summary().is_some())
+                .find_map(|(run, _)| RunDir::open(&run.dir).and_then(|d| d.read_config()).ok())
+                .map(|c| c.bootstrap_truncated);
+            result
         })
         .collect();
     fs::create_dir_all(&results).with_context(|| format!("cannot create {}", results.display()))?;

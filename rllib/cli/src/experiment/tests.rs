@@ -160,12 +160,14 @@ fn table_shows_results_references_failures_sources_and_notes() {
     };
     let (a, b) = (summary(Some(489.0), &[500.0], 500_224, 7.0), summary(Some(491.0), &[500.0], 500_224, 8.0));
     let (c, d) = (summary(None, &[-90.0, -88.0], 500_000, 9.0), summary(Some(-80.0), &[-86.0], 499_000, 3.0));
-    let rows = [
+    let mut rows = [
         RowResult::new(&spec.rows[0], &[Some(&a), Some(&b), None]),
         RowResult::new(&spec.rows[1], &[Some(&c), Some(&d), Some(&d)]),
         RowResult::new(&spec.rows[2], &[None, Some(&c), None]),
         RowResult::new(&spec.rows[3], &[None, None, None]),
     ];
+    rows[0].bootstrap_truncated = Some(true);
+    rows[1].bootstrap_truncated = Some(false);
     let provenance = Provenance {
         command: "rl experiment run x.yaml".into(),
         date: "2026-11-28".into(),
@@ -179,10 +181,10 @@ fn table_shows_results_references_failures_sources_and_notes() {
     assert!(md.starts_with(head), "{md}");
     // Acrobot pools -90, -88, -86, -86: mean -87.5, std sqrt(2.75); 7.5 away from -80 is over 2 std.
     for line in [
-        "| CartPole-v1 | train | 490.00 ± 1.00 | 490.04 ± 6.12 | yes | 2 of 3; failed: seed 3 | 500224 | 7.50 |",
-        "| Acrobot-v1 | evaluation | -87.50 ± 1.66 | -80.00 ± 1.00 | no | 3 | 499333 (mean) | 5.00 |",
-        "| Pendulum \\| v1 | train | no value | – | – | 1 of 3; failed: seeds 1, 3; no finished episode: seed 2 | 500000 | 9.00 |",
-        "| MountainCar-v0 | train | failed (seeds 1, 2, 3) | – | – | 0 of 3; failed: seeds 1, 2, 3 | – | – |",
+        "| CartPole-v1 | train | 490.00 ± 1.00 | 490.04 ± 6.12 | yes | 2 of 3; failed: seed 3 | 500224 | bootstrapped | 7.50 |",
+        "| Acrobot-v1 | evaluation | -87.50 ± 1.66 | -80.00 ± 1.00 | no | 3 | 499333 (mean) | terminal | 5.00 |",
+        "| Pendulum \\| v1 | train | no value | – | – | 1 of 3; failed: seeds 1, 3; no finished episode: seed 2 | 500000 | – | 9.00 |",
+        "| MountainCar-v0 | train | failed (seeds 1, 2, 3) | – | – | 0 of 3; failed: seeds 1, 2, 3 | – | – | – |",
     ] {
         assert!(md.contains(&format!("\n{line}\n")), "{line}\n{md}");
     }
