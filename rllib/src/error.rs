@@ -62,6 +62,22 @@ pub enum Error {
         /// Vector-env steps the runner had taken, counting this one.
         step: u64,
     },
+    /// An env returned a Discrete or MultiDiscrete observation outside its observation space: a
+    /// bug in the env, never retried.
+    #[error(
+        "observation value {value} of element {element} is not one of the space's {choices} choices from {start}: \
+         a bug in the env (its observations must lie in its observation_space)"
+    )]
+    ObservationOutsideSpace {
+        /// The value.
+        value: f32,
+        /// Its index in the observation.
+        element: usize,
+        /// The element's number of choices.
+        choices: u64,
+        /// The value of its first choice.
+        start: i64,
+    },
     /// A learner update met a non-finite loss or gradient and stopped before changing any weight.
     #[error(
         "non-finite {quantity} ({value}) in the learner's update towards policy version {version} \
@@ -159,10 +175,11 @@ from_boxed!(
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    /// True for errors that restarting an actor cannot fix (non-finite numbers): supervisors
+    /// True for errors that restarting an actor cannot fix (non-finite numbers, observations
+    /// outside their space): supervisors
     /// must not restart or retry on them.
     pub fn is_unrecoverable(&self) -> bool {
-        matches!(self, Self::NonFiniteEnv { .. } | Self::NonFiniteUpdate { .. })
+        matches!(self, Self::NonFiniteEnv { .. } | Self::NonFiniteUpdate { .. } | Self::ObservationOutsideSpace { .. })
     }
 
     /// The error as an actor handler returns it: marked [`rl_runtime::Unrecoverable`] when

@@ -77,12 +77,11 @@ impl ObservationEncoder {
             let n = nvec[i % nvec.len()];
             let index = v as i64 - start;
             if v.fract() != 0.0 || !(0..n as i64).contains(&index) {
-                return Err(Error::Config {
-                    origin: "observation".into(),
-                    message: format!(
-                        "value {v} of element {} is not one of the space's {n} choices from {start}",
-                        i % nvec.len()
-                    ),
+                return Err(Error::ObservationOutsideSpace {
+                    value: v,
+                    element: i % nvec.len(),
+                    choices: n,
+                    start: *start,
                 });
             }
             for (k, slot) in out.by_ref().take(n as usize).enumerate() {
@@ -105,7 +104,7 @@ mod tests {
         let mut buf = Vec::new();
         assert_eq!(enc.encode(&[-1.0, 1.0, 0.0], &mut buf).unwrap(), [1., 0., 0., 0., 0., 1., 0., 1., 0.]);
         let err = enc.encode(&[2.0], &mut buf).unwrap_err().to_string();
-        assert_eq!(err, "observation: value 2 of element 0 is not one of the space's 3 choices from -1");
+        assert!(err.starts_with("observation value 2 of element 0 is not one of the space's 3 choices from -1: a bug"));
         assert!(enc.encode(&[0.5], &mut buf).is_err());
         assert_eq!(enc.policy_space(&space).flat_dim(), 3);
     }
