@@ -136,6 +136,16 @@ struct Stop {
 }
 
 impl Stop {
+    /// The stop of a call labelled `label` that failed or panicked (`Done` is not a stop).
+    fn of<T>(label: String, called: Called<T>) -> Self {
+        let (panicked, message) = match called {
+            Called::Panicked(p) => (true, p),
+            Called::Failed(e) => (false, e.to_string()),
+            Called::Done(_) => (false, String::new()),
+        };
+        Self { label, panicked, message }
+    }
+
     fn describe(&self) -> String {
         let verb = if self.panicked { "panicked" } else { "returned an error" };
         format!("{} {verb}: {}", self.label, self.message)
@@ -155,6 +165,20 @@ struct Run {
 impl Run {
     fn panicked(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| s.panicked)
+    }
+
+    /// Resets `env` and records the observation; false (with `stop` set) if the reset failed.
+    fn record_reset(&mut self, env: &mut dyn Env, seed: Option<u64>, dim: usize, label: String) -> bool {
+        match reset(env, seed, dim) {
+            Called::Done(obs) => {
+                self.events.push(Event { label, obs, reward: None, terminated: false, truncated: false });
+                true
+            }
+            other => {
+                self.stop = Some(Stop::of(label, other));
+                false
+            }
+        }
     }
 }
 
@@ -632,21 +656,9 @@ fn run(env: &mut dyn Env, seed: u64, spaces: &Spaces) -> Run {
     let dim = spaces.obs.flat_dim();
     let mut actions = NpRandom::from_seed(ACTION_SEED);
     let mut out = Run { events: Vec::new(), stop: None, steps: 0, episodes: 0 };
-    let stop = |label: String, called_panic: Option<String>, error: Option<EnvError>| Stop {
-        label,
-        panicked: called_panic.is_some(),
-        message: called_panic.or_else(|| error.map(|e| e.to_string())).unwrap_or_default(),
-    };
     let resets = [(Some(seed), format!("reset(seed={seed})")), (None, format!("reset(None) after reset(seed={seed})"))];
     for (seed, label) in resets {
-        match reset(env, seed, dim) {
-            Called::Done(obs) => {
-                out.events.push(Event { label, obs, reward: None, terminated: false, truncated: false })
-            }
-            Called::Failed(e) => out.stop = Some(stop(label, None, Some(e))),
-            Called::Panicked(p) => out.stop = Some(stop(label, Some(p), None)),
-        }
-        if out.stop.is_some() {
+        if !out.record_reset(env, seed, dim, label) {
             return out;
         }
     }
@@ -656,12 +668,8 @@ fn run(env: &mut dyn Env, seed: u64, spaces: &Spaces) -> Run {
         let label = format!("step {} (action {})", out.steps, action.as_action());
         let (obs, r) = match step(env, action.as_action(), dim) {
             Called::Done(v) => v,
-            Called::Failed(e) => {
-                out.stop = Some(stop(label, None, Some(e)));
-                return out;
-            }
-            Called::Panicked(p) => {
-                out.stop = Some(stop(label, Some(p), None));
+            other => {
+                out.stop = Some(Stop::of(label, other));
                 return out;
             }
         };
@@ -670,14 +678,7 @@ fn run(env: &mut dyn Env, seed: u64, spaces: &Spaces) -> Run {
         if terminated || truncated {
             out.episodes += 1;
             let label = format!("reset(None) after step {}", out.steps);
-            match reset(env, None, dim) {
-                Called::Done(obs) => {
-                    out.events.push(Event { label, obs, reward: None, terminated: false, truncated: false })
-                }
-                Called::Failed(e) => out.stop = Some(stop(label, None, Some(e))),
-                Called::Panicked(p) => out.stop = Some(stop(label, Some(p), None)),
-            }
-            if out.stop.is_some() {
+            if !out.record_reset(env, None, dim, label) {
                 return out;
             }
         }
