@@ -38,7 +38,30 @@
 //! A panic inside `handle` is caught: the caller gets [`RuntimeError::ActorPanicked`] with the
 //! panic message, the process lives on, and the actor is rebuilt from its `Init` if it has
 //! restarts left (`ActorOptions::max_restarts`), else it is dead and later calls fail with
-//! [`RuntimeError::ActorDead`].
+//! [`RuntimeError::NotDelivered`].
+//!
+//! ## Errors say what is safe to retry
+//!
+//! A call that gets no answer from the handler fails with one of two errors, which tell a
+//! supervisor what a retry risks (see [`RuntimeError::is_retryable_anywhere`]):
+//!
+//! - [`RuntimeError::NotDelivered`]: the handler never saw the message (the actor was dead or
+//!   stopped when it was sent, or died while it was still queued). Nothing of it ran: retry it
+//!   anywhere.
+//! - [`RuntimeError::DiedDuringCall`]: the actor took the message up and died before answering.
+//!   It may have run in part: retry only idempotent messages.
+//!
+//! A handler that answers with an error gives [`RuntimeError::ActorFailed`] (do not retry), a
+//! panicking one [`RuntimeError::ActorPanicked`].
+//!
+//! ## Bounded mailboxes and a control lane
+//!
+//! Each actor's mailbox holds at most `ActorOptions::mailbox_capacity` messages. [`ActorHandle::call`]
+//! and [`ActorHandle::tell`] block while it is full: that is the backpressure a slow actor puts on
+//! its callers. [`ActorHandle::try_tell`] never blocks and hands the message back in
+//! [`TryTellError::MailboxFull`]. Stop requests travel on a separate lane that the actor reads
+//! before every message, so [`ActorHandle::stop`] never waits behind a full mailbox: it takes
+//! effect once the message in progress is handled, and the queued ones are not delivered.
 //!
 //! ## Death is one step, seen the same way by every caller
 //!
@@ -46,13 +69,13 @@
 //! when it panics with no restarts left, or when a restart fails. (Dropping every handle would
 //! end it too, but the runtime keeps one until shutdown.) Its thread then, in this order: drops
 //! the actor instance, returns the actor's resources to the runtime, writes the death note
-//! (`is_alive()` turns false), closes the mailbox (queued and later calls fail with
-//! [`RuntimeError::ActorDead`] and the reason), and only then sends the reply to the call that
-//! killed it. So a caller that sees the death in any way (that reply, an `ActorDead`, or
-//! `!is_alive()`) also sees the resources free. A panicked call's reply is likewise sent only
-//! after the restart: when it arrives, the actor is either rebuilt (keeping its reservation) or
-//! dead and released. A failed constructor returns the reservation before `spawn` returns the
-//! error.
+//! (`is_alive()` turns false and later sends fail with [`RuntimeError::NotDelivered`] and the
+//! reason), drops the queued messages (their calls fail the same way), and only then sends the
+//! reply to the call that killed it. So a caller that sees the death in any way (that reply, a
+//! `NotDelivered`, a `DiedDuringCall` or `!is_alive()`) also sees the resources free. A panicked
+//! call's reply is likewise sent only after the restart: when it arrives, the actor is either
+//! rebuilt (keeping its reservation) or dead and released. A failed constructor returns the
+//! reservation before `spawn` returns the error.
 //!
 //! Messages, replies and init values are serde types: local calls move them, calls to actors on
 //! other nodes serialize them, and the caller's code is the same either way. An
@@ -61,19 +84,17 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
 
 use crate::error::{Result, RuntimeError};
+use crate::mailbox::{self, Inbox, Next, Outbox, SendError, StopRequest};
+pub use crate::reply::Reply;
+use crate::reply::{self as reply_channel, ReplySender};
 use crate::runtime::{Reservation, Runtime};
 
 /// The error type actor code returns; its text reaches the caller.
@@ -177,33 +198,131 @@ pub struct ActorOptions {
     pub resources: BTreeMap<String, f64>,
     /// How many times a panicked actor is rebuilt from its `Init` before it is declared dead.
     pub max_restarts: u32,
+    /// How many messages may wait in the actor's mailbox; at least 1 (`spawn` rejects 0). Senders
+    /// block while it is full (`try_tell` does not), which bounds the memory a slow actor's
+    /// callers can fill.
+    pub mailbox_capacity: usize,
 }
 
+/// The default [`ActorOptions::mailbox_capacity`]: deep enough that callers of a busy actor rarely
+/// wait, small enough that a stalled one holds a bounded backlog.
+pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
+
 impl Default for ActorOptions {
-    /// One CPU, no GPU, no restarts (Ray's defaults for actor scheduling).
+    /// One CPU, no GPU, no restarts (Ray's defaults for actor scheduling), and a mailbox of
+    /// [`DEFAULT_MAILBOX_CAPACITY`] messages.
     fn default() -> Self {
-        Self { name: None, num_cpus: 1.0, num_gpus: 0.0, resources: BTreeMap::new(), max_restarts: 0 }
+        Self {
+            name: None,
+            num_cpus: 1.0,
+            num_gpus: 0.0,
+            resources: BTreeMap::new(),
+            max_restarts: 0,
+            mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+        }
     }
 }
 
-enum Envelope<A: Actor> {
-    Call(A::Msg, Option<oneshot::Sender<Result<A::Reply>>>),
-    Stop,
+/// One message in a mailbox, with where its answer goes (`None` for `tell`).
+struct Envelope<A: Actor> {
+    msg: A::Msg,
+    reply: Option<ReplySender<A::Reply>>,
 }
 
-/// Shared liveness of one actor: `None` while it runs, else why it stopped.
-pub(crate) type DeathNote = Arc<Mutex<Option<String>>>;
+/// Shared liveness of one actor: empty while it runs, else why it stopped. Written once, when the
+/// actor dies (see [`Exit::die`]).
+pub(crate) type DeathNote = Arc<OnceLock<String>>;
+
+/// Why the actor is dead, as its death note says.
+fn death_reason(death: &DeathNote) -> String {
+    death.get().cloned().unwrap_or_else(|| mailbox::STOPPED.into())
+}
+
+/// The error for a message actor `actor` never took up.
+pub(crate) fn not_delivered(actor: &str, death: &DeathNote) -> RuntimeError {
+    RuntimeError::NotDelivered { actor: actor.to_string(), reason: death_reason(death) }
+}
+
+/// The error for a message actor `actor` took up but died before answering.
+pub(crate) fn died_during_call(actor: &str, death: &DeathNote) -> RuntimeError {
+    RuntimeError::DiedDuringCall { actor: actor.to_string(), reason: death_reason(death) }
+}
+
+/// Why [`ActorHandle::try_tell`] did not queue a message; the message comes back either way.
+pub enum TryTellError<M> {
+    /// The mailbox is at capacity. Nothing was sent; retry later (or call `tell`, which waits).
+    MailboxFull {
+        /// The message, unsent.
+        msg: M,
+        /// The actor's name.
+        actor: String,
+        /// The mailbox's capacity.
+        capacity: usize,
+    },
+    /// The actor is not running. Nothing was sent; safe to send to another actor.
+    NotDelivered {
+        /// The message, unsent.
+        msg: M,
+        /// The actor's name.
+        actor: String,
+        /// Why the actor stopped.
+        reason: String,
+    },
+}
+
+impl<M> TryTellError<M> {
+    /// The message that was not sent.
+    pub fn into_msg(self) -> M {
+        match self {
+            Self::MailboxFull { msg, .. } | Self::NotDelivered { msg, .. } => msg,
+        }
+    }
+
+    /// The error without the message: [`RuntimeError::MailboxFull`] or
+    /// [`RuntimeError::NotDelivered`].
+    pub fn to_error(&self) -> RuntimeError {
+        match self {
+            Self::MailboxFull { actor, capacity, .. } => {
+                RuntimeError::MailboxFull { actor: actor.clone(), capacity: *capacity }
+            }
+            Self::NotDelivered { actor, reason, .. } => {
+                RuntimeError::NotDelivered { actor: actor.clone(), reason: reason.clone() }
+            }
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for TryTellError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The message is left out so that any message type can be reported.
+        write!(f, "TryTellError({:?})", self.to_error())
+    }
+}
+
+impl<M> std::fmt::Display for TryTellError<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_error().fmt(f)
+    }
+}
+
+impl<M> std::error::Error for TryTellError<M> {}
+
+impl<M> From<TryTellError<M>> for RuntimeError {
+    fn from(e: TryTellError<M>) -> Self {
+        e.to_error()
+    }
+}
 
 /// A handle to a running actor. Cheap to clone; `Send + Sync`.
 pub struct ActorHandle<A: Actor> {
     name: Arc<str>,
-    tx: Sender<Envelope<A>>,
+    outbox: Outbox<Envelope<A>>,
     death: DeathNote,
 }
 
 impl<A: Actor> Clone for ActorHandle<A> {
     fn clone(&self) -> Self {
-        Self { name: self.name.clone(), tx: self.tx.clone(), death: self.death.clone() }
+        Self { name: self.name.clone(), outbox: self.outbox.clone(), death: self.death.clone() }
     }
 }
 
@@ -219,75 +338,74 @@ impl<A: Actor> ActorHandle<A> {
         &self.name
     }
 
-    fn dead(&self) -> RuntimeError {
-        let reason = self.death.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        RuntimeError::ActorDead { actor: self.name.to_string(), reason: reason.unwrap_or_else(|| "stopped".into()) }
-    }
-
-    /// Sends `msg` and returns its pending reply: `.await` it or `.wait()` for it.
+    /// Sends `msg` and returns its pending reply: `.await` it, or `.wait()` for it from any thread.
+    ///
+    /// Blocks while the mailbox is full (the backpressure of
+    /// [`ActorOptions::mailbox_capacity`]), so avoid it on an async executor's thread when the
+    /// actor may be backed up. If the actor is dead, the reply is [`RuntimeError::NotDelivered`].
     pub fn call(&self, msg: A::Msg) -> Reply<A::Reply> {
-        let (tx, rx) = oneshot::channel();
-        match self.tx.send(Envelope::Call(msg, Some(tx))) {
-            Ok(()) => Reply { inner: ReplyInner::Pending(rx, self.name.clone(), self.death.clone()) },
-            Err(_) => Reply { inner: ReplyInner::Failed(Some(self.dead())) },
+        let (tx, reply) = reply_channel::channel(self.name.clone(), self.death.clone());
+        match self.outbox.send(Envelope { msg, reply: Some(tx) }) {
+            Ok(()) => reply,
+            Err(e) => Reply::failed(self.send_error(e)),
         }
     }
 
-    /// Sends `msg` without waiting for a reply. Errors only if the actor is already gone; a
-    /// failure while handling the message is logged.
+    /// Queues `msg` without waiting for a reply; `Ok` means queued, not handled (a failure while
+    /// handling it is logged, and if the actor dies first it is dropped).
+    ///
+    /// Blocks while the mailbox is full, like [`ActorHandle::call`]; [`ActorHandle::try_tell`]
+    /// does not. Fails with [`RuntimeError::NotDelivered`] if the actor is dead.
     pub fn tell(&self, msg: A::Msg) -> Result<()> {
-        self.tx.send(Envelope::Call(msg, None)).map_err(|_| self.dead())
+        self.outbox.send(Envelope { msg, reply: None }).map_err(|e| self.send_error(e))
     }
 
-    /// Asks the actor to stop after the messages already queued.
+    /// Queues `msg` if the mailbox has room now; never blocks. A full mailbox or a dead actor
+    /// hands the message back in the error.
+    pub fn try_tell(&self, msg: A::Msg) -> std::result::Result<(), TryTellError<A::Msg>> {
+        self.outbox.try_send(Envelope { msg, reply: None }).map_err(|e| {
+            let actor = self.name.to_string();
+            match e {
+                SendError::Full(envelope) => {
+                    TryTellError::MailboxFull { msg: envelope.msg, actor, capacity: self.outbox.capacity() }
+                }
+                SendError::Closed(envelope, reason) => TryTellError::NotDelivered { msg: envelope.msg, actor, reason },
+            }
+        })
+    }
+
+    /// The error of a failed send (the message it hands back is dropped).
+    fn send_error(&self, e: SendError<Envelope<A>>) -> RuntimeError {
+        let actor = self.name.to_string();
+        match e {
+            SendError::Closed(_, reason) => RuntimeError::NotDelivered { actor, reason },
+            SendError::Full(_) => RuntimeError::MailboxFull { actor, capacity: self.outbox.capacity() },
+        }
+    }
+
+    /// Asks the actor to stop once the message in progress is handled; never blocks, even when
+    /// the mailbox is full. Messages still queued are not delivered (their calls fail with
+    /// [`RuntimeError::NotDelivered`], reason `"stopped"`). Returns before the actor has stopped;
+    /// [`ActorHandle::is_alive`] turns false when it has.
     pub fn stop(&self) {
-        let _ = self.tx.send(Envelope::Stop);
+        self.outbox.request(StopRequest::Now);
     }
 
-    /// True while the actor runs.
+    /// Asks the actor to handle the messages queued when it reads the request, then stop (what
+    /// `Runtime::shutdown` does); never blocks.
+    pub(crate) fn drain_and_stop(&self) {
+        self.outbox.request(StopRequest::Drain);
+    }
+
+    /// True while the actor runs. Once false, its resources are back with the runtime and every
+    /// send fails with [`RuntimeError::NotDelivered`].
     pub fn is_alive(&self) -> bool {
-        self.death.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        self.death.get().is_none()
     }
-}
 
-/// A pending actor reply. Implements `Future`; [`Reply::wait`] blocks the thread instead.
-pub struct Reply<R> {
-    inner: ReplyInner<R>,
-}
-
-enum ReplyInner<R> {
-    Pending(oneshot::Receiver<Result<R>>, Arc<str>, DeathNote),
-    Failed(Option<RuntimeError>),
-}
-
-fn dropped_reply(name: &str, death: &DeathNote) -> RuntimeError {
-    let reason = death.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    RuntimeError::ActorDead { actor: name.to_string(), reason: reason.unwrap_or_else(|| "stopped".into()) }
-}
-
-impl<R> Reply<R> {
-    /// Blocks until the reply arrives. Do not call from inside an async task; `.await` there.
-    pub fn wait(self) -> Result<R> {
-        match self.inner {
-            ReplyInner::Pending(rx, name, death) => {
-                rx.blocking_recv().unwrap_or_else(|_| Err(dropped_reply(&name, &death)))
-            }
-            ReplyInner::Failed(e) => Err(e.expect("a failed reply is consumed once")),
-        }
-    }
-}
-
-impl<R> Future for Reply<R> {
-    type Output = Result<R>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<R>> {
-        // `Reply` holds no self-references, so it is `Unpin` and can be projected plainly.
-        match &mut self.get_mut().inner {
-            ReplyInner::Pending(rx, name, death) => {
-                Pin::new(rx).poll(cx).map(|r| r.unwrap_or_else(|_| Err(dropped_reply(name, death))))
-            }
-            ReplyInner::Failed(e) => Poll::Ready(Err(e.take().expect("a failed reply is polled to completion once"))),
-        }
+    /// How many messages its mailbox holds at most ([`ActorOptions::mailbox_capacity`]).
+    pub fn mailbox_capacity(&self) -> usize {
+        self.outbox.capacity()
     }
 }
 
@@ -301,7 +419,8 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Starts the actor's thread. Called by [`Runtime::spawn`] after scheduling.
+/// Starts the actor's thread. Called by [`Runtime::spawn`] after scheduling, with
+/// `options.mailbox_capacity` already checked to be at least 1.
 ///
 /// The thread owns `reservation` and returns it when the actor dies (see [`Exit::die`]). If the
 /// thread cannot start, the closure that holds it is dropped here, which returns it as well; and
@@ -313,19 +432,20 @@ pub(crate) fn start<A: Actor>(
     runtime: Runtime,
     reservation: Reservation,
 ) -> Result<(ActorHandle<A>, JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::unbounded::<Envelope<A>>();
-    let death: DeathNote = Arc::new(Mutex::new(None));
-    let handle = ActorHandle { name: name.clone().into(), tx, death: death.clone() };
+    let death: DeathNote = Arc::new(OnceLock::new());
+    let (outbox, inbox) = mailbox::mailbox::<Envelope<A>>(options.mailbox_capacity, death.clone());
+    let handle = ActorHandle { name: name.clone().into(), outbox, death };
     let max_restarts = options.max_restarts;
     let ctx = ActorContext { name: name.clone(), runtime };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
     let thread = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            let mut exit = Exit { reservation: Some(reservation), death, mailbox: Some(rx), name: ctx.name.clone() };
+            let mut exit =
+                Exit { reservation: Some(reservation), inbox: Some(inbox), in_flight: None, name: ctx.name.clone() };
             run_actor::<A>(init, &ctx, &mut exit, max_restarts, ready_tx);
         })
-        .map_err(|e| RuntimeError::ActorDead { actor: name.clone(), reason: format!("cannot start thread: {e}") })?;
+        .map_err(|e| RuntimeError::NotDelivered { actor: name.clone(), reason: format!("cannot start thread: {e}") })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok((handle, thread)),
         Ok(Err(e)) => {
@@ -334,43 +454,57 @@ pub(crate) fn start<A: Actor>(
         }
         Err(_) => {
             let _ = thread.join();
-            Err(RuntimeError::ActorDead { actor: name, reason: "constructor thread exited".into() })
+            Err(RuntimeError::NotDelivered { actor: name, reason: "the constructor's thread exited".into() })
         }
     }
 }
 
-/// What the actor thread holds that callers can observe: its reservation, its death note and its
-/// mailbox. [`Exit::die`] changes all three in one fixed order; dropping an `Exit` that has not
-/// died yet (an unexpected unwind of the thread) dies with a generic reason.
+/// What the actor thread holds that callers can observe: its reservation, its mailbox (whose
+/// closing writes the death note) and the reply of the call in progress. [`Exit::die`] changes
+/// them in one fixed order; dropping an `Exit` that has not died yet (an unexpected unwind of the
+/// thread) dies with a generic reason.
 struct Exit<A: Actor> {
     reservation: Option<Reservation>,
-    death: DeathNote,
-    mailbox: Option<Receiver<Envelope<A>>>,
+    inbox: Option<Inbox<Envelope<A>>>,
+    /// The reply of the message being handled; dropped unanswered only if the thread dies with it.
+    in_flight: Option<ReplySender<A::Reply>>,
     name: String,
 }
 
 impl<A: Actor> Exit<A> {
-    /// The next message, or `None` once every handle is gone (or the actor has died).
-    fn recv(&self) -> Option<Envelope<A>> {
-        self.mailbox.as_ref()?.recv().ok()
+    /// The next thing to do: a message, or a stop (requested, or because every handle is gone).
+    fn next(&mut self) -> Next<Envelope<A>> {
+        match &mut self.inbox {
+            Some(inbox) => inbox.next(),
+            None => Next::Stop(mailbox::STOPPED),
+        }
     }
 
     /// Makes the actor's death visible, in this order: its resources go back to the runtime,
-    /// then its death note is written (`is_alive()` turns false), then its mailbox closes (later
-    /// sends, and calls still queued, fail with [`RuntimeError::ActorDead`] carrying `reason`).
-    /// The caller sends its final reply, if any, only after this returns, so whoever observes the
-    /// death in any of these ways also observes the resources released.
+    /// then its death note is written (`is_alive()` turns false, later sends fail with
+    /// [`RuntimeError::NotDelivered`] carrying `reason`), then the queued messages are dropped
+    /// (their calls fail the same way), then a call still in progress, if the thread is dying
+    /// under it, fails with [`RuntimeError::DiedDuringCall`]. The caller sends its final reply, if
+    /// any, only after this returns, so whoever observes the death in any of these ways also
+    /// observes the resources released.
     fn die(&mut self, reason: &str) {
         drop(self.reservation.take());
-        *self.death.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
-        drop(self.mailbox.take());
+        if let Some(inbox) = self.inbox.take() {
+            inbox.close(reason);
+        }
+        drop(self.in_flight.take());
         tracing::debug!(actor = %self.name, %reason, "actor stopped");
+    }
+
+    /// Answers the call in progress (or logs the failure of a `tell`).
+    fn answer(&mut self, result: Result<A::Reply>) {
+        send_reply(self.in_flight.take(), result, &self.name);
     }
 }
 
 impl<A: Actor> Drop for Exit<A> {
     fn drop(&mut self) {
-        if self.mailbox.is_some() {
+        if self.inbox.is_some() {
             self.die("the actor thread exited unexpectedly");
         }
     }
@@ -395,12 +529,10 @@ fn dispose<A: Actor>(actor: A, ctx: &ActorContext) {
     }
 }
 
-fn send_reply<R>(reply: Option<oneshot::Sender<Result<R>>>, result: Result<R>, ctx: &ActorContext) {
+fn send_reply<R>(reply: Option<ReplySender<R>>, result: Result<R>, actor: &str) {
     match (reply, result) {
-        (Some(tx), result) => {
-            let _ = tx.send(result);
-        }
-        (None, Err(e)) => tracing::error!(actor = %ctx.name, error = %e, "message sent with tell failed"),
+        (Some(tx), result) => tx.send(result),
+        (None, Err(e)) => tracing::error!(%actor, error = %e, "message sent with tell failed"),
         (None, Ok(_)) => {}
     }
 }
@@ -426,38 +558,40 @@ fn run_actor<A: Actor>(
     let _ = ready.send(Ok(()));
     let mut restarts = 0;
     loop {
-        let (msg, reply) = match exit.recv() {
-            Some(Envelope::Call(msg, reply)) => (msg, reply),
-            Some(Envelope::Stop) => {
-                dispose(actor, ctx);
-                exit.die("stopped");
-                return;
+        let msg = match exit.next() {
+            Next::Msg(Envelope { msg, reply }) => {
+                // From here until it is answered, a death of this thread is a death during the call.
+                exit.in_flight = reply.map(ReplySender::handled);
+                msg
             }
-            None => {
+            Next::Stop(reason) => {
                 dispose(actor, ctx);
-                exit.die("all handles dropped");
+                exit.die(reason);
                 return;
             }
         };
         let outcome = catch_unwind(AssertUnwindSafe(|| actor.handle(msg, ctx)));
         let message = match outcome {
             Ok(Ok(r)) => {
-                send_reply(reply, Ok(r), ctx);
+                exit.answer(Ok(r));
                 continue;
             }
             Ok(Err(e)) => {
-                send_reply(reply, Err(failed(&ctx.name, "", &e)), ctx);
+                exit.answer(Err(failed(&ctx.name, "", &e)));
                 continue;
             }
+            // Should dropping the payload panic, the thread unwinds with the call in flight, and
+            // `Exit`'s drop fails it with `DiedDuringCall`.
             Err(p) => panic_message(&*p),
         };
         // The handler panicked. The caller hears of it only once the actor's next state is
         // settled: rebuilt and running (it keeps its reservation), or dead and released.
+        let reply = exit.in_flight.take();
         let panicked = RuntimeError::ActorPanicked { actor: ctx.name.clone(), message };
         dispose(actor, ctx);
         if restarts >= max_restarts {
             exit.die(&format!("panicked with no restarts left (max_restarts = {max_restarts})"));
-            send_reply(reply, Err(panicked), ctx);
+            send_reply(reply, Err(panicked), &ctx.name);
             return;
         }
         restarts += 1;
@@ -466,10 +600,10 @@ fn run_actor<A: Actor>(
             Ok(a) => a,
             Err(e) => {
                 exit.die(&format!("restart failed: {e}"));
-                send_reply(reply, Err(panicked), ctx);
+                send_reply(reply, Err(panicked), &ctx.name);
                 return;
             }
         };
-        send_reply(reply, Err(panicked), ctx);
+        send_reply(reply, Err(panicked), &ctx.name);
     }
 }

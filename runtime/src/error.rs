@@ -24,13 +24,45 @@ pub enum RuntimeError {
         /// restart or retry on it.
         recoverable: bool,
     },
-    /// The actor has stopped (shut down, or dead after exhausting its restarts).
-    #[error("actor {actor} is not running: {reason}")]
-    ActorDead {
+    /// The actor never took the message up: it was dead or stopped when the message was sent, or
+    /// it died while the message was still queued. Nothing of the message ran, so it is safe to
+    /// retry anywhere (on another actor, or on this one once restarted).
+    #[error("message to actor {actor} was not delivered: the actor is not running ({reason})")]
+    NotDelivered {
         /// The actor's name.
         actor: String,
-        /// Why it stopped.
+        /// Why the actor stopped.
         reason: String,
+    },
+    /// The actor took the message up but died before replying. The handler may have run in
+    /// part, so retry only messages that are idempotent (applying one twice is the same as once).
+    #[error("actor {actor} died while handling the call: {reason}")]
+    DiedDuringCall {
+        /// The actor's name.
+        actor: String,
+        /// Why the actor died.
+        reason: String,
+    },
+    /// The actor's mailbox was at capacity and the send could not wait (`try_tell`). Nothing was
+    /// sent: retry later, or send with `tell` or `call`, which wait for room.
+    #[error("mailbox of actor {actor} is full ({capacity} messages queued); retry later or raise mailbox_capacity")]
+    MailboxFull {
+        /// The actor's name.
+        actor: String,
+        /// The mailbox's capacity.
+        capacity: usize,
+    },
+    /// An actor option is out of range; nothing was spawned or reserved.
+    #[error("cannot spawn actor {actor}: {option} must be {expected}, found {found}")]
+    InvalidActorOption {
+        /// The actor's name.
+        actor: String,
+        /// The option's field in `ActorOptions`.
+        option: String,
+        /// What the option must be.
+        expected: String,
+        /// The value given.
+        found: String,
     },
     /// No actor type of this name was registered with the runtime.
     #[error("actor type {0:?} is not registered; call register_actor first")]
@@ -96,6 +128,33 @@ pub enum RuntimeError {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     Shutdown,
+}
+
+impl RuntimeError {
+    /// True when the request had no effect, so sending it again (to this actor later, or to
+    /// another one) is safe whatever the message does: [`RuntimeError::NotDelivered`] and
+    /// [`RuntimeError::MailboxFull`].
+    ///
+    /// ```
+    /// use rl_runtime::RuntimeError;
+    ///
+    /// let e = RuntimeError::NotDelivered { actor: "env-runner-0".into(), reason: "stopped".into() };
+    /// assert!(e.is_retryable_anywhere());
+    /// let e = RuntimeError::DiedDuringCall { actor: "env-runner-0".into(), reason: "gone".into() };
+    /// assert!(!e.is_retryable_anywhere() && e.is_retryable_if_idempotent());
+    /// ```
+    pub fn is_retryable_anywhere(&self) -> bool {
+        matches!(self, Self::NotDelivered { .. } | Self::MailboxFull { .. })
+    }
+
+    /// True when a retry is safe provided the message is idempotent (applying it twice is the
+    /// same as once, like setting weights of a given version): everything
+    /// [`RuntimeError::is_retryable_anywhere`] accepts, plus [`RuntimeError::DiedDuringCall`] and
+    /// [`RuntimeError::Timeout`] (after which the call may still run). Handler errors and panics
+    /// are never retryable: the same message would meet them again.
+    pub fn is_retryable_if_idempotent(&self) -> bool {
+        self.is_retryable_anywhere() || matches!(self, Self::DiedDuringCall { .. } | Self::Timeout(..))
+    }
 }
 
 /// `Result` with [`RuntimeError`].

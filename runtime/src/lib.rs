@@ -1,8 +1,10 @@
 //! The runtime under the RL library: actors, an object store and tasks.
 //!
 //! - [`Runtime`]: `Runtime::local` starts everything in-process (the embedded default).
-//! - [`actor`]: stateful workers on their own OS threads; [`ActorHandle::call`] returns a reply
-//!   you can `.await` or `.wait()`; panics are caught and reported.
+//! - [`actor`]: stateful workers on their own OS threads with bounded mailboxes;
+//!   [`ActorHandle::call`] returns a reply you can `.await`, or `.wait()` for from any thread (with
+//!   a deadline: [`Reply::wait_timeout`]); panics are caught and reported, and errors say what is
+//!   safe to retry ([`RuntimeError::is_retryable_anywhere`]).
 //! - [`object_store`]: immutable `Bytes` objects behind reference-counted [`ObjectRef`]s, with a
 //!   memory cap; zero-copy inside a process.
 //! - Tasks: [`Runtime::register_task`] and [`Runtime::submit`] run a named function on a thread
@@ -29,10 +31,15 @@
 
 pub mod actor;
 mod error;
+mod mailbox;
 pub mod object_store;
+mod reply;
 mod runtime;
 
-pub use actor::{Actor, ActorContext, ActorHandle, ActorOptions, BoxError, Reply, Unrecoverable};
+pub use actor::{
+    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, Reply, TryTellError,
+    Unrecoverable,
+};
 pub use error::{Result, RuntimeError};
 pub use object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};
 pub use runtime::{Runtime, RuntimeOptions, decode, encode};

@@ -265,7 +265,8 @@ impl Runtime {
 
     /// Starts an actor of a registered type, reserving its resources until it dies.
     ///
-    /// On error nothing stays reserved: the reservation is returned before this returns. After
+    /// On error nothing stays reserved: the reservation is returned before this returns. A
+    /// `mailbox_capacity` of 0 fails with [`RuntimeError::InvalidActorOption`]. After
     /// [`Runtime::shutdown`] it fails with [`RuntimeError::Shutdown`].
     pub fn spawn<A: Actor>(&self, init: A::Init, options: ActorOptions) -> Result<ActorHandle<A>> {
         if !lock(&self.inner.actor_types).contains(A::TYPE_NAME) {
@@ -275,6 +276,14 @@ impl Runtime {
         let _spawning = self.begin_spawn()?;
         let index = self.inner.next_actor.fetch_add(1, Ordering::Relaxed);
         let name = options.name.clone().unwrap_or_else(|| format!("{}#{index}", A::TYPE_NAME));
+        if options.mailbox_capacity == 0 {
+            return Err(RuntimeError::InvalidActorOption {
+                actor: name,
+                option: "mailbox_capacity".into(),
+                expected: "at least 1".into(),
+                found: "0".into(),
+            });
+        }
         let mut request: BTreeMap<String, f64> =
             options.resources.iter().filter(|(_, v)| **v > 0.0).map(|(k, v)| (k.clone(), *v)).collect();
         for (key, value) in [("CPU", options.num_cpus), ("GPU", options.num_gpus)] {
@@ -300,7 +309,7 @@ impl Runtime {
             std::mem::take(&mut actors.entries).into_iter().partition(|a| a.thread.is_finished());
         actors.entries = running;
         let stopper = handle.clone();
-        actors.entries.push(ActorEntry { stop: Box::new(move || stopper.stop()), thread });
+        actors.entries.push(ActorEntry { stop: Box::new(move || stopper.drain_and_stop()), thread });
         drop(actors);
         for a in finished {
             let _ = a.thread.join();
@@ -331,8 +340,13 @@ impl Runtime {
 
     // === Lifecycle ===
 
-    /// Stops every actor (after the messages already queued) and the task pool, and waits for
-    /// their threads. Objects stay readable through refs that are still held.
+    /// Stops every actor and the task pool, and waits for their threads. Objects stay readable
+    /// through refs that are still held.
+    ///
+    /// Each actor first handles the messages queued when it reads the request (it reads it before
+    /// its next message, even with a full mailbox); messages sent after that are not delivered
+    /// ([`RuntimeError::NotDelivered`]). A handler in progress is waited for, so a handler
+    /// blocked forever blocks this too.
     ///
     /// When it returns, every actor of this runtime is dead and every resource is free, including
     /// those of actors whose `spawn` was under way (that `spawn` returns

@@ -1,13 +1,16 @@
 //! Runtime behaviour seen from outside: actors (panics, restarts, resources, shutdown) and tasks.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rl_runtime::{
-    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, ObjectRef, Runtime, RuntimeError, RuntimeOptions,
-    Unrecoverable, decode, encode,
+    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, ObjectRef, Reply, Runtime,
+    RuntimeError, RuntimeOptions, TryTellError, Unrecoverable, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +22,7 @@ fn handles_are_send_and_sync() {
     assert_send_sync::<ActorHandle<Worker>>();
     assert_send_sync::<ObjectRef>();
     assert_send_sync::<Runtime>();
+    assert_send_sync::<Reply<Option<ObjectRef>>>();
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,6 +32,18 @@ enum Msg {
     Fail,
     FailForGood,
     PutObject(Vec<u8>),
+    /// Panics with a payload whose drop panics again, outside the handler's `catch_unwind`: the
+    /// actor's thread then dies under the call.
+    PanicWithExplodingPayload,
+}
+
+/// A panic payload whose drop panics.
+struct ExplodesOnDrop;
+
+impl Drop for ExplodesOnDrop {
+    fn drop(&mut self) {
+        panic!("the panic payload exploded while being dropped");
+    }
 }
 
 struct Worker {
@@ -61,6 +77,7 @@ impl Actor for Worker {
             Msg::Fail => Err("a handled failure".into()),
             Msg::FailForGood => Err(Box::new(Unrecoverable::new("a bug no restart fixes".into()))),
             Msg::PutObject(v) => Ok(Some(ctx.runtime().put(Bytes::from(v))?)),
+            Msg::PanicWithExplodingPayload => std::panic::panic_any(ExplodesOnDrop),
         }
     }
 }
@@ -103,7 +120,7 @@ fn panic_surfaces_as_error_and_the_process_lives_on() {
     );
     // No restarts: the actor is dead and says why.
     let err = w.call(Msg::Add(1)).wait().unwrap_err();
-    assert!(matches!(&err, RuntimeError::ActorDead { reason, .. } if reason.contains("max_restarts = 0")), "{err}");
+    assert!(matches!(&err, RuntimeError::NotDelivered { reason, .. } if reason.contains("max_restarts = 0")), "{err}");
     assert!(!w.is_alive());
     // Its CPU was given back, and other actors still work.
     assert_eq!(rt.available_resources()["CPU"], 2.0);
@@ -121,7 +138,7 @@ fn panicked_actor_restarts_from_its_init() {
     // Rebuilt from init 10: the +5 is gone.
     assert_eq!(total(&rt, w.call(Msg::Add(1)).wait().unwrap()), 11);
     assert!(matches!(w.call(Msg::Panic).wait(), Err(RuntimeError::ActorPanicked { .. })));
-    assert!(matches!(w.call(Msg::Add(1)).wait(), Err(RuntimeError::ActorDead { .. })));
+    assert!(matches!(w.call(Msg::Add(1)).wait(), Err(RuntimeError::NotDelivered { .. })));
     rt.shutdown();
 }
 
@@ -184,7 +201,7 @@ fn shutdown_answers_queued_calls_then_stops() {
     rt.shutdown();
     let last = replies.into_iter().map(|r| r.wait().unwrap()).last().unwrap();
     assert_eq!(total(&rt, last), 50);
-    assert!(matches!(w.call(Msg::Add(1)).wait(), Err(RuntimeError::ActorDead { .. })));
+    assert!(matches!(w.call(Msg::Add(1)).wait(), Err(RuntimeError::NotDelivered { .. })));
 }
 
 #[tokio::test]
@@ -229,7 +246,7 @@ fn tasks_run_and_report_failures() {
 
 // === Death is one step: whoever sees it also sees the resources free ===
 //
-// Each test repeats its scenario so that a wrong order (reply or `ActorDead` before the
+// Each test repeats its scenario so that a wrong order (reply or `NotDelivered` before the
 // resources are back) is likely to show even on an idle machine.
 
 const ROUNDS: usize = 200;
@@ -248,10 +265,13 @@ fn the_panic_reply_of_an_actor_with_no_restarts_comes_after_its_release() {
             let err = w.call(Msg::Panic).wait().unwrap_err();
             assert!(matches!(err, RuntimeError::ActorPanicked { .. }), "{err}");
         } else {
-            // A panic from `tell` has no reply; the next call's `ActorDead` is the first sign.
+            // A panic from `tell` has no reply; the next call's `NotDelivered` is the first sign.
             w.tell(Msg::Panic).unwrap();
             let err = w.call(Msg::Add(1)).wait().unwrap_err();
-            assert!(matches!(&err, RuntimeError::ActorDead { reason, .. } if reason.contains("max_restarts")), "{err}");
+            assert!(
+                matches!(&err, RuntimeError::NotDelivered { reason, .. } if reason.contains("max_restarts")),
+                "{err}"
+            );
         }
         assert!(!w.is_alive(), "round {i}");
         assert_eq!(cpus_free(&rt), 1.0, "round {i}");
@@ -283,7 +303,7 @@ fn a_failed_restart_is_settled_before_the_panic_reply() {
         assert_eq!(cpus_free(&rt), 1.0, "round {i}");
         let err = w.call(Msg::Add(1)).wait().unwrap_err();
         assert!(
-            matches!(&err, RuntimeError::ActorDead { reason, .. } if reason.contains("refusing to rebuild")),
+            matches!(&err, RuntimeError::NotDelivered { reason, .. } if reason.contains("refusing to rebuild")),
             "{err}"
         );
     }
@@ -303,7 +323,7 @@ fn a_restarted_actor_keeps_its_reservation_and_a_stopped_one_returns_it() {
         assert_eq!(total(&rt, w.call(Msg::Add(1)).wait().unwrap()), 11);
         w.stop();
         let err = w.call(Msg::Add(1)).wait().unwrap_err();
-        assert!(matches!(&err, RuntimeError::ActorDead { reason, .. } if reason == "stopped"), "{err}");
+        assert!(matches!(&err, RuntimeError::NotDelivered { reason, .. } if reason == "stopped"), "{err}");
         assert!(!w.is_alive(), "round {i}");
         assert_eq!(cpus_free(&rt), 1.0, "round {i}");
     }
@@ -397,5 +417,275 @@ fn a_reply_moved_locally_owns_its_object_and_a_serialized_one_borrows_it() {
     drop(owning);
     assert_eq!(rt.get_blocking(&borrowed, None), Err(RuntimeError::ObjectFreed(borrowed.id())));
     assert_eq!(rt.store_stats().used_bytes, 0);
+    rt.shutdown();
+}
+
+// === Replies from any thread, deadlines, retry-safe errors, bounded mailboxes ===
+
+/// What a `Gate` actor takes from the test when it is built, keyed by its init (and name).
+struct GateEnds {
+    release: mpsc::Receiver<()>,
+    entered: mpsc::Sender<()>,
+    handled: mpsc::Sender<u64>,
+}
+
+static GATES: Mutex<BTreeMap<String, GateEnds>> = Mutex::new(BTreeMap::new());
+
+/// An actor the test holds up: `Block` says it has entered, then waits for the test's release.
+struct Gate {
+    ends: GateEnds,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum GateMsg {
+    /// Reports `entered`, then blocks until released; answers 0.
+    Block,
+    /// Reports the number as handled and answers it.
+    Echo(u64),
+}
+
+impl Actor for Gate {
+    const TYPE_NAME: &'static str = "Gate";
+    type Init = String;
+    type Msg = GateMsg;
+    type Reply = u64;
+
+    fn new(key: String, _ctx: &ActorContext) -> Result<Self, BoxError> {
+        let ends = GATES.lock().unwrap().remove(&key).ok_or("no gate ends for this key")?;
+        Ok(Gate { ends })
+    }
+
+    fn handle(&mut self, msg: GateMsg, _ctx: &ActorContext) -> Result<u64, BoxError> {
+        match msg {
+            GateMsg::Block => {
+                self.ends.entered.send(())?;
+                // A test that fails drops its end, which unblocks the actor instead of hanging.
+                self.ends.release.recv()?;
+                Ok(0)
+            }
+            GateMsg::Echo(x) => {
+                self.ends.handled.send(x)?;
+                Ok(x)
+            }
+        }
+    }
+}
+
+/// The test's ends of a gate.
+struct GateControl {
+    release: mpsc::Sender<()>,
+    entered: mpsc::Receiver<()>,
+    handled: mpsc::Receiver<u64>,
+}
+
+/// Spawns a `Gate` named `name` with a mailbox of `capacity`.
+fn gate(rt: &Runtime, name: &str, capacity: usize) -> (ActorHandle<Gate>, GateControl) {
+    rt.register_actor::<Gate>();
+    let (release_tx, release_rx) = mpsc::channel();
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (handled_tx, handled_rx) = mpsc::channel();
+    GATES
+        .lock()
+        .unwrap()
+        .insert(name.into(), GateEnds { release: release_rx, entered: entered_tx, handled: handled_tx });
+    let options = ActorOptions { name: Some(name.into()), mailbox_capacity: capacity, ..Default::default() };
+    let g = rt.spawn::<Gate>(name.into(), options).unwrap();
+    (g, GateControl { release: release_tx, entered: entered_rx, handled: handled_rx })
+}
+
+/// Blocks `g` in a `Block` call and returns that call's reply once the actor is inside it.
+fn block(g: &ActorHandle<Gate>, ctl: &GateControl) -> Reply<u64> {
+    let blocked = g.call(GateMsg::Block);
+    ctl.entered.recv().unwrap();
+    blocked
+}
+
+#[test]
+fn wait_works_inside_a_tokio_runtime() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(1, ActorOptions::default()).unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let r = tokio_rt.block_on(async { w.call(Msg::Add(2)).wait() }).unwrap();
+    assert_eq!(total(&rt, r), 3);
+    let r = tokio_rt.block_on(async { w.call(Msg::Add(3)).wait_timeout(Duration::from_secs(600)) }).unwrap();
+    assert_eq!(total(&rt, r), 6);
+    // `.await` in the same runtime still works.
+    let r = tokio_rt.block_on(async { w.call(Msg::Add(4)).await }).unwrap();
+    assert_eq!(total(&rt, r), 10);
+    rt.shutdown();
+}
+
+#[test]
+fn an_awaited_reply_wakes_its_task_when_the_answer_comes() {
+    let rt = runtime(1.0);
+    let (g, ctl) = gate(&rt, "gate-await", 4);
+    let mut reply = g.call(GateMsg::Block);
+    let mut released = false;
+    let tokio_rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let answer = tokio_rt.block_on(std::future::poll_fn(|cx| {
+        let poll = Pin::new(&mut reply).poll(cx);
+        if poll.is_pending() && !released {
+            // Released only after a poll came back pending, so the answer must come through the
+            // stored waker.
+            released = true;
+            ctl.release.send(()).unwrap();
+        }
+        poll
+    }));
+    assert_eq!(answer, Ok(0));
+    assert!(released, "the first poll found the reply pending");
+    rt.shutdown();
+}
+
+#[test]
+fn wait_timeout_names_the_actor_and_leaves_the_call_queued() {
+    let rt = runtime(1.0);
+    let (g, ctl) = gate(&rt, "gate-timeout", 4);
+    let blocked = block(&g, &ctl);
+    let deadline = Duration::from_millis(20);
+    let err = g.call(GateMsg::Echo(7)).wait_timeout(deadline).unwrap_err();
+    assert_eq!(err, RuntimeError::Timeout(deadline, "a reply from actor gate-timeout".into()));
+    assert_eq!(err.to_string(), "timed out after 20ms waiting for a reply from actor gate-timeout");
+    assert!(err.is_retryable_if_idempotent() && !err.is_retryable_anywhere());
+    // The blocked call times out the same way; the actor lives on.
+    assert!(matches!(blocked.wait_timeout(Duration::ZERO), Err(RuntimeError::Timeout(..))));
+    assert!(g.is_alive());
+    ctl.release.send(()).unwrap();
+    // The timed-out call stayed queued and runs; only its answer is dropped.
+    assert_eq!(ctl.handled.recv().unwrap(), 7);
+    assert_eq!(g.call(GateMsg::Echo(8)).wait_timeout(Duration::from_secs(600)), Ok(8));
+    rt.shutdown();
+}
+
+#[test]
+fn a_zero_mailbox_capacity_is_refused_before_anything_is_reserved() {
+    let rt = runtime(1.0);
+    let options = ActorOptions { name: Some("no-mailbox".into()), mailbox_capacity: 0, ..Default::default() };
+    let err = rt.spawn::<Worker>(0, options).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot spawn actor no-mailbox: mailbox_capacity must be at least 1, found 0",
+        "{err:?}"
+    );
+    assert_eq!(cpus_free(&rt), 1.0);
+    let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
+    assert_eq!(w.mailbox_capacity(), DEFAULT_MAILBOX_CAPACITY);
+    rt.shutdown();
+}
+
+#[test]
+fn a_full_mailbox_hands_try_tell_its_message_back_and_tell_waits_for_room() {
+    let rt = runtime(1.0);
+    let (g, ctl) = gate(&rt, "gate-full", 2);
+    assert_eq!(g.mailbox_capacity(), 2);
+    let blocked = block(&g, &ctl);
+    g.try_tell(GateMsg::Echo(1)).unwrap();
+    g.try_tell(GateMsg::Echo(2)).unwrap();
+    let err = g.try_tell(GateMsg::Echo(3)).unwrap_err();
+    assert!(
+        matches!(&err, TryTellError::MailboxFull { msg: GateMsg::Echo(3), actor, capacity: 2 } if actor == "gate-full"),
+        "{err}"
+    );
+    let err = RuntimeError::from(err);
+    assert_eq!(err, RuntimeError::MailboxFull { actor: "gate-full".into(), capacity: 2 });
+    assert!(err.is_retryable_anywhere());
+    // `tell` waits for room instead: this one is queued only once the actor takes a message.
+    let g2 = g.clone();
+    let producer = std::thread::spawn(move || g2.tell(GateMsg::Echo(3)));
+    ctl.release.send(()).unwrap();
+    assert_eq!(blocked.wait(), Ok(0));
+    producer.join().unwrap().unwrap();
+    let handled: Vec<u64> = (0..3).map(|_| ctl.handled.recv().unwrap()).collect();
+    assert_eq!(handled, [1, 2, 3]);
+    // The actor has taken every message out, so there is room again.
+    g.try_tell(GateMsg::Echo(4)).unwrap();
+    assert_eq!(ctl.handled.recv().unwrap(), 4);
+    rt.shutdown();
+}
+
+#[test]
+fn stop_skips_a_full_mailbox_and_fails_what_was_queued_as_not_delivered() {
+    let rt = runtime(1.0);
+    let (g, ctl) = gate(&rt, "gate-stop", 2);
+    let blocked = block(&g, &ctl);
+    let queued = [g.call(GateMsg::Echo(1)), g.call(GateMsg::Echo(2))];
+    // The mailbox is full: this caller waits for room (or finds the actor dead).
+    let g2 = g.clone();
+    let producer = std::thread::spawn(move || g2.call(GateMsg::Echo(3)).wait());
+    // Never blocks, although the mailbox is full and the actor is busy.
+    g.stop();
+    assert!(g.is_alive(), "the message in progress finishes first");
+    ctl.release.send(()).unwrap();
+    assert_eq!(blocked.wait(), Ok(0));
+    let stopped = RuntimeError::NotDelivered { actor: "gate-stop".into(), reason: "stopped".into() };
+    for reply in queued {
+        assert_eq!(reply.wait(), Err(stopped.clone()));
+    }
+    assert_eq!(producer.join().unwrap(), Err(stopped.clone()));
+    // Dead and released, and none of the queued messages ran (the actor, and its end of
+    // `handled`, are gone).
+    assert!(!g.is_alive());
+    assert_eq!(cpus_free(&rt), 1.0);
+    assert_eq!(ctl.handled.recv(), Err(mpsc::RecvError));
+    assert_eq!(g.tell(GateMsg::Echo(4)), Err(stopped.clone()));
+    let err = g.try_tell(GateMsg::Echo(5)).unwrap_err();
+    assert!(matches!(&err, TryTellError::NotDelivered { msg: GateMsg::Echo(5), reason, .. } if reason == "stopped"));
+    assert!(RuntimeError::from(err).is_retryable_anywhere());
+    rt.shutdown();
+}
+
+#[test]
+fn shutdown_with_a_full_mailbox_and_a_waiting_sender_returns_once_the_handler_does() {
+    for i in 0..ROUNDS / 10 {
+        let rt = runtime(1.0);
+        let (g, ctl) = gate(&rt, &format!("gate-shutdown-{i}"), 2);
+        let blocked = block(&g, &ctl);
+        let queued = [g.call(GateMsg::Echo(1)), g.call(GateMsg::Echo(2))];
+        let g2 = g.clone();
+        let producer = std::thread::spawn(move || g2.tell(GateMsg::Echo(3)));
+        let rt2 = rt.clone();
+        let shutdown = std::thread::spawn(move || rt2.shutdown());
+        ctl.release.send(()).unwrap();
+        shutdown.join().unwrap();
+        assert_eq!(blocked.wait(), Ok(0));
+        // Calls queued before the shutdown are answered; the waiting sender got in or was refused.
+        let answers: Vec<_> = queued.into_iter().map(|r| r.wait()).collect();
+        assert_eq!(answers, [Ok(1), Ok(2)], "round {i}");
+        let told = producer.join().unwrap();
+        assert!(matches!(told, Ok(()) | Err(RuntimeError::NotDelivered { .. })), "round {i}: {told:?}");
+        assert!(!g.is_alive(), "round {i}");
+        assert_eq!(rt.available_resources(), rt.total_resources(), "round {i}");
+    }
+}
+
+#[test]
+fn a_thread_that_dies_under_a_call_fails_it_as_died_during_call() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(0, ActorOptions { name: Some("dies-mid-call".into()), ..Default::default() }).unwrap();
+    let err = w.call(Msg::PanicWithExplodingPayload).wait().unwrap_err();
+    assert_eq!(
+        err,
+        RuntimeError::DiedDuringCall {
+            actor: "dies-mid-call".into(),
+            reason: "the actor thread exited unexpectedly".into()
+        }
+    );
+    assert!(err.is_retryable_if_idempotent() && !err.is_retryable_anywhere());
+    // Whoever sees the death also sees the release, and later calls were never delivered.
+    assert!(!w.is_alive());
+    assert_eq!(cpus_free(&rt), 1.0);
+    let err = w.call(Msg::Add(1)).wait().unwrap_err();
+    assert!(matches!(&err, RuntimeError::NotDelivered { reason, .. } if reason.contains("unexpectedly")), "{err}");
+    rt.shutdown();
+}
+
+#[test]
+fn handler_errors_and_panics_are_not_retryable() {
+    let rt = runtime(1.0);
+    let w = rt.spawn::<Worker>(0, ActorOptions { max_restarts: 1, ..Default::default() }).unwrap();
+    for msg in [Msg::Fail, Msg::FailForGood, Msg::Panic] {
+        let err = w.call(msg).wait().unwrap_err();
+        assert!(!err.is_retryable_anywhere() && !err.is_retryable_if_idempotent(), "{err}");
+    }
     rt.shutdown();
 }
