@@ -111,13 +111,16 @@ fn store(objects: usize, out: &mut dyn std::io::Write) -> Result<()> {
             black_box(payload.to_vec());
         }
     });
+    // In-process puts and gets move no bytes (a `Bytes` reference-count bump), so they are
+    // reported in ops/s; only the copy baseline moves bytes and is reported in GiB/s.
     let gib = objects as f64 / 1024.0;
     writeln!(
         out,
-        "object store   1 MiB objects: put {:.0} ops/s, get {:.0} ops/s ({:.0} GiB/s; a plain copy of the same bytes: {:.1} GiB/s)",
+        "object store   1 MiB objects in process: put {:.0} ops/s, get {:.0} ops/s (no bytes move); \
+         a plain copy of the same bytes: {:.0} ops/s, {:.1} GiB/s",
         objects as f64 / t_put.as_secs_f64(),
         objects as f64 / t_get.as_secs_f64(),
-        gib / t_get.as_secs_f64(),
+        objects as f64 / t_copy.as_secs_f64(),
         gib / t_copy.as_secs_f64()
     )?;
     Ok(())
