@@ -9,12 +9,17 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::actor::{DeathNote, died_during_call, not_delivered};
 use crate::error::{Result, RuntimeError};
+
+/// How long a blocking wait spins before it sleeps on the condition variable (see
+/// `Reply::wait_until`): about what waking a sleeping thread costs on a virtual machine.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Where a reply stands.
 enum State<R> {
@@ -32,6 +37,8 @@ enum State<R> {
 struct Slot<R> {
     state: Mutex<State<R>>,
     answered: Condvar,
+    /// Set once the state has left `Waiting`: a waiter can spin on it without the lock.
+    done: AtomicBool,
 }
 
 impl<R> Slot<R> {
@@ -46,6 +53,7 @@ impl<R> Slot<R> {
             State::Waiting(waker) => waker,
             _ => None,
         };
+        self.done.store(true, Ordering::Release);
         self.answered.notify_all();
         if let Some(w) = waker {
             w.wake();
@@ -85,7 +93,11 @@ impl<R> Drop for ReplySender<R> {
 
 /// A new reply channel for a call to actor `actor`, whose death note explains a dropped sender.
 pub(crate) fn channel<R>(actor: Arc<str>, death: DeathNote) -> (ReplySender<R>, Reply<R>) {
-    let slot = Arc::new(Slot { state: Mutex::new(State::Waiting(None)), answered: Condvar::new() });
+    let slot = Arc::new(Slot {
+        state: Mutex::new(State::Waiting(None)),
+        answered: Condvar::new(),
+        done: AtomicBool::new(false),
+    });
     let sender = ReplySender { slot: Some(slot.clone()), handled: false };
     (sender, Reply { inner: Inner::Pending { slot, actor, death } })
 }
@@ -146,6 +158,12 @@ impl<R> Reply<R> {
             Inner::Pending { slot, actor, death } => (slot, actor, death),
             Inner::Failed(e) => return Err(e.expect("a failed reply is consumed once")),
         };
+        // Most replies inside a process come within microseconds; waking a thread parked on the
+        // condition variable costs tens of them. So spin briefly first, then block.
+        let spin_start = Instant::now();
+        while !slot.done.load(Ordering::Acquire) && spin_start.elapsed() < SPIN {
+            std::hint::spin_loop();
+        }
         let mut state = slot.lock();
         while matches!(*state, State::Waiting(_)) {
             state = match deadline {

@@ -2,8 +2,9 @@
 //!
 //! Each figure is the best of a few repetitions (the machines are shared and noisy), and where a
 //! baseline exists it is measured in the same run and printed as a ratio: the candle forward
-//! pass against the fast inference path, and store `get` (a reference-count bump) against a
-//! plain copy of the same bytes.
+//! pass against the fast inference path, store `get` (a reference-count bump) against a plain
+//! copy of the same bytes, and an actor call's round trip against a bare channel ping-pong
+//! between two threads.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use candle_core::{Device, Tensor};
 use rl_env::rng::NpRandom;
 use rl_env::{Action, Env, EnvExt, Space};
 use rl_policies::{ActorCritic, Categorical, PolicyConfig};
-use rl_runtime::{ObjectStore, StoreOptions};
+use rl_runtime::{Actor, ActorContext, ActorOptions, BoxError, ObjectStore, Runtime, RuntimeOptions, StoreOptions};
 
 use rllib::run_dir::RunDir;
 use rllib::{TrainConfig, train};
@@ -36,6 +37,7 @@ pub fn run(quick: bool, out: &mut dyn std::io::Write) -> Result<()> {
     env_steps(if quick { 10_000 } else { 1_000_000 }, out)?;
     inference(if quick { 10 } else { 2_000 }, out)?;
     store(if quick { 10 } else { 500 }, out)?;
+    actor_calls(if quick { 100 } else { 20_000 }, out)?;
     end_to_end(if quick { 2_048 } else { 100_000 }, out)?;
     Ok(())
 }
@@ -126,6 +128,72 @@ fn store(objects: usize, out: &mut dyn std::io::Write) -> Result<()> {
     Ok(())
 }
 
+/// An actor that answers every call with its argument.
+struct Echo;
+
+impl Actor for Echo {
+    const TYPE_NAME: &'static str = "BenchEcho";
+    type Init = ();
+    type Msg = u64;
+    type Reply = u64;
+
+    fn new(_init: (), _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
+        Ok(Echo)
+    }
+
+    fn handle(&mut self, msg: u64, _ctx: &ActorContext) -> std::result::Result<u64, BoxError> {
+        Ok(msg)
+    }
+}
+
+/// The median and 99th percentile of `samples`, in microseconds.
+fn median_p99(mut samples: Vec<Duration>) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+fn actor_calls(calls: usize, out: &mut dyn std::io::Write) -> Result<()> {
+    let rt = Runtime::local(RuntimeOptions { num_cpus: 1.0, ..RuntimeOptions::default() })?;
+    rt.register_actor::<Echo>();
+    let echo = rt.spawn::<Echo>((), ActorOptions { num_cpus: 0.0, ..ActorOptions::default() })?;
+    let rtt: Vec<Duration> = (0..calls as u64)
+        .map(|i| {
+            let t = Instant::now();
+            black_box(echo.call(i).wait().expect("echo answers"));
+            t.elapsed()
+        })
+        .collect();
+    rt.shutdown();
+    // The floor: one message each way between two threads over crossbeam channels.
+    let (to_tx, to_rx) = crossbeam_channel::bounded::<u64>(1);
+    let (back_tx, back_rx) = crossbeam_channel::bounded::<u64>(1);
+    let peer = std::thread::spawn(move || {
+        while let Ok(v) = to_rx.recv() {
+            if back_tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let floor: Vec<Duration> = (0..calls as u64)
+        .map(|i| {
+            let t = Instant::now();
+            to_tx.send(i).expect("peer lives");
+            black_box(back_rx.recv().expect("peer answers"));
+            t.elapsed()
+        })
+        .collect();
+    drop(to_tx);
+    peer.join().expect("peer thread ends");
+    let ((median, p99), (floor_median, _)) = (median_p99(rtt), median_p99(floor));
+    writeln!(
+        out,
+        "actor call     in process: round trip median {median:.1} us, p99 {p99:.1} us over {calls} calls \
+         (a bare channel ping-pong between two threads: median {floor_median:.1} us)"
+    )?;
+    Ok(())
+}
+
 fn end_to_end(steps: u64, out: &mut dyn std::io::Write) -> Result<()> {
     let yaml =
         format!("env: CartPole-v1\nstop:\n  num_env_steps_sampled_lifetime: {steps}\nevaluation:\n  duration: 1\n");
@@ -161,9 +229,15 @@ mod tests {
         let mut out = Vec::new();
         run(true, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        for what in
-            ["env ", "inference      batch   1", "inference      batch 256", "object store", "training ", "learner "]
-        {
+        for what in [
+            "env ",
+            "inference      batch   1",
+            "inference      batch 256",
+            "object store",
+            "actor call",
+            "training ",
+            "learner ",
+        ] {
             assert!(text.contains(what), "{what} missing:\n{text}");
         }
     }
