@@ -118,8 +118,8 @@ enum Command {
     /// Reproduction runs: train a grid of configs x seeds and compare with published results.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
-    /// Measure env steps/s, policy inference, the object store, the learner and end-to-end
-    /// training on this machine.
+    /// Measure env steps/s, policy inference, the object store, actor calls, the learner and
+    /// end-to-end training on this machine.
     Bench,
     /// List the registered environment ids.
     Envs,
