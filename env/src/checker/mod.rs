@@ -112,6 +112,24 @@ impl<T> Called<T> {
             Err(p) => Called::Panicked(p),
         }
     }
+
+    /// The value of a call that returned one.
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Called<U> {
+        match self {
+            Called::Done(v) => Called::Done(f(v)),
+            Called::Failed(e) => Called::Failed(e),
+            Called::Panicked(p) => Called::Panicked(p),
+        }
+    }
+
+    /// The value, or what went wrong with the call `label` (`LABEL returned an error: ...` or
+    /// `LABEL panicked: ...`, as [`Stop::describe`] words it).
+    fn done(self, label: impl Into<String>) -> std::result::Result<T, String> {
+        match self {
+            Called::Done(v) => Ok(v),
+            other => Err(Stop::of(label.into(), other).describe()),
+        }
+    }
 }
 
 /// One reset or step of a run, as the caller saw it.
@@ -231,17 +249,13 @@ impl<F: FnMut() -> Result<Box<dyn Env>>> Checker<F> {
 
     /// A fresh env for `purpose`, or `None` (a `make` failure) when making it failed.
     fn fresh(&mut self, purpose: &str) -> Option<Box<dyn Env>> {
-        match Called::from(catch(|| (self.make)())) {
-            Called::Done(env) => {
+        match Called::from(catch(|| (self.make)())).done(format!("making the env again ({purpose})")) {
+            Ok(env) => {
                 self.made += 1;
                 Some(env)
             }
-            Called::Failed(e) => {
-                self.fail(Check::Make, format!("making the env again ({purpose}) returned an error: {e}"));
-                None
-            }
-            Called::Panicked(p) => {
-                self.fail(Check::Make, format!("making the env again ({purpose}) panicked: {p}"));
+            Err(why) => {
+                self.fail(Check::Make, why);
                 None
             }
         }
@@ -352,19 +366,15 @@ impl<F: FnMut() -> Result<Box<dyn Env>>> Checker<F> {
         let calls = [("reset(seed=0)", Some(env), Some(SEED)), ("reset(None) on a fresh env", fresh.as_mut(), None)];
         for (label, env, seed) in calls {
             let Some(env) = env else { continue };
-            match reset(&mut **env, seed, dim) {
-                Called::Done(obs) => {
+            match reset(&mut **env, seed, dim).done(label) {
+                Ok(obs) => {
                     if let Some(problem) = obs_problem(&spaces.obs, &obs) {
                         self.fail(Check::Reset, format!("{label}: {problem}"));
                     }
                 }
-                Called::Failed(e) => {
+                Err(why) => {
                     works = false;
-                    self.fail(Check::Reset, format!("{label} returned an error: {e}"));
-                }
-                Called::Panicked(p) => {
-                    works = false;
-                    self.fail(Check::Reset, format!("{label} panicked: {p}"));
+                    self.fail(Check::Reset, why);
                 }
             }
         }
@@ -464,16 +474,9 @@ impl<F: FnMut() -> Result<Box<dyn Env>>> Checker<F> {
         let mut rejected = Vec::new();
         for (action, why) in invalid_actions(&spaces.act, &valid) {
             let label = format!("step with action {} ({why})", action.as_action());
-            match reset(&mut **env, Some(SEED), dim) {
-                Called::Done(_) => {}
-                Called::Failed(e) => {
-                    self.fail(Check::InvalidAction, format!("reset(seed=0) before the {label} returned an error: {e}"));
-                    return;
-                }
-                Called::Panicked(p) => {
-                    self.fail(Check::InvalidAction, format!("reset(seed=0) before the {label} panicked: {p}"));
-                    return;
-                }
+            if let Err(why) = reset(&mut **env, Some(SEED), dim).done(format!("reset(seed=0) before the {label}")) {
+                self.fail(Check::InvalidAction, why);
+                return;
             }
             match step(&mut **env, action.as_action(), dim) {
                 Called::Failed(EnvError::InvalidAction { .. }) => rejected.push(action.as_action().to_string()),
@@ -577,32 +580,18 @@ impl<F: FnMut() -> Result<Box<dyn Env>>> Checker<F> {
         // one has no generator yet, so it gets a seed.
         let (seed, reset_label) =
             if panicked { (Some(SEED), "reset(seed=0) on a fresh env") } else { (None, "reset(None) after it") };
-        let reset_ok = match reset(&mut **env, seed, dim) {
-            Called::Done(obs) => match obs_problem(&spaces.obs, &obs) {
-                Some(problem) => {
-                    self.fail(Check::EpisodeEnd, format!("{reset_label}: {problem}"));
-                    false
-                }
-                None => true,
-            },
-            Called::Failed(e) => {
-                self.fail(Check::EpisodeEnd, format!("{reset_label} returned an error: {e}"));
-                false
-            }
-            Called::Panicked(p) => {
-                self.fail(Check::EpisodeEnd, format!("{reset_label} panicked: {p}"));
-                false
-            }
+        let problem = match reset(&mut **env, seed, dim).done(reset_label) {
+            Ok(obs) => obs_problem(&spaces.obs, &obs).map(|problem| format!("{reset_label}: {problem}")),
+            Err(why) => Some(why),
         };
-        if !reset_ok {
+        if let Some(problem) = problem {
+            self.fail(Check::EpisodeEnd, problem);
             return;
         }
         let action = spaces.act.sample(actions.bits_mut());
         let label = format!("the first step (action {}) after {reset_label}", action.as_action());
-        match step(&mut **env, action.as_action(), dim) {
-            Called::Done(_) => {}
-            Called::Failed(e) => self.fail(Check::EpisodeEnd, format!("{label} returned an error: {e}")),
-            Called::Panicked(p) => self.fail(Check::EpisodeEnd, format!("{label} panicked: {p}")),
+        if let Err(why) = step(&mut **env, action.as_action(), dim).done(label) {
+            self.fail(Check::EpisodeEnd, why);
         }
         if !self.report.failed(Check::EpisodeEnd) {
             let message = format!(
@@ -632,21 +621,13 @@ fn catch<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
 /// `reset_into` on a buffer filled with NaN, so elements the env leaves unwritten show up.
 fn reset(env: &mut dyn Env, seed: Option<u64>, dim: usize) -> Called<Vec<f32>> {
     let mut obs = vec![f32::NAN; dim];
-    match Called::from(catch(|| env.reset_into(seed, None, &mut obs))) {
-        Called::Done(_info) => Called::Done(obs),
-        Called::Failed(e) => Called::Failed(e),
-        Called::Panicked(p) => Called::Panicked(p),
-    }
+    Called::from(catch(|| env.reset_into(seed, None, &mut obs))).map(|_info| obs)
 }
 
 /// `step_into` on a buffer filled with NaN, so elements the env leaves unwritten show up.
 fn step(env: &mut dyn Env, action: Action<'_>, dim: usize) -> Called<(Vec<f32>, StepResult)> {
     let mut obs = vec![f32::NAN; dim];
-    match Called::from(catch(|| env.step_into(action, &mut obs))) {
-        Called::Done(r) => Called::Done((obs, r)),
-        Called::Failed(e) => Called::Failed(e),
-        Called::Panicked(p) => Called::Panicked(p),
-    }
+    Called::from(catch(|| env.step_into(action, &mut obs))).map(|r| (obs, r))
 }
 
 /// The run with seed `seed`: `reset(Some(seed))`, `reset(None)`, then at least [`MIN_STEPS`]
