@@ -9,12 +9,12 @@
 
 use rl_env::rng::Pcg64;
 use rl_env::{Action, Actions, OwnedAction, make};
-use rl_policies::{ActorCritic, FastPolicy};
+use rl_policies::FastPolicy;
 
 use crate::action::PolicyActions;
 use crate::config::{AlgorithmId, TrainConfig};
 use crate::error::{Error, Result};
-use crate::observation::ObservationEncoder;
+use crate::observation::{ObservationEncoder, actor_critic};
 use crate::seeding::{ACTING_STREAM, stream_rng};
 use crate::stats;
 
@@ -79,19 +79,18 @@ impl Agent {
     /// are the argmax / mean; otherwise they are sampled with a generator seeded by `sample_seed`.
     pub fn new(config: &TrainConfig, weights: &[u8], deterministic: bool, sample_seed: u64) -> Result<Self> {
         let env = make(&config.env, &config.env_config)?;
-        let fast = match config.algorithm {
+        let (fast, encoder) = match config.algorithm {
             AlgorithmId::Ppo => {
-                let policy_space =
-                    ObservationEncoder::new(env.observation_space()).policy_space(env.observation_space());
-                let mut policy = ActorCritic::new(&config.model, &policy_space, env.action_space(), config.seed)?;
+                let (mut policy, encoder) =
+                    actor_critic(&config.model, env.observation_space(), env.action_space(), config.seed)?;
                 policy.load_safetensors(weights)?;
-                policy.fast_policy()?
+                (policy.fast_policy()?, encoder)
             }
         };
         Ok(Self {
             fast,
             acting: PolicyActions::new(env.action_space(), 1),
-            encoder: ObservationEncoder::new(env.observation_space()),
+            encoder,
             encoded: Vec::new(),
             rng: stream_rng(sample_seed, ACTING_STREAM),
             deterministic,
@@ -190,6 +189,8 @@ pub fn write_rollout(
 
 #[cfg(test)]
 mod tests {
+    use rl_policies::ActorCritic;
+
     use super::*;
 
     /// Pendulum never terminates; without its time limit only the evaluation bound ends an episode.

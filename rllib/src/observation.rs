@@ -7,8 +7,23 @@
 //! batches keep the raw observation (one number); the learner encodes when it trains.
 
 use rl_env::{BoxSpace, Space};
+use rl_policies::{ActorCritic, PolicyConfig};
 
 use crate::error::{Error, Result};
+
+/// The actor-critic for observations from `obs_space` and actions in `act_space`, its inputs
+/// sized for the encoded observations, and the encoder that feeds it. Rollout workers, the
+/// learner and evaluation all build their policy here, so they agree on its inputs.
+pub fn actor_critic(
+    model: &PolicyConfig,
+    obs_space: &Space,
+    act_space: &Space,
+    seed: u64,
+) -> Result<(ActorCritic, ObservationEncoder)> {
+    let encoder = ObservationEncoder::new(obs_space);
+    let policy = ActorCritic::new(model, &encoder.policy_space(obs_space), act_space, seed)?;
+    Ok((policy, encoder))
+}
 
 /// How observations of one space become policy inputs.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,7 +16,7 @@ use crate::action::PolicyActions;
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
-use crate::observation::ObservationEncoder;
+use crate::observation::{ObservationEncoder, actor_critic};
 use crate::seeding::{stream_rng, worker_stream};
 
 /// What a rollout worker is built from.
@@ -78,9 +78,8 @@ impl Actor for RolloutWorker {
         let n = c.num_envs_per_env_runner;
         let mut envs = SyncVectorEnv::make(&c.env, &c.env_config, n)?;
         envs.reset(Some(c.seed + u64::from(init.worker_index) * n as u64))?;
-        let encoder = ObservationEncoder::new(envs.single_observation_space());
-        let policy_space = encoder.policy_space(envs.single_observation_space());
-        let policy = ActorCritic::new(&c.model, &policy_space, envs.single_action_space(), c.seed)?;
+        let (policy, encoder) =
+            actor_critic(&c.model, envs.single_observation_space(), envs.single_action_space(), c.seed)?;
         Ok(Self {
             index: init.worker_index,
             fast: policy.fast_policy()?,

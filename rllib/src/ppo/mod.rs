@@ -39,7 +39,7 @@ use crate::config::{Schedule, TrainConfig};
 use crate::error::{Error, Result};
 use crate::gae::{GaeInput, compute_gae};
 use crate::metrics::IterationResult;
-use crate::observation::ObservationEncoder;
+use crate::observation::{ObservationEncoder, actor_critic};
 use crate::optim::{Adam, AdamStep};
 use crate::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
 use crate::seeding::{LEARNER_STREAM, stream_rng};
@@ -371,9 +371,7 @@ impl Actor for Learner {
 
     fn new(init: LearnerInit, _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
         let env = rl_env::make(&init.env, &init.env_config)?;
-        let encoder = ObservationEncoder::new(env.observation_space());
-        let policy_space = encoder.policy_space(env.observation_space());
-        let policy = ActorCritic::new(&init.model, &policy_space, env.action_space(), init.seed)?;
+        let (policy, encoder) = actor_critic(&init.model, env.observation_space(), env.action_space(), init.seed)?;
         Ok(Self {
             adam: Adam::new(policy.vars()),
             policy,
