@@ -297,12 +297,7 @@ impl TrainConfig {
         let err = |msg: String| Error::config(format!("--set {arg}"), msg);
         let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected key=value".into()))?;
         let key = key.trim();
-        let value: Value = if raw.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_saphyr::from_str(raw)
-                .map_err(|e| err(format!("cannot read the value: {}", first_line(&e.to_string()))))?
-        };
+        let value = override_value(raw).map_err(err)?;
         let mut tree = serde_json::to_value(self).map_err(|e| err(e.to_string()))?;
         let mut node = &mut tree;
         let parts: Vec<&str> = key.split('.').collect();
@@ -482,6 +477,15 @@ fn plain_yaml_message(message: &str) -> String {
         out.replace_range(start..end, &format!("the key `{key}` is given twice; keep one"));
     }
     out
+}
+
+/// The value of a `--set KEY=VALUE` argument, read as YAML (`--set k=` is null); the error says
+/// what could not be read.
+pub fn override_value(raw: &str) -> std::result::Result<Value, String> {
+    if raw.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_saphyr::from_str(raw).map_err(|e| format!("cannot read the value: {}", first_line(&e.to_string())))
 }
 
 fn first_line(s: &str) -> &str {

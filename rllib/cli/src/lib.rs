@@ -30,7 +30,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use rllib::checkpoint::Checkpoint;
 use rllib::evaluation::{EvalStats, evaluate, write_rollout};
-use rllib::run_dir::{PLOT_FILE, RunDir};
+use rllib::run_dir::PLOT_FILE;
 use rllib::{TrainConfig, train};
 
 const EXAMPLES: &str = "Examples:
@@ -218,7 +218,6 @@ fn execute(command: Command) -> Result<()> {
             }
             let config = TrainConfig::load(&config, &overrides)?;
             let output = output.unwrap_or_else(|| default_run_dir(&config));
-            RunDir::check_new(&output)?;
             let mut callbacks = progress::TrainProgress::new(quiet);
             let summary = train(&config, &output, &mut callbacks)?;
             println!("{summary}");
@@ -319,11 +318,7 @@ fn env_config_overrides(args: &[String]) -> Result<rl_env::Kwargs> {
         let Some(key) = key.trim().strip_prefix("env_config.") else {
             bail!("--set {arg}: rl check-env takes env arguments only, as env_config.KEY=VALUE");
         };
-        let value: serde_json::Value = if value.trim().is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_saphyr::from_str(value).with_context(|| format!("--set {arg}: cannot read the value"))?
-        };
+        let value = rllib::config::override_value(value).map_err(|m| anyhow::anyhow!("--set {arg}: {m}"))?;
         kwargs.insert(key.to_string(), value);
     }
     Ok(kwargs)
