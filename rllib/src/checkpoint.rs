@@ -240,10 +240,12 @@ impl Checkpoint {
             });
         }
         let config_path = dir.join("config.yaml");
-        let recorded = TrainConfig::load_recorded(&config_path)?;
+        let text = std::fs::read_to_string(&config_path).map_err(Error::io("read config", &config_path))?;
+        let source = config_path.display().to_string();
+        let recorded = TrainConfig::parse_recorded(&text, &source)?;
         if rl_env::spec(&recorded.env).is_err() {
             return Err(Error::config(
-                config_path.display().to_string(),
+                source,
                 format!(
                     "env {} is not registered in this program: load the checkpoint with the program that \
                      registers it, the binary of the crate that trained the run (`cargo run -- evaluate ...` there)",
@@ -251,7 +253,7 @@ impl Checkpoint {
                 ),
             ));
         }
-        let config = TrainConfig::load(&config_path, &[])?;
+        let config = TrainConfig::parse(&text, &source, &[])?;
         Ok(Self { metadata, config, policy: read("policy.safetensors")? })
     }
 }

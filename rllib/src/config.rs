@@ -275,7 +275,13 @@ impl TrainConfig {
     /// even where the env it names is not registered.
     pub fn load_recorded(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(Error::io("read config", path))?;
-        serde_saphyr::from_str(&text).map_err(|e| yaml_error(&e.to_string(), &path.display().to_string()))
+        Self::parse_recorded(&text, &path.display().to_string())
+    }
+
+    /// Parses a recorded config's YAML `text` (named `source` in errors) as it is; see
+    /// [`TrainConfig::load_recorded`].
+    pub fn parse_recorded(text: &str, source: &str) -> Result<Self> {
+        serde_saphyr::from_str(text).map_err(|e| yaml_error(&e.to_string(), source))
     }
 
     /// Parses YAML `text` (named `source` in errors) and applies `overrides`.
