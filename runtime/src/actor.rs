@@ -91,6 +91,7 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cluster::RemoteActor;
 use crate::error::{Result, RuntimeError};
 use crate::mailbox::{self, Inbox, Next, Outbox, SendError, StopRequest};
 pub use crate::reply::Reply;
@@ -202,6 +203,25 @@ pub struct ActorOptions {
     /// block while it is full (`try_tell` does not), which bounds the memory a slow actor's
     /// callers can fill.
     pub mailbox_capacity: usize,
+    /// Which node runs the actor. Only a cluster runtime looks at it; an embedded runtime runs
+    /// every actor in-process.
+    pub placement: Placement,
+    /// How long a cluster spawn waits for a node with room before failing with
+    /// [`RuntimeError::Unschedulable`].
+    pub placement_timeout: std::time::Duration,
+}
+
+/// Where a cluster runtime places an actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// Any worker node with the resources free (the head picks the one with the most free CPUs).
+    /// Drivers are never picked: they offer no CPUs to remote work.
+    #[default]
+    Any,
+    /// This process (a learner next to the driver that talks to it).
+    Local,
+    /// The node with this id.
+    Node(u32),
 }
 
 /// The default [`ActorOptions::mailbox_capacity`]: deep enough that callers of a busy actor rarely
@@ -209,8 +229,8 @@ pub struct ActorOptions {
 pub const DEFAULT_MAILBOX_CAPACITY: usize = 1024;
 
 impl Default for ActorOptions {
-    /// One CPU, no GPU, no restarts (Ray's defaults for actor scheduling), and a mailbox of
-    /// [`DEFAULT_MAILBOX_CAPACITY`] messages.
+    /// One CPU, no GPU, no restarts (Ray's defaults for actor scheduling), a mailbox of
+    /// [`DEFAULT_MAILBOX_CAPACITY`] messages, any node, and 60 s to find one.
     fn default() -> Self {
         Self {
             name: None,
@@ -219,6 +239,8 @@ impl Default for ActorOptions {
             resources: BTreeMap::new(),
             max_restarts: 0,
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
+            placement: Placement::Any,
+            placement_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -313,16 +335,29 @@ impl<M> From<TryTellError<M>> for RuntimeError {
     }
 }
 
-/// A handle to a running actor. Cheap to clone; `Send + Sync`.
+/// A handle to a running actor, in this process or on another node. Cheap to clone;
+/// `Send + Sync`.
 pub struct ActorHandle<A: Actor> {
     name: Arc<str>,
-    outbox: Outbox<Envelope<A>>,
-    death: DeathNote,
+    id: u64,
+    target: Target<A>,
+}
+
+/// Where the actor's mailbox is.
+enum Target<A: Actor> {
+    /// In this process.
+    Local { outbox: Outbox<Envelope<A>>, death: DeathNote },
+    /// On another node: messages are encoded and sent on that node's call stream.
+    Remote(Arc<RemoteActor>),
 }
 
 impl<A: Actor> Clone for ActorHandle<A> {
     fn clone(&self) -> Self {
-        Self { name: self.name.clone(), outbox: self.outbox.clone(), death: self.death.clone() }
+        let target = match &self.target {
+            Target::Local { outbox, death } => Target::Local { outbox: outbox.clone(), death: death.clone() },
+            Target::Remote(r) => Target::Remote(r.clone()),
+        };
+        Self { name: self.name.clone(), id: self.id, target }
     }
 }
 
@@ -332,10 +367,42 @@ impl<A: Actor> std::fmt::Debug for ActorHandle<A> {
     }
 }
 
+/// Where an actor runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorLocation {
+    /// The node's id (0 in an embedded runtime).
+    pub node_id: u32,
+    /// The process id of the node.
+    pub pid: u32,
+    /// The node's address, empty in an embedded runtime.
+    pub address: String,
+}
+
 impl<A: Actor> ActorHandle<A> {
+    pub(crate) fn remote(name: String, remote: Arc<RemoteActor>) -> Self {
+        Self { name: name.into(), id: remote.actor_id, target: Target::Remote(remote) }
+    }
+
     /// The actor's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The actor's id, unique cluster-wide (its node sits in the high bits, as in object ids).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The node and process the actor runs in.
+    pub fn location(&self) -> ActorLocation {
+        match &self.target {
+            Target::Local { .. } => ActorLocation {
+                node_id: crate::object_store::owner_node(self.id),
+                pid: std::process::id(),
+                address: String::new(),
+            },
+            Target::Remote(r) => ActorLocation { node_id: r.node_id(), pid: r.pid, address: r.address().to_string() },
+        }
     }
 
     /// Sends `msg` and returns its pending reply: `.await` it, or `.wait()` for it from any thread.
@@ -343,11 +410,28 @@ impl<A: Actor> ActorHandle<A> {
     /// Blocks while the mailbox is full (the backpressure of
     /// [`ActorOptions::mailbox_capacity`]), so avoid it on an async executor's thread when the
     /// actor may be backed up. If the actor is dead, the reply is [`RuntimeError::NotDelivered`].
+    /// For an actor on another node the message is encoded here and its reply decoded on
+    /// arrival; a lost connection fails the reply with [`RuntimeError::DiedDuringCall`].
     pub fn call(&self, msg: A::Msg) -> Reply<A::Reply> {
-        let (tx, reply) = reply_channel::channel(self.name.clone(), self.death.clone());
-        match self.outbox.send(Envelope { msg, reply: Some(tx) }) {
-            Ok(()) => reply,
-            Err(e) => Reply::failed(self.send_error(e)),
+        match &self.target {
+            Target::Local { outbox, death } => {
+                let (tx, reply) = reply_channel::channel(self.name.clone(), death.clone());
+                match outbox.send(Envelope { msg, reply: Some(tx) }) {
+                    Ok(()) => reply,
+                    Err(e) => Reply::failed(self.send_error(e)),
+                }
+            }
+            Target::Remote(r) => {
+                let (tx, reply) = reply_channel::channel(self.name.clone(), r.death.clone());
+                let remote = r.clone();
+                let on_reply = Box::new(move |result: Result<bytes::Bytes>| {
+                    tx.handled().send(result.and_then(|b| remote.decode::<A::Reply>(&b)));
+                });
+                match r.encode(&msg).and_then(|payload| r.send(payload, Some(on_reply))) {
+                    Ok(()) => reply,
+                    Err(e) => Reply::failed(e),
+                }
+            }
         }
     }
 
@@ -357,55 +441,129 @@ impl<A: Actor> ActorHandle<A> {
     /// Blocks while the mailbox is full, like [`ActorHandle::call`]; [`ActorHandle::try_tell`]
     /// does not. Fails with [`RuntimeError::NotDelivered`] if the actor is dead.
     pub fn tell(&self, msg: A::Msg) -> Result<()> {
-        self.outbox.send(Envelope { msg, reply: None }).map_err(|e| self.send_error(e))
+        match &self.target {
+            Target::Local { outbox, .. } => outbox.send(Envelope { msg, reply: None }).map_err(|e| self.send_error(e)),
+            Target::Remote(r) => r.send(r.encode(&msg)?, None),
+        }
     }
 
     /// Queues `msg` if the mailbox has room now; never blocks. A full mailbox or a dead actor
-    /// hands the message back in the error.
+    /// hands the message back in the error. For an actor on another node, "room" is room on the
+    /// connection's send queue.
     pub fn try_tell(&self, msg: A::Msg) -> std::result::Result<(), TryTellError<A::Msg>> {
-        self.outbox.try_send(Envelope { msg, reply: None }).map_err(|e| {
-            let actor = self.name.to_string();
-            match e {
+        let actor = self.name.to_string();
+        match &self.target {
+            Target::Local { outbox, .. } => outbox.try_send(Envelope { msg, reply: None }).map_err(|e| match e {
                 SendError::Full(envelope) => {
-                    TryTellError::MailboxFull { msg: envelope.msg, actor, capacity: self.outbox.capacity() }
+                    TryTellError::MailboxFull { msg: envelope.msg, actor, capacity: outbox.capacity() }
                 }
                 SendError::Closed(envelope, reason) => TryTellError::NotDelivered { msg: envelope.msg, actor, reason },
+            }),
+            Target::Remote(r) => {
+                let payload = match r.encode(&msg) {
+                    Ok(p) => p,
+                    Err(e) => return Err(TryTellError::NotDelivered { msg, actor, reason: e.to_string() }),
+                };
+                match r.try_send(payload) {
+                    Ok(()) => Ok(()),
+                    Err(RuntimeError::MailboxFull { capacity, .. }) => {
+                        Err(TryTellError::MailboxFull { msg, actor, capacity })
+                    }
+                    Err(e) => Err(TryTellError::NotDelivered { msg, actor, reason: e.to_string() }),
+                }
             }
-        })
+        }
     }
 
-    /// The error of a failed send (the message it hands back is dropped).
+    /// Sends `msg` from an async task without blocking the executor: a full local mailbox hands
+    /// the send to a blocking thread. Used by a node serving calls from other nodes.
+    pub(crate) fn call_from_async(&self, msg: A::Msg) -> Reply<A::Reply>
+    where
+        A::Msg: Send,
+    {
+        let Target::Local { outbox, death } = &self.target else { return self.call(msg) };
+        let (tx, reply) = reply_channel::channel(self.name.clone(), death.clone());
+        match outbox.try_send(Envelope { msg, reply: Some(tx) }) {
+            Ok(()) => reply,
+            Err(SendError::Full(envelope)) => {
+                let outbox = outbox.clone();
+                let name = self.name.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = outbox.send(envelope) {
+                        let (envelope, e) = match e {
+                            SendError::Closed(env, reason) => {
+                                (env, RuntimeError::NotDelivered { actor: name.to_string(), reason })
+                            }
+                            SendError::Full(env) => {
+                                let capacity = outbox.capacity();
+                                (env, RuntimeError::MailboxFull { actor: name.to_string(), capacity })
+                            }
+                        };
+                        if let Some(tx) = envelope.reply {
+                            tx.send(Err(e));
+                        }
+                    }
+                });
+                reply
+            }
+            Err(e) => Reply::failed(self.send_error(e)),
+        }
+    }
+
+    /// The error of a failed local send (the message it hands back is dropped).
     fn send_error(&self, e: SendError<Envelope<A>>) -> RuntimeError {
         let actor = self.name.to_string();
         match e {
             SendError::Closed(_, reason) => RuntimeError::NotDelivered { actor, reason },
-            SendError::Full(_) => RuntimeError::MailboxFull { actor, capacity: self.outbox.capacity() },
+            SendError::Full(_) => RuntimeError::MailboxFull { actor, capacity: self.mailbox_capacity() },
         }
     }
 
     /// Asks the actor to stop once the message in progress is handled; never blocks, even when
     /// the mailbox is full. Messages still queued are not delivered (their calls fail with
     /// [`RuntimeError::NotDelivered`], reason `"stopped"`). Returns before the actor has stopped;
-    /// [`ActorHandle::is_alive`] turns false when it has.
+    /// [`ActorHandle::is_alive`] turns false when it has (for an actor on another node, once
+    /// this process hears of it).
     pub fn stop(&self) {
-        self.outbox.request(StopRequest::Now);
+        match &self.target {
+            Target::Local { outbox, .. } => outbox.request(StopRequest::Now),
+            Target::Remote(r) => r.stop(),
+        }
     }
 
     /// Asks the actor to handle the messages queued when it reads the request, then stop (what
     /// `Runtime::shutdown` does); never blocks.
     pub(crate) fn drain_and_stop(&self) {
-        self.outbox.request(StopRequest::Drain);
+        if let Target::Local { outbox, .. } = &self.target {
+            outbox.request(StopRequest::Drain);
+        }
     }
 
-    /// True while the actor runs. Once false, its resources are back with the runtime and every
-    /// send fails with [`RuntimeError::NotDelivered`].
+    /// True while the actor runs, as far as this process knows. Once false, its resources are
+    /// back with its node and every send fails with [`RuntimeError::NotDelivered`]. An actor on
+    /// another node is known dead once a call says so or its node is declared dead.
     pub fn is_alive(&self) -> bool {
-        self.death.get().is_none()
+        self.death().get().is_none()
+    }
+
+    /// The shared note that records the actor's death.
+    pub(crate) fn death_note(&self) -> DeathNote {
+        self.death().clone()
+    }
+
+    fn death(&self) -> &DeathNote {
+        match &self.target {
+            Target::Local { death, .. } => death,
+            Target::Remote(r) => &r.death,
+        }
     }
 
     /// How many messages its mailbox holds at most ([`ActorOptions::mailbox_capacity`]).
     pub fn mailbox_capacity(&self) -> usize {
-        self.outbox.capacity()
+        match &self.target {
+            Target::Local { outbox, .. } => outbox.capacity(),
+            Target::Remote(r) => r.mailbox_capacity,
+        }
     }
 }
 
@@ -428,13 +586,14 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 pub(crate) fn start<A: Actor>(
     init: A::Init,
     options: &ActorOptions,
+    id: u64,
     name: String,
     runtime: Runtime,
     reservation: Reservation,
 ) -> Result<(ActorHandle<A>, JoinHandle<()>)> {
     let death: DeathNote = Arc::new(OnceLock::new());
     let (outbox, inbox) = mailbox::mailbox::<Envelope<A>>(options.mailbox_capacity, death.clone());
-    let handle = ActorHandle { name: name.clone().into(), outbox, death };
+    let handle = ActorHandle { name: name.clone().into(), id, target: Target::Local { outbox, death } };
     let max_restarts = options.max_restarts;
     let ctx = ActorContext { name: name.clone(), runtime };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();

@@ -1,7 +1,9 @@
 //! The runtime's one error type, [`RuntimeError`], and its `Result` alias.
 
 /// Everything the runtime can report to a caller.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+///
+/// It is serde-serializable, so an error raised on one node reaches a caller on another unchanged.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RuntimeError {
     // === Actors ===
     /// The actor panicked while handling a message; the payload's text is kept.
@@ -128,6 +130,51 @@ pub enum RuntimeError {
     /// The runtime was shut down.
     #[error("the runtime is shut down")]
     Shutdown,
+
+    // === Cluster ===
+    /// A call without the cluster's token (or with another one) was refused.
+    #[error("unauthenticated: {0} (the token must match the one `rl start --head` wrote; see RL_CLUSTER_TOKEN)")]
+    Unauthenticated(String),
+    /// No node of the cluster could take the actor or task within its placement timeout.
+    #[error("cannot place {what}: {message}")]
+    Unschedulable {
+        /// The actor or task.
+        what: String,
+        /// What the cluster has and lacks.
+        message: String,
+    },
+    /// A node could not be reached, or its connection broke.
+    #[error("node {node} at {address} is unreachable: {message}")]
+    NodeUnreachable {
+        /// Its id.
+        node: u32,
+        /// Its address.
+        address: String,
+        /// Why.
+        message: String,
+    },
+    /// The node that owns an object is dead, so the object is gone (objects are not rebuilt).
+    #[error("object {id} is lost: its owner, node {node}, died")]
+    OwnerDied {
+        /// The object.
+        id: u64,
+        /// Its owner.
+        node: u32,
+    },
+    /// A node started from another build than the head's was refused at join.
+    #[error(
+        "this process runs build {ours}, the head runs build {head}: every process of a cluster must run the \
+         same binary (actor types and message layouts must match); start it from the head's binary"
+    )]
+    BuildMismatch {
+        /// This process's build.
+        ours: String,
+        /// The head's build.
+        head: String,
+    },
+    /// Any other cluster failure: a bad address, a refused TLS handshake, a protocol error.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 impl RuntimeError {
@@ -144,7 +191,7 @@ impl RuntimeError {
     /// assert!(!e.is_retryable_anywhere() && e.is_retryable_if_idempotent());
     /// ```
     pub fn is_retryable_anywhere(&self) -> bool {
-        matches!(self, Self::NotDelivered { .. } | Self::MailboxFull { .. })
+        matches!(self, Self::NotDelivered { .. } | Self::MailboxFull { .. } | Self::Unschedulable { .. })
     }
 
     /// True when a retry is safe provided the message is idempotent (applying it twice is the

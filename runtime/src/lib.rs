@@ -30,15 +30,17 @@
 #![deny(missing_docs)]
 
 pub mod actor;
+pub mod cluster;
 mod error;
 mod mailbox;
 pub mod object_store;
 mod reply;
 mod runtime;
+mod wire;
 
 pub use actor::{
-    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, Reply, TryTellError,
-    Unrecoverable,
+    Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, Placement,
+    Reply, TryTellError, Unrecoverable,
 };
 pub use error::{Result, RuntimeError};
 pub use object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};

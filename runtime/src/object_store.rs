@@ -14,32 +14,26 @@
 //! with its byte accounting, so [`ObjectStore::stats`] agrees with what `get` reports: once a
 //! `get` says [`RuntimeError::ObjectFreed`], the object's bytes are already out of `used_bytes`.
 //!
-//! ## Ownership across a serialization boundary
+//! ## Ownership across processes (Ray's ownership model)
 //!
-//! Ownership is local to one process today. An owning [`ObjectRef`] (from `put`, `reserve` or
-//! `Runtime::submit`) keeps its object alive; `Serialize` writes only the id, and `Deserialize`
-//! builds a *borrowed* ref that names the object and keeps nothing alive. For actor replies:
+//! Every object has one owner: the node whose store it was put in. Its id says which (the node
+//! id sits in the high bits, see [`owner_node`]), so ids are unique cluster-wide and a ref names
+//! its owner. The owner keeps the object while its own owning refs live *or* another node
+//! borrows it:
 //!
-//! - A local call moves the reply, refs included: the caller receives the owning ref the actor
-//!   made, nothing is serialized, and the object lives until the caller drops it.
-//! - A reply that goes through the codec ([`encode`](crate::encode) / [`decode`](crate::decode),
-//!   as every reply from another process will) arrives with a borrowed ref. The object is freed
-//!   as soon as the sender's owning clones drop, so the sender must keep its owning ref alive
-//!   until the receiver has read the object (for example, until the receiver's next call
-//!   acknowledges it). Reads after that fail with `ObjectFreed`.
-//!
-//! What a ref must carry across processes (planned, not implemented; Ray's ownership model):
-//!
-//! - The ref names its owner: the node that created it, as name plus generation (a generation
-//!   grows on every restart, so a restarted node is never taken for its old self), next to the
-//!   object id, which becomes unique cluster-wide.
-//! - The owner counts borrowers. Deserializing a ref on another node registers that node as a
-//!   borrower with the owner; dropping the last copy there deregisters it.
-//! - The owner frees the object once its own owning refs and all borrowers are gone.
-//! - Once the owner is declared dead, reads of its objects fail with an `OwnerDied` error; a
-//!   dead owner's objects are not rebuilt (there is no lineage).
+//! - Outside a cluster message (plain [`encode`](crate::encode) / [`decode`](crate::decode)),
+//!   `Serialize` writes the id only and `Deserialize` gives a *borrowed* ref that keeps nothing
+//!   alive.
+//! - Inside a message to another node, serializing a ref first records one borrow by the
+//!   receiving node at the owner ([`ObjectStore::add_borrow`]; a non-owner forwarding a ref asks
+//!   the owner and waits for its answer before the message leaves). The receiver's deserialized
+//!   ref holds that borrow; when its last clone drops, the receiving node releases it at the
+//!   owner. When the owner's own refs are gone and no borrow is left, the object is freed.
+//! - A node declared dead (or one that leaves) loses all its borrows at once
+//!   ([`ObjectStore::drop_borrower`]), which also covers messages that never arrived.
+//! - [`ObjectStore::free`] frees at once, borrows or not (Ray's `free`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -51,6 +45,14 @@ use tokio::sync::Notify;
 
 use crate::error::{Result, RuntimeError};
 
+/// Where a node's id sits in an object id: `id >> NODE_SHIFT` is the owner node.
+pub const NODE_SHIFT: u32 = 40;
+
+/// The node that owns object `id` (0 in an embedded runtime).
+pub fn owner_node(id: u64) -> u32 {
+    (id >> NODE_SHIFT) as u32
+}
+
 /// A handle to an object in the store.
 ///
 /// # Ownership
@@ -58,51 +60,75 @@ use crate::error::{Result, RuntimeError};
 /// A ref is *owning* or *borrowed*; [`ObjectRef::is_owning`] tells which.
 ///
 /// - `put`, `reserve` and `Runtime::submit` return owning refs. Clones share ownership; when the
-///   last owning clone drops, the object is freed (and its bytes leave
-///   [`StoreStats::used_bytes`] in the same step). [`ObjectStore::free`] frees it earlier.
-/// - Serializing writes the id only; deserializing gives a borrowed ref, which names the object
-///   but keeps nothing alive. Reads through it succeed while an owning clone lives in the same
-///   store and fail with [`RuntimeError::ObjectFreed`] afterwards.
+///   last owning clone drops (and no other node borrows the object), the object is freed, and its
+///   bytes leave [`StoreStats::used_bytes`] in the same step. [`ObjectStore::free`] frees it
+///   earlier.
+/// - A ref that arrives in a message from another node of a cluster also keeps its object alive:
+///   it holds a borrow registered at the owner, released when its last clone drops.
+/// - A ref deserialized outside a cluster message (plain [`decode`](crate::decode)) is borrowed:
+///   it names the object but keeps nothing alive; reads through it succeed while an owning clone
+///   lives and fail with [`RuntimeError::ObjectFreed`] afterwards.
 ///
-/// So a ref in an actor reply carries ownership when the reply is moved (a local call) and none
-/// when it is serialized: then the sender must keep its owning ref alive until the receiver has
-/// read the object. The module docs give the details and the planned cross-process protocol, in
-/// which a deserialized ref registers as a borrower with the owner node named in the ref, and the
-/// owner frees the object only when its own refs and all borrowers are gone.
+/// The module docs give the protocol.
 ///
 /// # Equality
 ///
 /// `==` compares ids only: an owning ref and a borrowed copy of it are equal. Ids are unique
-/// within one store, not across processes; the cross-process ref adds its owner to the identity.
+/// cluster-wide: the owner node sits in the high bits ([`owner_node`]).
 #[derive(Clone)]
 pub struct ObjectRef {
     id: u64,
-    owner: Option<Arc<Owner>>,
+    keep: Option<Arc<Keep>>,
 }
 
-struct Owner {
-    id: u64,
-    store: Weak<Shared>,
+/// What keeps an object alive for as long as a ref (and its clones) lives.
+enum Keep {
+    /// This store owns the object; dropping the last owning ref frees it unless borrowed.
+    Owner { id: u64, store: Weak<Shared> },
+    /// Another node owns it; dropping the last clone releases this node's borrow there.
+    Borrow { id: u64, release: Arc<dyn Fn(u64) + Send + Sync> },
 }
 
-impl Drop for Owner {
+impl Drop for Keep {
     fn drop(&mut self) {
-        if let Some(store) = self.store.upgrade() {
-            store.remove([self.id]);
+        match self {
+            Keep::Owner { id, store } => {
+                if let Some(store) = store.upgrade() {
+                    store.owner_dropped(*id);
+                }
+            }
+            Keep::Borrow { id, release } => release(*id),
         }
     }
 }
 
 impl ObjectRef {
-    /// The object's id, unique within its store.
+    /// The object's id, unique cluster-wide.
     pub fn id(&self) -> u64 {
         self.id
     }
 
-    /// Whether this ref keeps its object alive: true for refs from `put`, `reserve` and `submit`
-    /// and their clones, false for refs that were deserialized (and clones of those).
+    /// The node that owns the object.
+    pub fn owner_node(&self) -> u32 {
+        owner_node(self.id)
+    }
+
+    /// Whether this ref keeps its object alive: true for refs from `put`, `reserve` and `submit`,
+    /// for refs received in a cluster message, and their clones; false for refs deserialized
+    /// outside one (and clones of those).
     pub fn is_owning(&self) -> bool {
-        self.owner.is_some()
+        self.keep.is_some()
+    }
+
+    /// A ref to object `id` that keeps nothing alive (for reading an object by id).
+    pub(crate) fn unowned(id: u64) -> Self {
+        Self { id, keep: None }
+    }
+
+    /// A ref that holds a borrow of object `id` (owned by another node) and calls `release(id)`
+    /// once its last clone drops.
+    pub(crate) fn borrowed_with(id: u64, release: Arc<dyn Fn(u64) + Send + Sync>) -> Self {
+        Self { id, keep: Some(Arc::new(Keep::Borrow { id, release })) }
     }
 }
 
@@ -120,17 +146,21 @@ impl PartialEq for ObjectRef {
 
 impl Eq for ObjectRef {}
 
-/// Writes the id only: the result deserializes into a borrowed ref.
+/// Writes the id. Inside a cluster message it first records a borrow by the receiving node at
+/// the owner (see the module docs); that can fail if the object is already freed.
 impl Serialize for ObjectRef {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        crate::wire::export(self).map_err(serde::ser::Error::custom)?;
         self.id.serialize(s)
     }
 }
 
-/// Reads a borrowed ref (`is_owning() == false`).
+/// Reads the id. Inside a cluster message the ref holds the borrow its sender recorded;
+/// elsewhere it is a borrowed ref (`is_owning() == false`).
 impl<'de> Deserialize<'de> for ObjectRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(ObjectRef { id: u64::deserialize(d)?, owner: None })
+        let id = u64::deserialize(d)?;
+        Ok(crate::wire::import(id).unwrap_or(ObjectRef { id, keep: None }))
     }
 }
 
@@ -151,6 +181,20 @@ struct State {
     peak: usize,
     /// Puts and completions blocked in `make_room` (lets tests wait for that state).
     room_waiters: usize,
+    /// Borrows of objects of this store by other nodes: object id -> node id -> count.
+    borrows: HashMap<u64, HashMap<u32, u64>>,
+    /// Objects whose owning refs are all gone, kept only for their borrowers.
+    orphaned: HashSet<u64>,
+}
+
+impl State {
+    fn remove(st: &mut State, id: u64) {
+        if let Some(Slot::Ready(b)) = st.objects.remove(&id) {
+            st.used -= b.len();
+        }
+        st.borrows.remove(&id);
+        st.orphaned.remove(&id);
+    }
 }
 
 struct Shared {
@@ -168,14 +212,24 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Removes the objects and their bytes in one step, then wakes waiters.
+    /// Removes the objects, their bytes and their borrows in one step, then wakes waiters.
     fn remove(&self, ids: impl IntoIterator<Item = u64>) {
         let mut st = self.lock();
         for id in ids {
-            if let Some(Slot::Ready(b)) = st.objects.remove(&id) {
-                st.used -= b.len();
-            }
+            State::remove(&mut st, id);
         }
+        drop(st);
+        self.wake();
+    }
+
+    /// The last owning ref of `id` dropped: free it, unless another node still borrows it.
+    fn owner_dropped(&self, id: u64) {
+        let mut st = self.lock();
+        if st.borrows.contains_key(&id) {
+            st.orphaned.insert(id);
+            return;
+        }
+        State::remove(&mut st, id);
         drop(st);
         self.wake();
     }
@@ -252,11 +306,16 @@ impl fmt::Debug for ObjectStore {
 }
 
 impl ObjectStore {
-    /// An empty store.
+    /// An empty store (of an embedded runtime: node 0).
     pub fn new(options: StoreOptions) -> Self {
+        Self::for_node(options, 0)
+    }
+
+    /// An empty store of cluster node `node`: its object ids carry the node in their high bits.
+    pub fn for_node(options: StoreOptions, node: u32) -> Self {
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State { next_id: u64::from(node) << NODE_SHIFT, ..State::default() }),
                 changed: Condvar::new(),
                 notify: Notify::new(),
                 cap: options.memory_cap,
@@ -269,7 +328,7 @@ impl ObjectStore {
         let id = st.next_id;
         st.next_id += 1;
         st.objects.insert(id, slot);
-        ObjectRef { id, owner: Some(Arc::new(Owner { id, store: Arc::downgrade(&self.shared) })) }
+        ObjectRef { id, keep: Some(Arc::new(Keep::Owner { id, store: Arc::downgrade(&self.shared) })) }
     }
 
     /// Stores `data` and returns an owning ref. Waits for room if the store is full; see the
@@ -447,6 +506,68 @@ impl ObjectStore {
         self.shared.remove(refs.iter().map(|r| r.id));
     }
 
+    /// Records `count` more borrows of object `id` by node `borrower`. Fails with
+    /// [`RuntimeError::ObjectFreed`] if the object is gone.
+    pub fn add_borrow(&self, id: u64, borrower: u32, count: u64) -> Result<()> {
+        let mut st = self.shared.lock();
+        if !st.objects.contains_key(&id) {
+            return Err(RuntimeError::ObjectFreed(id));
+        }
+        *st.borrows.entry(id).or_default().entry(borrower).or_insert(0) += count;
+        Ok(())
+    }
+
+    /// Releases `count` borrows of object `id` by `borrower`; frees the object if that was the
+    /// last borrow and its owning refs are gone. Unknown ids and borrowers are ignored (the
+    /// object was freed, or the borrower was dropped as dead).
+    pub fn release_borrow(&self, id: u64, borrower: u32, count: u64) {
+        let mut st = self.shared.lock();
+        let Some(by_node) = st.borrows.get_mut(&id) else { return };
+        if let Some(n) = by_node.get_mut(&borrower) {
+            *n = n.saturating_sub(count);
+            if *n == 0 {
+                by_node.remove(&borrower);
+            }
+        }
+        if by_node.is_empty() {
+            st.borrows.remove(&id);
+            if st.orphaned.remove(&id) {
+                State::remove(&mut st, id);
+                drop(st);
+                self.shared.wake();
+            }
+        }
+    }
+
+    /// Drops every borrow held by `borrower` (a node that died or left), freeing the objects only
+    /// it kept alive.
+    pub fn drop_borrower(&self, borrower: u32) {
+        let mut st = self.shared.lock();
+        let ids: Vec<u64> = st.borrows.iter().filter(|(_, m)| m.contains_key(&borrower)).map(|(id, _)| *id).collect();
+        for id in ids {
+            let by_node = st.borrows.get_mut(&id).expect("listed above");
+            by_node.remove(&borrower);
+            if by_node.is_empty() {
+                st.borrows.remove(&id);
+                if st.orphaned.remove(&id) {
+                    State::remove(&mut st, id);
+                }
+            }
+        }
+        drop(st);
+        self.shared.wake();
+    }
+
+    /// How many borrows other nodes hold on object `id`.
+    pub fn borrow_count(&self, id: u64) -> u64 {
+        self.shared.lock().borrows.get(&id).map_or(0, |m| m.values().sum())
+    }
+
+    /// The bytes of object `id` if it is ready here; `Ok(None)` while pending.
+    pub fn try_get_id(&self, id: u64) -> Result<Option<Bytes>> {
+        Self::read(&self.shared.lock(), id)
+    }
+
     /// Current byte accounting.
     pub fn stats(&self) -> StoreStats {
         let st = self.shared.lock();
@@ -489,7 +610,7 @@ mod tests {
         assert_eq!(s.stats().num_objects, 1, "a clone still owns it");
         drop(r2);
         assert_eq!(s.stats(), StoreStats { num_objects: 0, used_bytes: 0, peak_bytes: 3, cap_bytes: 1024 });
-        let borrowed: ObjectRef = ObjectRef { id, owner: None };
+        let borrowed: ObjectRef = ObjectRef { id, keep: None };
         assert_eq!(s.try_get(&borrowed), Err(RuntimeError::ObjectFreed(id)));
     }
 

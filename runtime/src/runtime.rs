@@ -4,9 +4,9 @@
 //! without an address. Everything rllib does goes through this type's methods, which keep the
 //! same shape when the runtime spans several nodes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -14,7 +14,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::actor::{self, Actor, ActorHandle, ActorOptions, BoxError};
+use crate::actor::{self, Actor, ActorHandle, ActorOptions, BoxError, Placement};
+use crate::cluster::{Hosted, HostedActor, NodeCore};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};
 
@@ -46,7 +47,11 @@ impl Default for RuntimeOptions {
     }
 }
 
-type TaskFn = Arc<dyn Fn(Bytes) -> std::result::Result<Bytes, BoxError> + Send + Sync>;
+pub(crate) type TaskFn = Arc<dyn Fn(Bytes) -> std::result::Result<Bytes, BoxError> + Send + Sync>;
+
+/// Builds an actor of one registered type from its encoded init, for a node hosting it on behalf
+/// of another node.
+pub(crate) type Factory = Arc<dyn Fn(&Runtime, &[u8], ActorOptions) -> Result<Arc<dyn Hosted>> + Send + Sync>;
 
 struct Job {
     func: TaskFn,
@@ -70,10 +75,17 @@ struct Actors {
 }
 
 struct Inner {
+    /// This node's id in its cluster; 0 for an embedded runtime.
+    node_id: u32,
     store: ObjectStore,
     totals: BTreeMap<String, f64>,
     free: Mutex<BTreeMap<String, f64>>,
-    actor_types: Mutex<HashSet<&'static str>>,
+    /// Grows with every change of `free` (made under its lock), so a node's reports of its free
+    /// resources can be ordered.
+    resource_version: AtomicU64,
+    actor_types: Mutex<HashMap<&'static str, Factory>>,
+    /// Set once a cluster runtime has joined its head.
+    cluster: OnceLock<Arc<NodeCore>>,
     actors: Mutex<Actors>,
     /// Signalled when `Actors::spawning` drops.
     spawn_done: Condvar,
@@ -118,6 +130,7 @@ impl Drop for Reservation {
             for (res, v) in std::mem::take(&mut self.request) {
                 *free.entry(res).or_insert(0.0) += v;
             }
+            inner.resource_version.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -137,10 +150,15 @@ impl Drop for Spawning<'_> {
 impl Runtime {
     /// Starts an embedded runtime in this process.
     pub fn local(options: RuntimeOptions) -> Result<Self> {
+        Self::for_node(options, 0)
+    }
+
+    /// A runtime whose objects and actors carry node id `node_id` (0 outside a cluster).
+    pub(crate) fn for_node(options: RuntimeOptions, node_id: u32) -> Result<Self> {
         let mut totals = options.resources.clone();
         totals.insert("CPU".into(), options.num_cpus);
         totals.insert("GPU".into(), options.num_gpus);
-        let store = ObjectStore::new(options.store);
+        let store = ObjectStore::for_node(options.store, node_id);
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
         let threads = (0..options.num_task_threads.max(1))
             .map(|i| {
@@ -154,10 +172,13 @@ impl Runtime {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
+                node_id,
                 store,
                 free: Mutex::new(totals.clone()),
+                resource_version: AtomicU64::new(0),
                 totals,
-                actor_types: Mutex::new(HashSet::new()),
+                actor_types: Mutex::new(HashMap::new()),
+                cluster: OnceLock::new(),
                 actors: Mutex::new(Actors::default()),
                 spawn_done: Condvar::new(),
                 shutdown: Mutex::new(()),
@@ -176,17 +197,34 @@ impl Runtime {
         self.inner.store.put(data)
     }
 
-    /// An object's bytes, awaiting while it is pending.
+    /// An object's bytes, awaiting while it is pending. An object owned by another node is
+    /// pulled from it (once per node; later gets read the local copy).
     pub async fn get(&self, r: &ObjectRef) -> Result<Bytes> {
-        self.inner.store.get(r).await
+        match self.remote_owner(r) {
+            Some(core) => core.fetch(r.id(), None).await,
+            None => self.inner.store.get(r).await,
+        }
     }
 
-    /// An object's bytes, blocking while it is pending (at most `timeout`).
+    /// An object's bytes, blocking while it is pending (at most `timeout`). An object owned by
+    /// another node is pulled from it, as in [`Runtime::get`]. Safe from any thread.
     pub fn get_blocking(&self, r: &ObjectRef, timeout: Option<Duration>) -> Result<Bytes> {
-        self.inner.store.get_blocking(r, timeout)
+        match self.remote_owner(r) {
+            Some(core) => {
+                let id = r.id();
+                let fetching = core.clone();
+                core.block_on(async move { fetching.fetch(id, timeout).await })?
+            }
+            None => self.inner.store.get_blocking(r, timeout),
+        }
     }
 
-    /// Ray's `wait`; see [`ObjectStore::wait`].
+    /// This node's cluster core if `r` is owned by another node.
+    fn remote_owner(&self, r: &ObjectRef) -> Option<&Arc<NodeCore>> {
+        self.inner.cluster.get().filter(|_| r.owner_node() != self.inner.node_id)
+    }
+
+    /// Ray's `wait`; see [`ObjectStore::wait`]. Objects owned by other nodes count as complete.
     pub async fn wait(
         &self,
         refs: &[ObjectRef],
@@ -206,9 +244,42 @@ impl Runtime {
         self.inner.store.wait_blocking(refs, num_returns, timeout)
     }
 
-    /// Frees objects now; see [`ObjectStore::free`].
+    /// Frees objects now; see [`ObjectStore::free`]. Objects owned by other nodes are freed on
+    /// their owners (and dropped from this node's cache).
     pub fn free(&self, refs: &[ObjectRef]) {
-        self.inner.store.free(refs)
+        match self.inner.cluster.get() {
+            Some(core) => {
+                let (local, remote): (Vec<_>, Vec<_>) =
+                    refs.iter().cloned().partition(|r| r.owner_node() == self.inner.node_id);
+                self.inner.store.free(&local);
+                core.free_remote(&remote);
+            }
+            None => self.inner.store.free(refs),
+        }
+    }
+
+    /// The store of this process (the owner of the objects it puts).
+    pub(crate) fn store(&self) -> &ObjectStore {
+        &self.inner.store
+    }
+
+    /// This runtime's node id: 0 for an embedded runtime, else the id its head assigned.
+    pub fn node_id(&self) -> u32 {
+        self.inner.node_id
+    }
+
+    /// The cluster core, if this runtime is part of a cluster.
+    pub(crate) fn cluster(&self) -> Option<&Arc<NodeCore>> {
+        self.inner.cluster.get()
+    }
+
+    pub(crate) fn set_cluster(&self, core: Arc<NodeCore>) {
+        let _ = self.inner.cluster.set(core);
+    }
+
+    /// A handle that does not keep the runtime alive.
+    pub(crate) fn downgrade(&self) -> WeakRuntime {
+        WeakRuntime(Arc::downgrade(&self.inner))
     }
 
     /// Byte accounting of the object store.
@@ -218,9 +289,29 @@ impl Runtime {
 
     // === Actors ===
 
-    /// Makes the actor type spawnable by name on this runtime.
+    /// Makes the actor type spawnable by name on this runtime, by this process and, in a
+    /// cluster, by other nodes asking this one to host it (they send its init encoded).
     pub fn register_actor<A: Actor>(&self) {
-        lock(&self.inner.actor_types).insert(A::TYPE_NAME);
+        let factory: Factory = Arc::new(|rt: &Runtime, init: &[u8], options: ActorOptions| {
+            let init: A::Init = decode(init)?;
+            let handle = rt.spawn_local::<A>(init, options)?;
+            Ok(Arc::new(HostedActor::new(handle)) as Arc<dyn Hosted>)
+        });
+        lock(&self.inner.actor_types).insert(A::TYPE_NAME, factory);
+    }
+
+    /// The factory of a registered actor type.
+    pub(crate) fn factory(&self, type_name: &str) -> Result<Factory> {
+        lock(&self.inner.actor_types)
+            .get(type_name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownActorType(type_name.into()))
+    }
+
+    /// Free resources and their version, read together.
+    pub(crate) fn available_with_version(&self) -> (BTreeMap<String, f64>, u64) {
+        let free = lock(&self.inner.free);
+        (free.clone(), self.inner.resource_version.load(Ordering::Relaxed))
     }
 
     /// Total resources of the runtime (`CPU`, `GPU` and custom ones).
@@ -250,6 +341,7 @@ impl Runtime {
         for (res, &needed) in &request {
             *free.entry(res.clone()).or_insert(0.0) -= needed;
         }
+        self.inner.resource_version.fetch_add(1, Ordering::Relaxed);
         Ok(Reservation { inner: Arc::downgrade(&self.inner), request })
     }
 
@@ -265,16 +357,34 @@ impl Runtime {
 
     /// Starts an actor of a registered type, reserving its resources until it dies.
     ///
+    /// An embedded runtime starts it in this process. A cluster runtime follows
+    /// [`ActorOptions::placement`]: `Local` starts it here; `Any` and `Node` ask the head, which
+    /// picks a node with the resources free (waiting up to `placement_timeout` for one) and has
+    /// it build the actor from its type name and encoded init. The handle works the same either
+    /// way.
+    ///
     /// On error nothing stays reserved: the reservation is returned before this returns. A
     /// `mailbox_capacity` of 0 fails with [`RuntimeError::InvalidActorOption`]. After
     /// [`Runtime::shutdown`] it fails with [`RuntimeError::Shutdown`].
     pub fn spawn<A: Actor>(&self, init: A::Init, options: ActorOptions) -> Result<ActorHandle<A>> {
-        if !lock(&self.inner.actor_types).contains(A::TYPE_NAME) {
+        if !lock(&self.inner.actor_types).contains_key(A::TYPE_NAME) {
+            return Err(RuntimeError::UnknownActorType(A::TYPE_NAME.into()));
+        }
+        match (self.inner.cluster.get(), options.placement) {
+            (Some(core), Placement::Any | Placement::Node(_)) => core.spawn_remote::<A>(&init, &options),
+            _ => self.spawn_local(init, options),
+        }
+    }
+
+    /// Starts an actor in this process (see [`Runtime::spawn`]).
+    pub(crate) fn spawn_local<A: Actor>(&self, init: A::Init, options: ActorOptions) -> Result<ActorHandle<A>> {
+        if !lock(&self.inner.actor_types).contains_key(A::TYPE_NAME) {
             return Err(RuntimeError::UnknownActorType(A::TYPE_NAME.into()));
         }
         // Dropped last, after any cleanup below, so `shutdown` waits for that cleanup too.
         let _spawning = self.begin_spawn()?;
         let index = self.inner.next_actor.fetch_add(1, Ordering::Relaxed);
+        let id = (u64::from(self.inner.node_id) << crate::object_store::NODE_SHIFT) | index;
         let name = options.name.clone().unwrap_or_else(|| format!("{}#{index}", A::TYPE_NAME));
         if options.mailbox_capacity == 0 {
             return Err(RuntimeError::InvalidActorOption {
@@ -294,7 +404,7 @@ impl Runtime {
         let reservation = self.reserve(&name, request)?;
         // On failure the reservation is already back: the actor thread returns it before
         // reporting a constructor error, and a thread that never started dropped it.
-        let (handle, thread) = actor::start::<A>(init, &options, name, self.clone(), reservation)?;
+        let (handle, thread) = actor::start::<A>(init, &options, id, name, self.clone(), reservation)?;
         let mut actors = lock(&self.inner.actors);
         if actors.shut_down {
             // `shutdown` began while the constructor ran and is waiting for this spawn.
@@ -314,6 +424,9 @@ impl Runtime {
         for a in finished {
             let _ = a.thread.join();
         }
+        if let Some(core) = self.inner.cluster.get() {
+            core.record_actor(handle.id(), handle.name(), A::TYPE_NAME, handle.death_note());
+        }
         Ok(handle)
     }
 
@@ -328,9 +441,24 @@ impl Runtime {
         lock(&self.inner.tasks).insert(name.to_string(), Arc::new(func));
     }
 
-    /// Runs the registered task `name` on the task pool; returns the ref of its future result.
+    /// Runs the registered task `name` and returns the ref of its future result, which this
+    /// process owns.
+    ///
+    /// An embedded runtime runs it on its task pool. A cluster runtime asks the head for a node
+    /// with a CPU free (this one or another) and runs it there; the result streams back into
+    /// this node's store.
     pub fn submit(&self, name: &str, args: Bytes) -> Result<ObjectRef> {
         let func = lock(&self.inner.tasks).get(name).cloned().ok_or_else(|| RuntimeError::UnknownTask(name.into()))?;
+        if let Some(core) = self.inner.cluster.get() {
+            let out = self.inner.store.reserve();
+            core.submit_remote(name, args, out.id());
+            return Ok(out);
+        }
+        self.submit_local(func, name, args)
+    }
+
+    /// Runs task `name` on this process's pool.
+    fn submit_local(&self, func: TaskFn, name: &str, args: Bytes) -> Result<ObjectRef> {
         let jobs = lock(&self.inner.jobs);
         let tx = jobs.as_ref().ok_or(RuntimeError::Shutdown)?;
         let out = self.inner.store.reserve();
@@ -355,6 +483,11 @@ impl Runtime {
     /// waits for the actor's own thread.
     pub fn shutdown(&self) {
         let _one_at_a_time = lock(&self.inner.shutdown);
+        // A cluster node first leaves its head and stops serving, so no new work arrives.
+        let core = self.inner.cluster.get().cloned();
+        if let Some(core) = &core {
+            core.begin_shutdown();
+        }
         let entries = {
             let mut actors = lock(&self.inner.actors);
             actors.shut_down = true;
@@ -377,24 +510,49 @@ impl Runtime {
         for t in std::mem::take(&mut *lock(&self.inner.task_threads)) {
             let _ = t.join();
         }
+        if let Some(core) = core {
+            core.finish_shutdown();
+        }
+    }
+
+    /// Runs registered task `name` on the calling thread (a node running it for another node).
+    pub(crate) fn run_task_now(&self, name: &str, args: Bytes) -> std::result::Result<Bytes, String> {
+        let Some(func) = lock(&self.inner.tasks).get(name).cloned() else {
+            return Err(RuntimeError::UnknownTask(name.into()).to_string());
+        };
+        run_one(&func, name, args)
+    }
+}
+
+/// A runtime reference that does not keep it alive (held by its cluster core).
+#[derive(Clone)]
+pub(crate) struct WeakRuntime(Weak<Inner>);
+
+impl WeakRuntime {
+    pub(crate) fn upgrade(&self) -> Option<Runtime> {
+        self.0.upgrade().map(|inner| Runtime { inner })
     }
 }
 
 fn run_tasks(rx: &crossbeam_channel::Receiver<Job>, store: &ObjectStore) {
     while let Ok(job) = rx.recv() {
         let Job { func, name, args, out } = job;
-        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| func(args))) {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(format!("task {name} failed: {e}")),
-            Err(p) => Err(format!(
-                "task {name} panicked: {}",
-                p.downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default()
-            )),
-        };
-        store.complete(out, result);
+        store.complete(out, run_one(&func, &name, args));
+    }
+}
+
+/// Runs one task, catching its panic; the error text names the task.
+fn run_one(func: &TaskFn, name: &str, args: Bytes) -> std::result::Result<Bytes, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| func(args))) {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(format!("task {name} failed: {e}")),
+        Err(p) => Err(format!(
+            "task {name} panicked: {}",
+            p.downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default()
+        )),
     }
 }
 

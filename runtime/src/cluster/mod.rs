@@ -1,0 +1,249 @@
+//! The cluster: a head and nodes in separate processes, talking gRPC (tonic) on tokio.
+//!
+//! - [`Runtime::start_head`] starts the head (node table, failure detection, actor directory,
+//!   resource accounting, a small KV store) and a node in this process, like `ray start --head`.
+//! - [`Runtime::join`] joins a running head as a worker node or, with
+//!   [`ClusterOptions::is_driver`], as a driver, like `ray start --address` and
+//!   `ray.init(address=...)`. Every process that joins is a node with its own object store.
+//!
+//! Networking runs on a small tokio runtime owned by the node; actors keep their own threads.
+//! The wire protocol is `proto/cluster.proto`. The rules every process follows:
+//!
+//! - **Auth**: every RPC carries the cluster token ([`auth`]); TLS is optional builder config.
+//! - **Calls**: one long-lived bidirectional stream per (caller, callee) pair carries every call
+//!   and its reply, so a call costs one message each way, not an HTTP/2 request.
+//! - **Objects**: owned by the node that put them (its id is in the object id); others pull them
+//!   in ~1 MiB chunks over a server stream and cache them; borrows are counted at the owner (see
+//!   [`crate::object_store`]).
+//! - **Failure**: a node silent past `node_timeout` is declared dead by the head; every node
+//!   hears it with its next heartbeat, fails calls to that node's actors, and drops its borrows.
+
+pub mod auth;
+pub mod failure;
+mod head;
+mod node;
+mod peer;
+pub mod proto;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub(crate) use node::{Hosted, HostedActor, NodeCore};
+pub(crate) use peer::RemoteActor;
+use tonic::transport::{Channel, Endpoint};
+
+pub use self::auth::{TOKEN_ENV, TlsConfig, Token, build_id};
+pub use self::failure::FailureDetector;
+use crate::error::{Result, RuntimeError};
+use crate::object_store::StoreOptions;
+use crate::runtime::{Runtime, RuntimeOptions};
+
+/// The largest gRPC message a node accepts or sends (actor messages and replies; objects travel
+/// in 1 MiB chunks). A larger one is refused and the connection keeps serving.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// The size of the chunks an object is pulled in.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Settings of a cluster node (the head's node, a worker node or a driver).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Where the node's gRPC server listens; port 0 picks a free port. Default `127.0.0.1:0`:
+    /// binding another interface without TLS prints a warning.
+    pub listen: SocketAddr,
+    /// Logical CPUs this node offers (default: the machine's; a driver offers 0).
+    pub num_cpus: f64,
+    /// GPUs this node offers.
+    pub num_gpus: f64,
+    /// Custom resources this node offers.
+    pub resources: BTreeMap<String, f64>,
+    /// This node's object store.
+    pub store: StoreOptions,
+    /// Bytes of pulled objects kept for reuse on this node.
+    pub cache_bytes: usize,
+    /// Threads that run tasks submitted to this node.
+    pub num_task_threads: usize,
+    /// The cluster token.
+    pub token: Token,
+    /// TLS for every connection, or plain text.
+    pub tls: Option<TlsConfig>,
+    /// How often nodes send heartbeats (the head's value is used cluster-wide).
+    pub heartbeat_interval: Duration,
+    /// How long the head waits for a heartbeat before declaring a node dead (head only).
+    pub node_timeout: Duration,
+    /// Joins as a driver: the head never places `Placement::Any` work on it.
+    pub is_driver: bool,
+    /// Threads of the node's network runtime.
+    pub network_threads: usize,
+}
+
+impl ClusterOptions {
+    /// Defaults for a node with `token`: loopback, this machine's CPUs, heartbeats every second,
+    /// a node declared dead after 30 s of silence (wide enough for a loaded 2-core machine).
+    pub fn new(token: Token) -> Self {
+        let local = RuntimeOptions::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            num_cpus: local.num_cpus,
+            num_gpus: 0.0,
+            resources: BTreeMap::new(),
+            store: local.store,
+            cache_bytes: 512 << 20,
+            num_task_threads: local.num_task_threads,
+            token,
+            tls: None,
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(30),
+            is_driver: false,
+            network_threads: 2,
+        }
+    }
+
+    fn runtime_options(&self) -> RuntimeOptions {
+        RuntimeOptions {
+            num_cpus: self.num_cpus,
+            num_gpus: self.num_gpus,
+            resources: self.resources.clone(),
+            store: self.store,
+            num_task_threads: self.num_task_threads,
+        }
+    }
+}
+
+/// A node of the cluster as the head's table shows it.
+pub type NodeInfo = proto::NodeInfo;
+
+/// An actor as the head's directory shows it.
+pub type ActorInfo = proto::ActorInfo;
+
+impl Runtime {
+    /// Starts a cluster head in this process, with a node of its own offering
+    /// `options.num_cpus`. Other processes join it at [`Runtime::address`].
+    pub fn start_head(options: ClusterOptions) -> Result<Self> {
+        node::start(None, options)
+    }
+
+    /// Joins the head at `head_address` (`host:port`) as a worker node, or as a driver if
+    /// `options.is_driver`. Fails with [`RuntimeError::BuildMismatch`] if the head runs another
+    /// build, [`RuntimeError::Unauthenticated`] on a wrong token.
+    pub fn join(head_address: &str, options: ClusterOptions) -> Result<Self> {
+        node::start(Some(head_address.to_string()), options)
+    }
+
+    /// The address this node's server listens on (`host:port`); empty for an embedded runtime.
+    pub fn address(&self) -> String {
+        self.cluster().map(|c| c.address.clone()).unwrap_or_default()
+    }
+
+    /// The head's address; empty for an embedded runtime.
+    pub fn head_address(&self) -> String {
+        self.cluster().map(|c| c.head_address.clone()).unwrap_or_default()
+    }
+
+    /// The head's node table and actor directory (every node, dead ones too).
+    pub fn cluster_nodes(&self) -> Result<(Vec<NodeInfo>, Vec<ActorInfo>)> {
+        let core = self.cluster().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))?.clone();
+        let c = core.clone();
+        core.block_on(async move { c.list_nodes().await })?
+    }
+
+    /// Blocks until this node is asked to stop: by [`Runtime::shutdown`] on another thread, by
+    /// the head declaring it dead, or (for `rl start`) by a signal through
+    /// [`Runtime::stop_on_signal`]. Returns the reason.
+    pub fn wait_for_stop(&self) -> String {
+        match self.cluster() {
+            Some(core) => core.wait_for_stop(),
+            None => "not part of a cluster".into(),
+        }
+    }
+
+    /// Makes SIGINT and SIGTERM end [`Runtime::wait_for_stop`].
+    pub fn stop_on_signal(&self) {
+        if let Some(core) = self.cluster() {
+            core.stop_on_signal();
+        }
+    }
+
+    /// Data-plane counters of this node.
+    pub fn transfer_stats(&self) -> proto::TransferStats {
+        self.cluster().map(|c| c.transfer_stats()).unwrap_or_default()
+    }
+}
+
+/// A gRPC endpoint for `address` with the settings every connection uses: no Nagle delay,
+/// 64 MiB HTTP/2 windows (a 64 MiB pull is not throttled by window updates), TLS if configured.
+pub(crate) fn endpoint(address: &str, tls: Option<&TlsConfig>) -> Result<Endpoint> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let bad = |e: tonic::transport::Error| RuntimeError::Cluster(format!("bad address {address:?}: {e}"));
+    let mut e = Endpoint::from_shared(format!("{scheme}://{address}"))
+        .map_err(bad)?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .initial_stream_window_size(Some(64 << 20))
+        .initial_connection_window_size(Some(64 << 20))
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if let Some(tls) = tls {
+        e = e.tls_config(tls.client()).map_err(bad)?;
+    }
+    Ok(e)
+}
+
+/// Connects to `address`; a failure is [`RuntimeError::NodeUnreachable`] for `node`.
+pub(crate) async fn connect(address: &str, node: u32, tls: Option<&TlsConfig>) -> Result<Channel> {
+    endpoint(address, tls)?.connect().await.map_err(|e| RuntimeError::NodeUnreachable {
+        node,
+        address: address.to_string(),
+        message: error_chain(&e),
+    })
+}
+
+/// An error with its sources, `a: b: c`.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The one mapping from a gRPC status to a runtime error. A status raised by a node's handler
+/// carries the runtime error itself (postcard in its details) and comes back unchanged.
+pub(crate) fn status_error(status: &tonic::Status, node: u32, address: &str) -> RuntimeError {
+    if let Ok(e) = crate::decode::<RuntimeError>(status.details()) {
+        if !status.details().is_empty() {
+            return e;
+        }
+    }
+    match status.code() {
+        tonic::Code::Unauthenticated => RuntimeError::Unauthenticated(status.message().to_string()),
+        tonic::Code::Unavailable | tonic::Code::Cancelled => {
+            RuntimeError::NodeUnreachable { node, address: address.to_string(), message: status.message().to_string() }
+        }
+        code => RuntimeError::Cluster(format!("{code:?} from node {node} at {address}: {}", status.message())),
+    }
+}
+
+/// The gRPC status for a runtime error raised in a handler; the error travels in the details.
+pub(crate) fn error_status(e: &RuntimeError) -> tonic::Status {
+    use tonic::Code;
+    let code = match e {
+        RuntimeError::Unauthenticated(_) => Code::Unauthenticated,
+        RuntimeError::Unschedulable { .. } | RuntimeError::StoreFull { .. } | RuntimeError::MailboxFull { .. } => {
+            Code::ResourceExhausted
+        }
+        RuntimeError::UnknownActorType(_) | RuntimeError::UnknownTask(_) | RuntimeError::ObjectFreed(_) => {
+            Code::NotFound
+        }
+        RuntimeError::BuildMismatch { .. } | RuntimeError::InvalidActorOption { .. } => Code::FailedPrecondition,
+        RuntimeError::Timeout(..) => Code::DeadlineExceeded,
+        RuntimeError::Shutdown => Code::Unavailable,
+        _ => Code::Aborted,
+    };
+    let details = crate::encode(e).unwrap_or_default();
+    tonic::Status::with_details(code, e.to_string(), details)
+}

@@ -1,0 +1,1074 @@
+//! One process's membership in a cluster: its server, its peers, its pulled-object cache and the
+//! actors it hosts for other nodes.
+//!
+//! [`start`] binds the listener, serves the `Node` service (and the `Head` service in the head
+//! process), joins the head, and sends heartbeats from then on. [`NodeCore`] is what the
+//! [`Runtime`] of a cluster process reaches through for everything that crosses processes.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Server};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::{AddToken, Caller, CheckToken, build_id};
+use super::head::HeadCore;
+use super::peer::{Peer, PeerRefs, RemoteActor};
+use super::proto::head_client::HeadClient;
+use super::proto::node_server::{Node, NodeServer};
+use super::proto::{self, CallFrame, ReplyFrame};
+use super::{
+    CHUNK_BYTES, ClusterOptions, MAX_MESSAGE_BYTES, TlsConfig, Token, endpoint, error_chain, error_status, status_error,
+};
+use crate::actor::{Actor, ActorHandle, ActorOptions, DeathNote, Placement};
+use crate::error::{Result, RuntimeError};
+use crate::object_store::{ObjectRef, ObjectStore, owner_node};
+use crate::runtime::{Runtime, WeakRuntime};
+use crate::wire;
+
+/// A client of the head's service, with the token interceptor.
+pub(crate) type HeadRpc = HeadClient<InterceptedService<Channel, AddToken>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each critical section is a single map or counter update, so a poisoned lock is consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An actor this node hosts, served to callers on other nodes through encoded messages.
+pub(crate) trait Hosted: Send + Sync {
+    /// Decodes one call from `caller`, hands it to the actor, and (if `want_reply`) sends the
+    /// encoded answer on `replies`.
+    fn serve(
+        &self,
+        core: &Arc<NodeCore>,
+        frame: CallFrame,
+        caller: u32,
+        replies: &mpsc::Sender<std::result::Result<ReplyFrame, Status>>,
+    );
+    /// Asks the actor to stop.
+    fn stop(&self);
+    /// The actor's name.
+    fn name(&self) -> &str;
+    /// Its id.
+    fn id(&self) -> u64;
+    /// Itself, for a typed handle when the head placed the actor on the asking node.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A local actor of type `A`, hosted for other nodes.
+pub(crate) struct HostedActor<A: Actor> {
+    pub(crate) handle: ActorHandle<A>,
+}
+
+impl<A: Actor> HostedActor<A> {
+    pub(crate) fn new(handle: ActorHandle<A>) -> Self {
+        Self { handle }
+    }
+}
+
+/// A reply frame carrying `result` (an encoded reply or an encoded error).
+fn reply_frame(call_id: u64, result: Result<Bytes>) -> ReplyFrame {
+    match result {
+        Ok(payload) => ReplyFrame { call_id, ok: true, payload },
+        Err(e) => ReplyFrame { call_id, ok: false, payload: crate::encode(&e).unwrap_or_default() },
+    }
+}
+
+impl<A: Actor> Hosted for HostedActor<A> {
+    fn serve(
+        &self,
+        core: &Arc<NodeCore>,
+        frame: CallFrame,
+        caller: u32,
+        replies: &mpsc::Sender<std::result::Result<ReplyFrame, Status>>,
+    ) {
+        let CallFrame { call_id, payload, want_reply, .. } = frame;
+        let decoded: Result<A::Msg> = wire::with_refs(PeerRefs::rc(core, caller), || crate::decode(&payload));
+        let msg = match decoded {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(actor = %self.handle.name(), error = %e, "refused a malformed message");
+                if want_reply {
+                    let _ = replies.try_send(Ok(reply_frame(call_id, Err(e))));
+                }
+                return;
+            }
+        };
+        let reply = self.handle.call_from_async(msg);
+        let (core, replies, name) = (core.clone(), replies.clone(), self.handle.name().to_string());
+        tokio::spawn(async move {
+            let result = reply.await;
+            if !want_reply {
+                if let Err(e) = result {
+                    tracing::error!(actor = %name, error = %e, "message sent with tell failed");
+                }
+                return;
+            }
+            let encoded = result.and_then(|r| encode_for(&core, caller, &r));
+            let _ = replies.send(Ok(reply_frame(call_id, encoded))).await;
+        });
+    }
+
+    fn stop(&self) {
+        self.handle.stop();
+    }
+
+    fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    fn id(&self) -> u64 {
+        self.handle.id()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Encodes `value` for node `peer`: refs in it become borrows of `peer`.
+fn encode_for<T: Serialize>(core: &Arc<NodeCore>, peer: u32, value: &T) -> Result<Bytes> {
+    wire::with_refs(PeerRefs::rc(core, peer), || crate::encode(value))
+}
+
+/// Data-plane counters of this node.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) objects_pulled: AtomicU64,
+    pub(crate) bytes_pulled: AtomicU64,
+    pub(crate) objects_served: AtomicU64,
+    pub(crate) bytes_served: AtomicU64,
+    pub(crate) calls_sent: AtomicU64,
+    pub(crate) calls_received: AtomicU64,
+}
+
+/// Objects pulled from other nodes, kept for reuse (objects never change, so a copy stays
+/// valid). Least recently pulled copies go first once the cache passes its cap.
+struct Cache {
+    entries: HashMap<u64, Arc<tokio::sync::OnceCell<Bytes>>>,
+    order: VecDeque<(u64, usize)>,
+    bytes: usize,
+    cap: usize,
+}
+
+impl Cache {
+    fn insert_done(&mut self, id: u64, len: usize) {
+        self.order.push_back((id, len));
+        self.bytes += len;
+        while self.bytes > self.cap && self.order.len() > 1 {
+            let (old, old_len) = self.order.pop_front().expect("not empty");
+            self.entries.remove(&old);
+            self.bytes -= old_len;
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if self.entries.remove(&id).is_some() {
+            if let Some(pos) = self.order.iter().position(|(i, _)| *i == id) {
+                let (_, len) = self.order.remove(pos).expect("found");
+                self.bytes -= len;
+            }
+        }
+    }
+}
+
+/// An actor of this node, as its heartbeats report it to the head's directory.
+struct LocalActor {
+    name: String,
+    type_name: &'static str,
+    death: DeathNote,
+}
+
+/// Why and whether this node has been asked to stop.
+#[derive(Default)]
+struct StopState {
+    reason: Option<String>,
+}
+
+/// One process's membership in the cluster.
+pub(crate) struct NodeCore {
+    pub(crate) node_id: u32,
+    pub(crate) address: String,
+    pub(crate) head_address: String,
+    pub(crate) token: Token,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) counters: Counters,
+    handle: tokio::runtime::Handle,
+    /// The network runtime; taken and shut down at the end of `Runtime::shutdown`.
+    network: Mutex<Option<tokio::runtime::Runtime>>,
+    runtime: WeakRuntime,
+    store: ObjectStore,
+    head: HeadRpc,
+    peers: Mutex<HashMap<u32, Arc<Peer>>>,
+    /// Serializes connecting, so one stream is opened per peer.
+    connecting: tokio::sync::Mutex<()>,
+    addresses: Mutex<HashMap<u32, String>>,
+    dead: Mutex<HashSet<u32>>,
+    hosted: Mutex<HashMap<u64, Arc<dyn Hosted>>>,
+    directory: Mutex<BTreeMap<u64, LocalActor>>,
+    /// Death notes of handles to actors on other nodes, by node, to mark when a node dies.
+    remote_deaths: Mutex<HashMap<u32, Vec<std::sync::Weak<OnceLock<String>>>>>,
+    cache: Mutex<Cache>,
+    release: OnceLock<Arc<dyn Fn(u64) + Send + Sync>>,
+    stop: Mutex<StopState>,
+    stopped: Condvar,
+    /// Tells the server and the heartbeat loop to end.
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore").field("node_id", &self.node_id).field("address", &self.address).finish()
+    }
+}
+
+/// Runs `fut` on the network runtime and blocks this thread for its output. Safe from any thread
+/// that is not one of the network runtime's own (actor threads, the driver, other runtimes).
+fn run_blocking<T: Send + 'static>(
+    handle: &tokio::runtime::Handle,
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    handle.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let wait = || rx.recv().map_err(|_| RuntimeError::Shutdown);
+    // On a multi-threaded tokio worker, let the runtime move its other tasks off this thread.
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
+}
+
+impl NodeCore {
+    /// Runs `fut` on the network runtime and waits for it (see [`run_blocking`]).
+    pub(crate) fn block_on<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        run_blocking(&self.handle, fut)
+    }
+
+    /// The releasing function every imported ref of this node shares.
+    pub(crate) fn release_fn(&self) -> Arc<dyn Fn(u64) + Send + Sync> {
+        self.release.get().expect("set at start").clone()
+    }
+
+    // === Peers ===
+
+    /// The connected peer for node `node` at `address`, connecting if needed.
+    pub(crate) async fn peer(self: &Arc<Self>, node: u32, address: &str) -> Result<Arc<Peer>> {
+        if let Some(p) = lock(&self.peers).get(&node).filter(|p| !p.is_lost()) {
+            return Ok(p.clone());
+        }
+        if lock(&self.dead).contains(&node) {
+            return Err(RuntimeError::NodeUnreachable {
+                node,
+                address: address.to_string(),
+                message: "the head declared it dead".into(),
+            });
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(p) = lock(&self.peers).get(&node).filter(|p| !p.is_lost()) {
+            return Ok(p.clone());
+        }
+        let peer = Peer::connect(self, node, address.to_string()).await?;
+        lock(&self.peers).insert(node, peer.clone());
+        Ok(peer)
+    }
+
+    /// [`NodeCore::peer`] from a blocking thread.
+    pub(crate) fn peer_blocking(self: &Arc<Self>, node: u32, address: &str) -> Result<Arc<Peer>> {
+        if let Some(p) = lock(&self.peers).get(&node).filter(|p| !p.is_lost()) {
+            return Ok(p.clone());
+        }
+        let (me, address) = (self.clone(), address.to_string());
+        self.block_on(async move { me.peer(node, &address).await })?
+    }
+
+    /// Where node `node` listens, asking the head if this node has not heard of it yet.
+    async fn address_of(&self, node: u32) -> Result<String> {
+        if let Some(a) = lock(&self.addresses).get(&node) {
+            return Ok(a.clone());
+        }
+        let (nodes, _) = self.list_nodes().await?;
+        lock(&self.addresses).extend(nodes.iter().map(|n| (n.node_id, n.address.clone())));
+        lock(&self.addresses)
+            .get(&node)
+            .cloned()
+            .ok_or_else(|| RuntimeError::Cluster(format!("the head knows no node {node}")))
+    }
+
+    /// The head's node table and actor directory.
+    pub(crate) async fn list_nodes(&self) -> Result<(Vec<proto::NodeInfo>, Vec<proto::ActorInfo>)> {
+        let reply = self
+            .head
+            .clone()
+            .list_nodes(proto::ListNodesRequest {})
+            .await
+            .map_err(|s| status_error(&s, 0, &self.head_address))?
+            .into_inner();
+        Ok((reply.nodes, reply.actors))
+    }
+
+    /// Node `node` was declared dead: fail calls to it, mark its actors dead, drop its borrows.
+    fn node_dead(&self, node: u32) {
+        if !lock(&self.dead).insert(node) {
+            return;
+        }
+        let reason = format!("node {node} died (the head declared it dead)");
+        tracing::warn!("{reason}");
+        if let Some(peer) = lock(&self.peers).remove(&node) {
+            peer.fail_all(&reason);
+        }
+        for death in lock(&self.remote_deaths).remove(&node).into_iter().flatten() {
+            if let Some(d) = death.upgrade() {
+                let _ = d.set(reason.clone());
+            }
+        }
+        self.store.drop_borrower(node);
+        lock(&self.cache).entries.retain(|id, _| owner_node(*id) != node);
+    }
+
+    // === Actors ===
+
+    /// Spawns an actor through the head (placement `Any` or `Node`).
+    pub(crate) fn spawn_remote<A: Actor>(
+        self: &Arc<Self>,
+        init: &A::Init,
+        options: &ActorOptions,
+    ) -> Result<ActorHandle<A>> {
+        let request = proto::SpawnActorRequest {
+            type_name: A::TYPE_NAME.into(),
+            init: crate::encode(init)?,
+            options: Some(options_proto(options)),
+            caller: self.node_id,
+        };
+        let head = self.head.clone();
+        let head_address = self.head_address.clone();
+        let reply = self.block_on(async move {
+            head.clone()
+                .spawn_actor(request)
+                .await
+                .map(Response::into_inner)
+                .map_err(|s| status_error(&s, 0, &head_address))
+        })??;
+        if reply.node_id == self.node_id {
+            // Placed here: hand out the local handle, no network in the way.
+            let hosted = lock(&self.hosted).get(&reply.actor_id).cloned();
+            if let Some(local) = hosted.as_ref().and_then(|h| h.as_any().downcast_ref::<HostedActor<A>>()) {
+                return Ok(local.handle.clone());
+            }
+        }
+        lock(&self.addresses).insert(reply.node_id, reply.address.clone());
+        let remote = Arc::new(RemoteActor {
+            actor_id: reply.actor_id,
+            node_id: reply.node_id,
+            address: reply.address,
+            pid: reply.pid,
+            name: reply.name.clone().into(),
+            mailbox_capacity: options.mailbox_capacity,
+            death: Arc::new(OnceLock::new()),
+            core: self.clone(),
+        });
+        lock(&self.remote_deaths).entry(reply.node_id).or_default().push(Arc::downgrade(&remote.death));
+        if lock(&self.dead).contains(&reply.node_id) {
+            let _ = remote.death.set(format!("node {} died", reply.node_id));
+        }
+        Ok(ActorHandle::remote(reply.name, remote))
+    }
+
+    /// Records an actor of this node for the head's directory.
+    pub(crate) fn record_actor(&self, id: u64, name: &str, type_name: &'static str, death: DeathNote) {
+        lock(&self.directory).insert(id, LocalActor { name: name.to_string(), type_name, death });
+    }
+
+    /// Asks node `node` to stop actor `actor_id`, without waiting.
+    pub(crate) fn stop_remote_actor(self: &Arc<Self>, node: u32, address: String, actor_id: u64) {
+        let me = self.clone();
+        self.handle.spawn(async move {
+            if let Ok(peer) = me.peer(node, &address).await {
+                let _ = peer.rpc.clone().stop_actor(proto::StopActorRequest { actor_id }).await;
+            }
+        });
+    }
+
+    /// Builds an actor for another node (the `SpawnActor` handler).
+    async fn host(self: &Arc<Self>, req: proto::NodeSpawnRequest) -> Result<proto::SpawnActorReply> {
+        let rt = self.runtime.upgrade().ok_or(RuntimeError::Shutdown)?;
+        let factory = rt.factory(&req.type_name)?;
+        let options = options_from_proto(req.options.unwrap_or_default());
+        let init = req.init;
+        let built = tokio::task::spawn_blocking(move || {
+            let hosted = factory(&rt, &init, options)?;
+            let (available, version) = rt.available_with_version();
+            Ok::<_, RuntimeError>((hosted, available, version))
+        })
+        .await
+        .map_err(|e| RuntimeError::Cluster(format!("spawning {} panicked: {e}", req.type_name)))??;
+        let (hosted, available, version) = built;
+        lock(&self.hosted).insert(hosted.id(), hosted.clone());
+        Ok(proto::SpawnActorReply {
+            actor_id: hosted.id(),
+            node_id: self.node_id,
+            address: self.address.clone(),
+            pid: std::process::id(),
+            name: hosted.name().to_string(),
+            available: Some(resources(&available)),
+            resource_version: version,
+        })
+    }
+
+    // === Objects ===
+
+    /// Records a borrow of object `id` by node `borrower`, at its owner (here, or by asking the
+    /// owner and waiting for its answer).
+    pub(crate) fn add_borrow(self: &Arc<Self>, id: u64, borrower: u32) -> Result<()> {
+        let owner = owner_node(id);
+        if owner == self.node_id {
+            return self.store.add_borrow(id, borrower, 1);
+        }
+        let me = self.clone();
+        self.block_on(async move { me.update_refs(id, borrower, 1).await })?
+    }
+
+    /// Releases one borrow of object `id` by this node (its last local ref dropped).
+    fn release_borrow(self: &Arc<Self>, id: u64) {
+        let owner = owner_node(id);
+        if owner == self.node_id {
+            self.store.release_borrow(id, self.node_id, 1);
+            return;
+        }
+        if lock(&self.dead).contains(&owner) {
+            return;
+        }
+        let me = self.clone();
+        self.handle.spawn(async move {
+            if let Err(e) = me.update_refs(id, me.node_id, -1).await {
+                tracing::debug!(object = id, error = %e, "could not release a borrow");
+            }
+        });
+    }
+
+    async fn update_refs(self: &Arc<Self>, id: u64, borrower: u32, delta: i64) -> Result<()> {
+        let owner = owner_node(id);
+        let address = self.address_of(owner).await?;
+        let peer = self.peer(owner, &address).await?;
+        peer.rpc
+            .clone()
+            .update_refs(proto::RefUpdate { object_id: id, borrower, delta })
+            .await
+            .map_err(|s| status_error(&s, owner, &address))?;
+        Ok(())
+    }
+
+    /// The bytes of object `id`, owned by another node: from the cache, or pulled once.
+    pub(crate) async fn fetch(self: &Arc<Self>, id: u64, timeout: Option<Duration>) -> Result<Bytes> {
+        let owner = owner_node(id);
+        if lock(&self.dead).contains(&owner) {
+            return Err(RuntimeError::OwnerDied { id, node: owner });
+        }
+        let cell = lock(&self.cache).entries.entry(id).or_default().clone();
+        let result = cell.get_or_try_init(|| self.pull(id, owner, timeout)).await.cloned();
+        if result.is_err() {
+            let mut cache = lock(&self.cache);
+            if cache.entries.get(&id).is_some_and(|c| c.get().is_none()) {
+                cache.entries.remove(&id);
+            }
+        }
+        result
+    }
+
+    /// Pulls object `id` from its owner in chunks.
+    async fn pull(self: &Arc<Self>, id: u64, owner: u32, timeout: Option<Duration>) -> Result<Bytes> {
+        let address = self.address_of(owner).await?;
+        let peer = self.peer(owner, &address).await?;
+        let status = |s: Status| status_error(&s, owner, &address);
+        let timeout_ms = timeout.map_or(0, |t| t.as_millis().max(1) as u64);
+        let mut stream =
+            peer.rpc.clone().pull(proto::PullRequest { object_id: id, timeout_ms }).await.map_err(status)?.into_inner();
+        let first = stream.message().await.map_err(status)?.ok_or_else(|| {
+            RuntimeError::Cluster(format!("node {owner} ended the pull of object {id} before sending it"))
+        })?;
+        let total = usize::try_from(first.total_len).unwrap_or(usize::MAX);
+        let bytes = if first.data.len() == total {
+            first.data
+        } else {
+            let mut buf = BytesMut::with_capacity(total);
+            buf.extend_from_slice(&first.data);
+            while let Some(chunk) = stream.message().await.map_err(status)? {
+                buf.extend_from_slice(&chunk.data);
+            }
+            buf.freeze()
+        };
+        if bytes.len() != total {
+            return Err(RuntimeError::Cluster(format!(
+                "object {id} from node {owner} arrived with {} of {total} bytes",
+                bytes.len()
+            )));
+        }
+        self.counters.objects_pulled.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_pulled.fetch_add(total as u64, Ordering::Relaxed);
+        lock(&self.cache).insert_done(id, total);
+        Ok(bytes)
+    }
+
+    /// Frees objects owned by other nodes on their owners, and drops this node's copies.
+    pub(crate) fn free_remote(self: &Arc<Self>, refs: &[ObjectRef]) {
+        let mut by_owner: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+        for r in refs {
+            lock(&self.cache).remove(r.id());
+            by_owner.entry(r.owner_node()).or_default().push(r.id());
+        }
+        for (owner, ids) in by_owner {
+            let me = self.clone();
+            self.handle.spawn(async move {
+                let Ok(address) = me.address_of(owner).await else { return };
+                if let Ok(peer) = me.peer(owner, &address).await {
+                    let _ = peer.rpc.clone().free(proto::FreeRequest { object_ids: ids }).await;
+                }
+            });
+        }
+    }
+
+    // === Tasks ===
+
+    /// Runs task `name` on a node the head picks and completes object `out` (owned here) with
+    /// its result.
+    pub(crate) fn submit_remote(self: &Arc<Self>, name: &str, args: Bytes, out: u64) {
+        let (me, name) = (self.clone(), name.to_string());
+        self.handle.spawn(async move {
+            let result = me.run_task_somewhere(&name, args).await.map_err(|e| e.to_string());
+            let store = me.store.clone();
+            // Completing may wait for room in the store: keep that off the network threads.
+            let _ = tokio::task::spawn_blocking(move || store.complete(out, result)).await;
+        });
+    }
+
+    async fn run_task_somewhere(self: &Arc<Self>, name: &str, args: Bytes) -> Result<Bytes> {
+        let request = proto::PickNodeRequest {
+            resources: Some(resources(&BTreeMap::from([("CPU".to_string(), 1.0)]))),
+            placement_timeout_ms: 60_000,
+            what: format!("task {name}"),
+        };
+        let picked = self
+            .head
+            .clone()
+            .pick_node(request)
+            .await
+            .map_err(|s| status_error(&s, 0, &self.head_address))?
+            .into_inner();
+        if picked.node_id == self.node_id {
+            let rt = self.runtime.upgrade().ok_or(RuntimeError::Shutdown)?;
+            let name = name.to_string();
+            return tokio::task::spawn_blocking(move || rt.run_task_now(&name, args))
+                .await
+                .map_err(|e| RuntimeError::Cluster(e.to_string()))?
+                .map_err(|message| RuntimeError::ObjectFailed { id: 0, message });
+        }
+        let peer = self.peer(picked.node_id, &picked.address).await?;
+        let status = |s: Status| status_error(&s, picked.node_id, &picked.address);
+        let request = proto::RunTaskRequest { name: name.to_string(), args, caller: self.node_id };
+        let mut stream = peer.rpc.clone().run_task(request).await.map_err(status)?.into_inner();
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = stream.message().await.map_err(status)? {
+            if buf.is_empty() {
+                buf.reserve(usize::try_from(chunk.total_len).unwrap_or(0));
+            }
+            buf.extend_from_slice(&chunk.data);
+        }
+        Ok(buf.freeze())
+    }
+
+    // === Lifecycle ===
+
+    /// Counters of this node's data plane, with its store's and cache's bytes.
+    pub(crate) fn transfer_stats(&self) -> proto::TransferStats {
+        let c = &self.counters;
+        proto::TransferStats {
+            objects_pulled: c.objects_pulled.load(Ordering::Relaxed),
+            bytes_pulled: c.bytes_pulled.load(Ordering::Relaxed),
+            objects_served: c.objects_served.load(Ordering::Relaxed),
+            bytes_served: c.bytes_served.load(Ordering::Relaxed),
+            calls_sent: c.calls_sent.load(Ordering::Relaxed),
+            calls_received: c.calls_received.load(Ordering::Relaxed),
+            store_bytes: self.store.stats().used_bytes as u64,
+            cache_bytes: lock(&self.cache).bytes as u64,
+        }
+    }
+
+    /// One heartbeat: free resources, actors, counters; learns which nodes died.
+    async fn heartbeat(self: &Arc<Self>) -> Result<()> {
+        let Some(rt) = self.runtime.upgrade() else { return Err(RuntimeError::Shutdown) };
+        let (available, resource_version) = rt.available_with_version();
+        drop(rt);
+        let actors = lock(&self.directory)
+            .iter()
+            .map(|(id, a)| proto::ActorInfo {
+                actor_id: *id,
+                name: a.name.clone(),
+                type_name: a.type_name.to_string(),
+                node_id: self.node_id,
+                alive: a.death.get().is_none(),
+                death_reason: a.death.get().cloned().unwrap_or_default(),
+            })
+            .collect();
+        let request = proto::HeartbeatRequest {
+            node_id: self.node_id,
+            available: Some(resources(&available)),
+            resource_version,
+            actors,
+            transfers: Some(self.transfer_stats()),
+        };
+        let reply = self
+            .head
+            .clone()
+            .heartbeat(request)
+            .await
+            .map_err(|s| status_error(&s, 0, &self.head_address))?
+            .into_inner();
+        for node in reply.dead_nodes {
+            self.node_dead(node);
+        }
+        if !reply.accepted {
+            self.request_stop("the head declared this node dead");
+        }
+        Ok(())
+    }
+
+    /// Marks the node as asked to stop, with the first reason given.
+    pub(crate) fn request_stop(&self, reason: &str) {
+        let mut stop = lock(&self.stop);
+        if stop.reason.is_none() {
+            stop.reason = Some(reason.to_string());
+        }
+        self.stopped.notify_all();
+    }
+
+    /// Blocks until the node is asked to stop; returns why.
+    pub(crate) fn wait_for_stop(&self) -> String {
+        let mut stop = lock(&self.stop);
+        while stop.reason.is_none() {
+            stop = self.stopped.wait(stop).unwrap_or_else(|e| e.into_inner());
+        }
+        stop.reason.clone().unwrap_or_default()
+    }
+
+    /// Turns SIGINT and SIGTERM into a stop request.
+    pub(crate) fn stop_on_signal(self: &Arc<Self>) {
+        let me = self.clone();
+        self.handle.spawn(async move {
+            let reason = wait_for_signal().await;
+            me.request_stop(&reason);
+        });
+    }
+
+    /// The first half of shutdown (habit: decide, tell, wait): stop heartbeats and serving new
+    /// calls, tell the head this node leaves.
+    pub(crate) fn begin_shutdown(self: &Arc<Self>) {
+        self.request_stop("shut down");
+        let mut head = self.head.clone();
+        let node_id = self.node_id;
+        let _ = self.block_on(async move {
+            let leave = head.leave(proto::LeaveRequest { node_id, reason: "shut down".into() });
+            let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
+        });
+        let _ = self.shutdown_tx.send(true);
+        for (_, h) in lock(&self.hosted).drain() {
+            h.stop();
+        }
+    }
+
+    /// The last half: drop connections and stop the network runtime.
+    pub(crate) fn finish_shutdown(&self) {
+        for (_, peer) in lock(&self.peers).drain() {
+            peer.fail_all("this node shut down");
+        }
+        if let Some(network) = lock(&self.network).take() {
+            network.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM; returns which.
+async fn wait_for_signal() -> String {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM".into(),
+            _ = int.recv() => "SIGINT".into(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C".into()
+    }
+}
+
+/// The proto form of actor options.
+fn options_proto(o: &ActorOptions) -> proto::ActorOptionsProto {
+    let mut amounts = o.resources.clone();
+    for (key, value) in [("CPU", o.num_cpus), ("GPU", o.num_gpus)] {
+        if value > 0.0 {
+            amounts.insert(key.into(), value);
+        }
+    }
+    proto::ActorOptionsProto {
+        name: o.name.clone().unwrap_or_default(),
+        resources: Some(resources(&amounts)),
+        max_restarts: o.max_restarts,
+        mailbox_capacity: o.mailbox_capacity as u64,
+        node_id: match o.placement {
+            Placement::Node(n) => n,
+            Placement::Any | Placement::Local => 0,
+        },
+        placement_timeout_ms: o.placement_timeout.as_millis() as u64,
+    }
+}
+
+/// Actor options from their proto form (the node builds the actor locally).
+fn options_from_proto(p: proto::ActorOptionsProto) -> ActorOptions {
+    let mut amounts = p.resources.map(|r| r.amounts).unwrap_or_default();
+    let num_cpus = amounts.remove("CPU").unwrap_or(0.0);
+    let num_gpus = amounts.remove("GPU").unwrap_or(0.0);
+    ActorOptions {
+        name: (!p.name.is_empty()).then_some(p.name),
+        num_cpus,
+        num_gpus,
+        resources: amounts.into_iter().collect(),
+        max_restarts: p.max_restarts,
+        mailbox_capacity: usize::try_from(p.mailbox_capacity).unwrap_or(usize::MAX),
+        placement: Placement::Local,
+        placement_timeout: Duration::from_millis(p.placement_timeout_ms),
+    }
+}
+
+/// Resources in proto form.
+pub(crate) fn resources(r: &BTreeMap<String, f64>) -> proto::Resources {
+    proto::Resources { amounts: r.iter().map(|(k, v)| (k.clone(), *v)).collect() }
+}
+
+// === The Node service ===
+
+type ReplyStream = Pin<Box<dyn Stream<Item = std::result::Result<ReplyFrame, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = std::result::Result<proto::Chunk, Status>> + Send>>;
+
+/// The `Node` service of this process; answers UNAVAILABLE until the node has joined.
+struct NodeService {
+    core: Arc<OnceLock<Arc<NodeCore>>>,
+}
+
+impl NodeService {
+    fn core(&self) -> std::result::Result<Arc<NodeCore>, Status> {
+        self.core.get().cloned().ok_or_else(|| Status::unavailable("this node has not joined its head yet"))
+    }
+}
+
+/// `bytes` as a stream of chunks of at most [`CHUNK_BYTES`]; the first says the total length.
+fn chunks(bytes: Bytes) -> ChunkStream {
+    let total = bytes.len() as u64;
+    let starts: Vec<usize> = if bytes.is_empty() { vec![0] } else { (0..bytes.len()).step_by(CHUNK_BYTES).collect() };
+    let pieces = starts.into_iter().map(move |start| {
+        let end = (start + CHUNK_BYTES).min(bytes.len());
+        Ok(proto::Chunk { total_len: if start == 0 { total } else { 0 }, data: bytes.slice(start..end) })
+    });
+    Box::pin(tokio_stream::iter(pieces.collect::<Vec<_>>()))
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn spawn_actor(
+        &self,
+        req: Request<proto::NodeSpawnRequest>,
+    ) -> std::result::Result<Response<proto::SpawnActorReply>, Status> {
+        let core = self.core()?;
+        core.host(req.into_inner()).await.map(Response::new).map_err(|e| error_status(&e))
+    }
+
+    type CallsStream = ReplyStream;
+
+    async fn calls(&self, req: Request<Streaming<CallFrame>>) -> std::result::Result<Response<ReplyStream>, Status> {
+        let core = self.core()?;
+        let caller = req.extensions().get::<Caller>().map_or(0, |c| c.0);
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(frame)) => {
+                        core.counters.calls_received.fetch_add(1, Ordering::Relaxed);
+                        let hosted = lock(&core.hosted).get(&frame.actor_id).cloned();
+                        match hosted {
+                            Some(h) => h.serve(&core, frame, caller, &tx),
+                            None if frame.want_reply => {
+                                let e = RuntimeError::NotDelivered {
+                                    actor: format!("actor {}", frame.actor_id),
+                                    reason: format!("node {} hosts no such actor", core.node_id),
+                                };
+                                let _ = tx.send(Ok(reply_frame(frame.call_id, Err(e)))).await;
+                            }
+                            None => {}
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::warn!(caller, error = %status.message(), "refused a call stream's message; closing it");
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type PullStream = ChunkStream;
+
+    async fn pull(&self, req: Request<proto::PullRequest>) -> std::result::Result<Response<ChunkStream>, Status> {
+        let core = self.core()?;
+        let req = req.into_inner();
+        let r = ObjectRef::unowned(req.object_id);
+        let get = core.store.get(&r);
+        let bytes = if req.timeout_ms == 0 {
+            get.await
+        } else {
+            let limit = Duration::from_millis(req.timeout_ms);
+            tokio::time::timeout(limit, get)
+                .await
+                .unwrap_or_else(|_| Err(RuntimeError::Timeout(limit, format!("object {}", req.object_id))))
+        }
+        .map_err(|e| error_status(&e))?;
+        core.counters.objects_served.fetch_add(1, Ordering::Relaxed);
+        core.counters.bytes_served.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(Response::new(chunks(bytes)))
+    }
+
+    async fn update_refs(
+        &self,
+        req: Request<proto::RefUpdate>,
+    ) -> std::result::Result<Response<proto::RefUpdateReply>, Status> {
+        let core = self.core()?;
+        let u = req.into_inner();
+        if u.delta >= 0 {
+            core.store.add_borrow(u.object_id, u.borrower, u.delta as u64).map_err(|e| error_status(&e))?;
+        } else {
+            core.store.release_borrow(u.object_id, u.borrower, u.delta.unsigned_abs());
+        }
+        Ok(Response::new(proto::RefUpdateReply {}))
+    }
+
+    async fn free(&self, req: Request<proto::FreeRequest>) -> std::result::Result<Response<proto::FreeReply>, Status> {
+        let core = self.core()?;
+        let refs: Vec<ObjectRef> = req.into_inner().object_ids.into_iter().map(ObjectRef::unowned).collect();
+        core.store.free(&refs);
+        Ok(Response::new(proto::FreeReply {}))
+    }
+
+    type RunTaskStream = ChunkStream;
+
+    async fn run_task(
+        &self,
+        req: Request<proto::RunTaskRequest>,
+    ) -> std::result::Result<Response<ChunkStream>, Status> {
+        let core = self.core()?;
+        let rt = core.runtime.upgrade().ok_or_else(|| error_status(&RuntimeError::Shutdown))?;
+        let req = req.into_inner();
+        let name = req.name.clone();
+        let out = tokio::task::spawn_blocking(move || rt.run_task_now(&req.name, req.args))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|message| error_status(&RuntimeError::ObjectFailed { id: 0, message }))?;
+        tracing::debug!(task = %name, bytes = out.len(), "ran a task for another node");
+        Ok(Response::new(chunks(out)))
+    }
+
+    async fn stop_actor(
+        &self,
+        req: Request<proto::StopActorRequest>,
+    ) -> std::result::Result<Response<proto::StopActorReply>, Status> {
+        let core = self.core()?;
+        if let Some(h) = lock(&core.hosted).get(&req.into_inner().actor_id) {
+            h.stop();
+        }
+        Ok(Response::new(proto::StopActorReply {}))
+    }
+}
+
+// === Start ===
+
+/// Starts this process's node: binds, serves, joins `head` (or is the head when `None`).
+pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Runtime> {
+    let network = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.network_threads.max(1))
+        .thread_name("rl-net")
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::Cluster(format!("cannot start the network runtime: {e}")))?;
+    let handle = network.handle().clone();
+    let listener = std::net::TcpListener::bind(options.listen)
+        .map_err(|e| RuntimeError::Cluster(format!("cannot listen on {}: {e}", options.listen)))?;
+    listener.set_nonblocking(true).map_err(|e| RuntimeError::Cluster(e.to_string()))?;
+    let local = listener.local_addr().map_err(|e| RuntimeError::Cluster(e.to_string()))?;
+    if !local.ip().is_loopback() && options.tls.is_none() {
+        tracing::warn!(
+            "listening on {local} without TLS: anyone who can reach this port and has the token can run actors here, \
+             and traffic is plain text; set up TLS (RL_USE_TLS) or bind 127.0.0.1"
+        );
+    }
+    let address = local.to_string();
+    let head_core = head.is_none().then(|| HeadCore::new(&options, build_id().to_string()));
+    let slot: Arc<OnceLock<Arc<NodeCore>>> = Arc::new(OnceLock::new());
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+
+    // Serve.
+    let mut server = Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(64 << 20))
+        .initial_connection_window_size(Some(64 << 20))
+        .max_frame_size(Some(1 << 20));
+    if let Some(tls) = &options.tls {
+        server =
+            server.tls_config(tls.server()).map_err(|e| RuntimeError::Cluster(format!("TLS: {}", error_chain(&e))))?;
+    }
+    let check = CheckToken::new(&options.token);
+    let node_svc = NodeServer::new(NodeService { core: slot.clone() })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut router = server.add_service(InterceptedService::new(node_svc, check.clone()));
+    if let Some(h) = &head_core {
+        h.clone().watch_heartbeats(&handle);
+        router = router.add_service(InterceptedService::new(h.clone().service(), check));
+    }
+    handle.spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("cannot serve: {e}"),
+        };
+        let stop = async move {
+            let _ = shutdown_rx.wait_for(|s| *s).await;
+        };
+        if let Err(e) = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await {
+            tracing::error!("the node's server failed: {}", error_chain(&e));
+        }
+    });
+
+    // Join.
+    let head_address = head.unwrap_or_else(|| address.clone());
+    let join = proto::JoinRequest {
+        address: address.clone(),
+        pid: std::process::id(),
+        hostname: std::env::var("HOSTNAME").unwrap_or_default(),
+        total: Some(resources(&{
+            let mut r = options.resources.clone();
+            r.insert("CPU".into(), options.num_cpus);
+            r.insert("GPU".into(), options.num_gpus);
+            r
+        })),
+        is_driver: options.is_driver,
+        build: build_id().to_string(),
+    };
+    let channel = {
+        let _context = handle.enter();
+        endpoint(&head_address, options.tls.as_ref())?.connect_lazy()
+    };
+    let joining = HeadClient::with_interceptor(channel.clone(), AddToken::new(&options.token, 0)?);
+    let head_for_errors = head_address.clone();
+    let joined = run_blocking(&handle, async move {
+        joining.clone().join(join).await.map(Response::into_inner).map_err(|s| status_error(&s, 0, &head_for_errors))
+    })
+    .and_then(|r| r);
+    let reply = match joined {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = shutdown_tx.send(true);
+            network.shutdown_timeout(Duration::from_secs(1));
+            return Err(e);
+        }
+    };
+    let rt = Runtime::for_node(options.runtime_options(), reply.node_id)?;
+    let core = Arc::new(NodeCore {
+        node_id: reply.node_id,
+        address,
+        head_address,
+        token: options.token.clone(),
+        tls: options.tls.clone(),
+        counters: Counters::default(),
+        handle: handle.clone(),
+        network: Mutex::new(Some(network)),
+        runtime: rt.downgrade(),
+        store: rt.store().clone(),
+        head: HeadClient::with_interceptor(channel, AddToken::new(&options.token, reply.node_id)?),
+        peers: Mutex::new(HashMap::new()),
+        connecting: tokio::sync::Mutex::new(()),
+        addresses: Mutex::new(HashMap::new()),
+        dead: Mutex::new(HashSet::new()),
+        hosted: Mutex::new(HashMap::new()),
+        directory: Mutex::new(BTreeMap::new()),
+        remote_deaths: Mutex::new(HashMap::new()),
+        cache: Mutex::new(Cache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            cap: options.cache_bytes,
+        }),
+        release: OnceLock::new(),
+        stop: Mutex::new(StopState::default()),
+        stopped: Condvar::new(),
+        shutdown_tx,
+    });
+    let weak = Arc::downgrade(&core);
+    let _ = core.release.set(Arc::new(move |id| {
+        if let Some(core) = weak.upgrade() {
+            core.release_borrow(id);
+        }
+    }));
+    rt.set_cluster(core.clone());
+    let _ = slot.set(core.clone());
+    spawn_heartbeats(&core, Duration::from_millis(reply.heartbeat_interval_ms.max(1)));
+    tracing::info!(node = reply.node_id, address = %core.address, head = %core.head_address, "joined the cluster");
+    Ok(rt)
+}
+
+/// Sends a heartbeat every `interval` until shutdown.
+fn spawn_heartbeats(core: &Arc<NodeCore>, interval: Duration) {
+    let weak = Arc::downgrade(core);
+    let mut shutdown = core.shutdown_tx.subscribe();
+    core.handle.spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            let Some(core) = weak.upgrade() else { return };
+            match core.heartbeat().await {
+                Ok(()) if failing => {
+                    tracing::info!("the head answers heartbeats again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    tracing::warn!("heartbeat to the head at {} failed: {e}", core.head_address);
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}
