@@ -45,6 +45,11 @@ pub trait Algorithm {
 
     /// Everything needed to continue exactly, for a checkpoint.
     fn state(&mut self) -> Result<AlgorithmState>;
+
+    /// Where each of its actors runs, by actor name (written to `cluster.json` on a cluster).
+    fn actor_locations(&self) -> Vec<(String, rl_runtime::ActorLocation)> {
+        Vec::new()
+    }
 }
 
 /// What one [`Algorithm::training_step`] sampled and how long it took.

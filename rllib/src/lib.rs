@@ -54,4 +54,5 @@ pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use metrics::IterationResult;
 pub use run_dir::{RunDir, TrainSummary};
-pub use train::train;
+pub use ppo::register_actors;
+pub use train::{train, train_on};

@@ -41,6 +41,8 @@ pub const PLOT_FILE: &str = "learning_curve.png";
 pub const SUMMARY_TEXT_FILE: &str = "summary.txt";
 /// The final summary as JSON, written last: its presence marks a finished run.
 pub const SUMMARY_FILE: &str = "summary.json";
+/// Where a run on a cluster ran: every actor's node and process, every node's transfer counters.
+pub const CLUSTER_FILE: &str = "cluster.json";
 
 /// What a finished run reports; written to [`SUMMARY_TEXT_FILE`] (this type's `Display`) and
 /// [`SUMMARY_FILE`] (serde).

@@ -1,11 +1,12 @@
-//! The entry point of training: the embedded runtime, the configured algorithm, the shared loop.
+//! The entry point of training: the runtime (embedded, or a cluster's driver), the configured
+//! algorithm, the shared loop.
 
 use std::path::Path;
 
 use rl_env::Space;
 use rl_runtime::{Runtime, RuntimeOptions};
 
-use crate::algorithm;
+use crate::algorithm::{self, Algorithm};
 use crate::callbacks::Callbacks;
 use crate::config::{AlgorithmId, TrainConfig};
 use crate::error::Result;
@@ -18,19 +19,80 @@ use crate::run_dir::{RunDir, TrainSummary};
 /// Everything that can fail on bad input (the output directory, the env, its arguments, the
 /// model, the actors) fails before the run directory is created.
 pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
+    check(config, output)?;
+    let rt = Runtime::local(runtime_options(config, RuntimeOptions::default()))?;
+    let result = train_on(&rt, config, output, callbacks);
+    rt.shutdown();
+    result
+}
+
+/// Trains on a runtime the caller started and keeps: on a cluster, a driver joined with
+/// `Runtime::join` (rollout workers go to worker nodes, the learner stays in this process).
+/// Writes the same run directory as [`train`], plus `cluster.json` on a cluster (where each
+/// actor ran, what each node transferred). The same config and seed give the same learning
+/// curve on either.
+pub fn train_on(rt: &Runtime, config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
+    check(config, output)?;
+    match config.algorithm {
+        AlgorithmId::Ppo => {
+            let mut ppo = Ppo::new(rt, config)?;
+            let summary = algorithm::run(&mut ppo, config, output, callbacks)?;
+            if !rt.address().is_empty() {
+                write_cluster_file(rt, &ppo, output)?;
+            }
+            Ok(summary)
+        }
+    }
+}
+
+/// What fails on bad input before anything starts: the output directory, the env, warnings.
+fn check(config: &TrainConfig, output: &Path) -> Result<()> {
     RunDir::check_new(output)?;
     let (_, action_space) = config.env_spaces()?;
     for warning in config_warnings(config, &action_space) {
         tracing::warn!("{warning}");
     }
-    let rt = Runtime::local(runtime_options(config, RuntimeOptions::default()))?;
-    let result = match config.algorithm {
-        AlgorithmId::Ppo => {
-            Ppo::new(&rt, config).and_then(|mut ppo| algorithm::run(&mut ppo, config, output, callbacks))
-        }
+    Ok(())
+}
+
+/// Writes `cluster.json`: the driver, every actor's node and process, and every node of the
+/// head's table with its transfer counters (this process's own counters are read directly;
+/// other nodes' are as of their last heartbeat).
+fn write_cluster_file(rt: &Runtime, algo: &dyn Algorithm, output: &Path) -> Result<()> {
+    use serde_json::json;
+    let (nodes, _) = rt.cluster_nodes()?;
+    let transfers = |t: &rl_runtime::cluster::proto::TransferStats| {
+        json!({
+            "objects_pulled": t.objects_pulled, "bytes_pulled": t.bytes_pulled,
+            "objects_served": t.objects_served, "bytes_served": t.bytes_served,
+            "calls_sent": t.calls_sent, "calls_received": t.calls_received,
+        })
     };
-    rt.shutdown();
-    result
+    let nodes: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let t = if n.node_id == rt.node_id() { rt.transfer_stats() } else { n.transfers.clone().unwrap_or_default() };
+            json!({
+                "node_id": n.node_id, "address": n.address, "pid": n.pid, "is_driver": n.is_driver,
+                "alive": n.state == rl_runtime::cluster::proto::NodeState::Alive as i32,
+                "transfers": transfers(&t),
+            })
+        })
+        .collect();
+    let actors: Vec<_> = algo
+        .actor_locations()
+        .into_iter()
+        .map(|(name, l)| json!({"name": name, "node_id": l.node_id, "pid": l.pid, "address": l.address}))
+        .collect();
+    let doc = json!({
+        "head": rt.head_address(),
+        "driver": {"node_id": rt.node_id(), "pid": std::process::id(), "address": rt.address()},
+        "actors": actors,
+        "nodes": nodes,
+    });
+    let path = output.join(crate::run_dir::CLUSTER_FILE);
+    let text = serde_json::to_string_pretty(&doc).expect("JSON values serialize");
+    std::fs::write(&path, text + "\n").map_err(crate::Error::io("write", &path))
 }
 
 /// Warnings about settings that run but are unlikely to do what the user meant.

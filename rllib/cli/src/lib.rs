@@ -15,9 +15,11 @@
 //! - [`plot`]: learning-curve PNGs with a bundled font.
 //! - [`experiment`]: `rl experiment run`, configs x seeds against published numbers.
 //! - [`bench`](mod@bench): `rl bench`.
+//! - [`cluster`]: `rl start`, `rl stop` and the driver of `rl train --address`.
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod cluster;
 pub mod experiment;
 pub mod plot;
 pub mod progress;
@@ -36,6 +38,8 @@ use rllib::{TrainConfig, train};
 const EXAMPLES: &str = "Examples:
   rl train --config configs/ppo.yaml
   rl train --config configs/ppo.yaml --seed 2 --set lr=3e-4 --set model.fcnet_hiddens=[128,128]
+  rl start --head --num-cpus 0 && rl start --address 127.0.0.1:6380 && rl train --config configs/ppo.yaml --address 127.0.0.1:6380
+  rl stop
   rl evaluate --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --episodes 20
   rl rollout --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --steps 500 --out traj.jsonl
   rl plot runs/PPO_CartPole-v1_seed1_* runs/PPO_CartPole-v1_seed2_* --out cartpole.png
@@ -72,6 +76,68 @@ enum Command {
         /// No progress bar; only the final summary.
         #[arg(long)]
         quiet: bool,
+        /// Train on the cluster whose head listens here (`rl start --head` prints it): rollout
+        /// workers run on its worker nodes, the learner in this process.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// The cluster token file (default: $RL_CLUSTER_TOKEN, else the session directory's).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The session directory holding the token (default: $RL_SESSION_DIR, else ~/.rl/session).
+        #[arg(long)]
+        session_dir: Option<PathBuf>,
+    },
+    /// Start a cluster node: the head (`--head`) or a worker node joining one (`--address`). It
+    /// runs in the background unless `--block`; `rl stop` stops it.
+    Start {
+        /// Start the head: the node table, placement and failure detection, plus a node.
+        #[arg(long, required_unless_present = "address", conflicts_with = "address")]
+        head: bool,
+        /// Join the head at HOST:PORT as a worker node.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// The interface to listen on (default: 127.0.0.1 for a head; for a node, the one it
+        /// reaches the head through). Another one than loopback without TLS prints a warning.
+        #[arg(long)]
+        host: Option<String>,
+        /// The port (default: 6380 for a head, a free one for a node; 0: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Logical CPUs this node offers to actors and tasks (default: this machine's).
+        #[arg(long)]
+        num_cpus: Option<f64>,
+        /// GPUs this node offers.
+        #[arg(long, default_value_t = 0.0)]
+        num_gpus: f64,
+        /// Custom resources as a JSON object, e.g. '{"slot": 2}'.
+        #[arg(long)]
+        resources: Option<String>,
+        /// Stay in the foreground until SIGINT or SIGTERM.
+        #[arg(long)]
+        block: bool,
+        /// The session directory (default: $RL_SESSION_DIR, else ~/.rl/session).
+        #[arg(long)]
+        session_dir: Option<PathBuf>,
+        /// The cluster token file (a node's default: $RL_CLUSTER_TOKEN, else the session
+        /// directory's; a head makes a new token unless given one).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// How often nodes send heartbeats, in ms (set on the head).
+        #[arg(long, default_value_t = 1000)]
+        heartbeat_interval_ms: u64,
+        /// How long the head waits for a heartbeat before declaring a node dead, in ms.
+        #[arg(long, default_value_t = 30_000)]
+        node_timeout_ms: u64,
+    },
+    /// Stop the cluster nodes started from this machine (SIGTERM, then SIGKILL after the grace
+    /// period).
+    Stop {
+        /// The session directory (default: $RL_SESSION_DIR, else ~/.rl/session).
+        #[arg(long)]
+        session_dir: Option<PathBuf>,
+        /// Seconds to wait for a node to stop before killing it.
+        #[arg(long, default_value_t = 10)]
+        grace_s: u64,
     },
     /// Run deterministic evaluation episodes of a checkpoint.
     Evaluate {
@@ -208,7 +274,7 @@ fn init_logging() {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Train { config, mut overrides, output, seed, quiet } => {
+        Command::Train { config, mut overrides, output, seed, quiet, address, token_file, session_dir } => {
             if let Some(s) = seed {
                 if let Some(other) = overrides.iter().find(|o| o.split('=').next().is_some_and(|k| k.trim() == "seed"))
                 {
@@ -219,9 +285,52 @@ fn execute(command: Command) -> Result<()> {
             let config = TrainConfig::load(&config, &overrides)?;
             let output = output.unwrap_or_else(|| default_run_dir(&config));
             let mut callbacks = progress::TrainProgress::new(quiet);
-            let summary = train(&config, &output, &mut callbacks)?;
+            let summary = match address {
+                None => train(&config, &output, &mut callbacks)?,
+                Some(address) => {
+                    let rt = cluster::connect_driver(&address, token_file.as_deref(), session_dir.as_deref())?;
+                    let summary = rllib::train_on(&rt, &config, &output, &mut callbacks);
+                    rt.shutdown();
+                    summary?
+                }
+            };
             println!("{summary}");
             Ok(())
+        }
+        Command::Start {
+            head,
+            address,
+            host,
+            port,
+            num_cpus,
+            num_gpus,
+            resources,
+            block,
+            session_dir,
+            token_file,
+            heartbeat_interval_ms,
+            node_timeout_ms,
+        } => {
+            let raw = std::env::args_os().skip(1).collect();
+            let args = cluster::StartArgs {
+                head,
+                address,
+                host,
+                port,
+                num_cpus,
+                num_gpus,
+                resources,
+                block,
+                session_dir,
+                token_file,
+                heartbeat_interval: std::time::Duration::from_millis(heartbeat_interval_ms),
+                node_timeout: std::time::Duration::from_millis(node_timeout_ms),
+                raw,
+            };
+            cluster::start(args, &mut std::io::stdout().lock())
+        }
+        Command::Stop { session_dir, grace_s } => {
+            cluster::stop(session_dir.as_deref(), std::time::Duration::from_secs(grace_s), &mut std::io::stdout().lock())
         }
         Command::Evaluate { checkpoint, episodes, seed } => {
             if episodes == 0 {

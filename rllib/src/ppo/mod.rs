@@ -28,7 +28,7 @@ use candle_core::{Device, Tensor};
 use rl_env::rng::Pcg64;
 use rl_env::{Kwargs, Space};
 use rl_policies::{ActorCritic, PolicyConfig};
-use rl_runtime::{Actor, ActorContext, ActorHandle, ActorOptions, BoxError, ObjectRef, Runtime};
+use rl_runtime::{Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, ObjectRef, Placement, Runtime};
 use serde::{Deserialize, Serialize};
 
 use self::loss::{LossCoeffs, LossInputs, ppo_loss};
@@ -153,17 +153,22 @@ pub struct Ppo {
 impl Ppo {
     /// Registers PPO's actor types on `rt` and spawns the learner and the rollout workers.
     pub fn new(rt: &Runtime, config: &TrainConfig) -> Result<Self> {
-        rt.register_actor::<Learner>();
-        rt.register_actor::<RolloutWorker>();
+        register_actors(rt);
         // The learner and the workers take turns in a synchronous iteration, so the learner
-        // reserves no CPU of its own; each worker reserves num_cpus_per_env_runner.
+        // reserves no CPU of its own; each worker reserves num_cpus_per_env_runner. On a
+        // cluster the learner lives in the driver's process and the workers on worker nodes.
         let learner_init = LearnerInit {
             env: config.env.clone(),
             env_config: config.env_config.clone(),
             model: config.model.clone(),
             seed: config.seed,
         };
-        let learner_opts = ActorOptions { name: Some("learner".into()), num_cpus: 0.0, ..Default::default() };
+        let learner_opts = ActorOptions {
+            name: Some("learner".into()),
+            num_cpus: 0.0,
+            placement: Placement::Local,
+            ..Default::default()
+        };
         let learner = rt.spawn::<Learner>(learner_init, learner_opts)?;
         let workers = (0..config.num_env_runners as u32)
             .map(|i| {
@@ -263,6 +268,19 @@ impl Algorithm for Ppo {
             extra_files: Vec::new(),
         })
     }
+
+    fn actor_locations(&self) -> Vec<(String, ActorLocation)> {
+        std::iter::once((self.learner.name().to_string(), self.learner.location()))
+            .chain(self.workers.iter().map(|w| (w.name().to_string(), w.location())))
+            .collect()
+    }
+}
+
+/// Makes PPO's actor types buildable by name on `rt`: what every node of a cluster does at start,
+/// so the driver can place rollout workers (and learners) on it.
+pub fn register_actors(rt: &Runtime) {
+    rt.register_actor::<Learner>();
+    rt.register_actor::<RolloutWorker>();
 }
 
 // === 3. The learner actor ===
