@@ -53,6 +53,6 @@ pub use callbacks::Callbacks;
 pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use metrics::IterationResult;
-pub use run_dir::{RunDir, TrainSummary};
 pub use ppo::register_actors;
+pub use run_dir::{RunDir, TrainSummary};
 pub use train::{train, train_on};

@@ -31,7 +31,12 @@ pub fn train(config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks)
 /// Writes the same run directory as [`train`], plus `cluster.json` on a cluster (where each
 /// actor ran, what each node transferred). The same config and seed give the same learning
 /// curve on either.
-pub fn train_on(rt: &Runtime, config: &TrainConfig, output: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
+pub fn train_on(
+    rt: &Runtime,
+    config: &TrainConfig,
+    output: &Path,
+    callbacks: &mut dyn Callbacks,
+) -> Result<TrainSummary> {
     check(config, output)?;
     match config.algorithm {
         AlgorithmId::Ppo => {
@@ -71,7 +76,8 @@ fn write_cluster_file(rt: &Runtime, algo: &dyn Algorithm, output: &Path) -> Resu
     let nodes: Vec<_> = nodes
         .iter()
         .map(|n| {
-            let t = if n.node_id == rt.node_id() { rt.transfer_stats() } else { n.transfers.clone().unwrap_or_default() };
+            let t =
+                if n.node_id == rt.node_id() { rt.transfer_stats() } else { n.transfers.clone().unwrap_or_default() };
             json!({
                 "node_id": n.node_id, "address": n.address, "pid": n.pid, "is_driver": n.is_driver,
                 "alive": n.state == rl_runtime::cluster::proto::NodeState::Alive as i32,

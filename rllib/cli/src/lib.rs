@@ -129,6 +129,19 @@ enum Command {
         #[arg(long, default_value_t = 30_000)]
         node_timeout_ms: u64,
     },
+    /// Show the cluster: every node (state, address, pid, free CPUs, last heartbeat, bytes moved)
+    /// and every actor.
+    Status {
+        /// The head (default: the one of the session directory).
+        #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        /// The cluster token file (default: $RL_CLUSTER_TOKEN, else the session directory's).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The session directory (default: $RL_SESSION_DIR, else ~/.rl/session).
+        #[arg(long)]
+        session_dir: Option<PathBuf>,
+    },
     /// Stop the cluster nodes started from this machine (SIGTERM, then SIGKILL after the grace
     /// period).
     Stop {
@@ -329,9 +342,17 @@ fn execute(command: Command) -> Result<()> {
             };
             cluster::start(args, &mut std::io::stdout().lock())
         }
-        Command::Stop { session_dir, grace_s } => {
-            cluster::stop(session_dir.as_deref(), std::time::Duration::from_secs(grace_s), &mut std::io::stdout().lock())
-        }
+        Command::Status { address, token_file, session_dir } => cluster::status(
+            address.as_deref(),
+            token_file.as_deref(),
+            session_dir.as_deref(),
+            &mut std::io::stdout().lock(),
+        ),
+        Command::Stop { session_dir, grace_s } => cluster::stop(
+            session_dir.as_deref(),
+            std::time::Duration::from_secs(grace_s),
+            &mut std::io::stdout().lock(),
+        ),
         Command::Evaluate { checkpoint, episodes, seed } => {
             if episodes == 0 {
                 bail!("--episodes must be at least 1");

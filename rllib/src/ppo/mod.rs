@@ -28,7 +28,9 @@ use candle_core::{Device, Tensor};
 use rl_env::rng::Pcg64;
 use rl_env::{Kwargs, Space};
 use rl_policies::{ActorCritic, PolicyConfig};
-use rl_runtime::{Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, ObjectRef, Placement, Runtime};
+use rl_runtime::{
+    Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, ObjectRef, Placement, Runtime,
+};
 use serde::{Deserialize, Serialize};
 
 use self::loss::{LossCoeffs, LossInputs, ppo_loss};

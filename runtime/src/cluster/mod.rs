@@ -171,6 +171,23 @@ impl Runtime {
     }
 }
 
+/// The node table and actor directory of the head at `address`, read without joining (what
+/// `rl status` shows).
+pub fn status(address: &str, token: &Token, tls: Option<&TlsConfig>) -> Result<(Vec<NodeInfo>, Vec<ActorInfo>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RuntimeError::Cluster(format!("cannot start a network runtime: {e}")))?;
+    let add = auth::AddToken::new(token, 0)?;
+    rt.block_on(async {
+        let channel = connect(address, 0, tls).await?;
+        let mut head = proto::head_client::HeadClient::with_interceptor(channel, add);
+        let reply = head.list_nodes(proto::ListNodesRequest {}).await.map_err(|s| status_error(&s, 0, address))?;
+        let reply = reply.into_inner();
+        Ok((reply.nodes, reply.actors))
+    })
+}
+
 /// A gRPC endpoint for `address` with the settings every connection uses: no Nagle delay,
 /// 64 MiB HTTP/2 windows (a 64 MiB pull is not throttled by window updates), TLS if configured.
 pub(crate) fn endpoint(address: &str, tls: Option<&TlsConfig>) -> Result<Endpoint> {

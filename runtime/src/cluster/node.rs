@@ -826,7 +826,13 @@ impl Node for NodeService {
                     }
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::warn!(caller, error = %status.message(), "refused a call stream's message; closing it");
+                        // A peer that went away ends its stream with a transport error; a message
+                        // over the size limit is refused here.
+                        if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) {
+                            tracing::warn!(caller, error = %status.message(), "refused a message; closing the call stream");
+                        } else {
+                            tracing::debug!(caller, error = %status.message(), "a call stream ended");
+                        }
                         let _ = tx.send(Err(status)).await;
                         break;
                     }

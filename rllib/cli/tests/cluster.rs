@@ -1,0 +1,344 @@
+//! A real cluster: a head and worker nodes as separate `rl` processes on 127.0.0.1, a driver
+//! process training on them, nodes killed for real. Every process is started with `--port 0`
+//! (a free port, read from its `listening on` line), its own session directory, and a guard that
+//! kills it by pid on drop, so a failed assert leaves nothing running.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const RL: &str = env!("CARGO_BIN_EXE_rl");
+const PPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/ppo.yaml");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rl-cluster-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A child process killed (SIGKILL) and reaped on drop unless it already exited.
+struct Proc {
+    child: Child,
+    name: String,
+    /// Lines of its stdout, read by a thread.
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Proc {
+    /// Starts `program args`, stdout read line by line, stderr into `dir/name.err`.
+    fn spawn(program: &Path, args: &[&str], dir: &Path, name: &str) -> Self {
+        let stderr = dir.join(format!("{name}.err"));
+        let mut child = Command::new(program)
+            .args(args)
+            .env("RL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, name: name.into(), lines, stderr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most `limit`) for a stdout line starting with `prefix`; returns the rest.
+    fn line(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(rest) = l.strip_prefix(prefix) {
+                        return rest.to_string();
+                    }
+                }
+                Err(_) => panic!("{} printed no {prefix:?} line within {limit:?}; stderr: {}", self.name, self.err()),
+            }
+        }
+    }
+
+    fn err(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    fn exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {limit:?}; stderr: {}", self.name, self.err());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A head and `n` worker nodes of one session.
+struct Cluster {
+    dir: PathBuf,
+    session: String,
+    address: String,
+    head: Proc,
+    nodes: Vec<Proc>,
+}
+
+impl Cluster {
+    fn start(name: &str, n: usize, node_timeout_ms: u64) -> Self {
+        let dir = scratch(name);
+        let session = dir.join("session").display().to_string();
+        let timeout = node_timeout_ms.to_string();
+        let head = Proc::spawn(
+            Path::new(RL),
+            &[
+                "start",
+                "--head",
+                "--block",
+                "--port",
+                "0",
+                "--num-cpus",
+                "0",
+                "--session-dir",
+                &session,
+                "--heartbeat-interval-ms",
+                "200",
+                "--node-timeout-ms",
+                &timeout,
+            ],
+            &dir,
+            "head",
+        );
+        let address = head.line("listening on ", Duration::from_secs(60));
+        head.line("ready", Duration::from_secs(60));
+        let nodes = (0..n)
+            .map(|i| {
+                let args = ["start", "--address", &address, "--block", "--num-cpus", "2", "--session-dir", &session];
+                let node = Proc::spawn(Path::new(RL), &args, &dir, &format!("node{i}"));
+                node.line("ready", Duration::from_secs(60));
+                node
+            })
+            .collect();
+        Self { dir, session, address, head, nodes }
+    }
+
+    /// `rl status` of this cluster.
+    fn status(&self) -> String {
+        let out = Command::new(RL).args(["status", "--session-dir", &self.session]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// progress.csv without its timing columns, as rows of cells.
+fn progress_without_timing(run: &Path) -> Vec<Vec<String>> {
+    const TIMING: [&str; 5] =
+        ["time_this_iter_s", "time_total_s", "timers/sample_s", "timers/learn_s", "num_env_steps_sampled_per_s"];
+    let text = std::fs::read_to_string(run.join("progress.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let keep: Vec<usize> = (0..rows[0].len()).filter(|i| !TIMING.contains(&rows[0][*i])).collect();
+    rows.iter().map(|r| keep.iter().map(|i| r.get(*i).unwrap_or(&"").to_string()).collect()).collect()
+}
+
+#[test]
+fn ppo_across_a_head_and_two_nodes_learns_and_matches_the_local_run() {
+    let c = Cluster::start("ppo", 2, 30_000);
+    let cluster_run = c.dir.join("cluster-run");
+    let local_run = c.dir.join("local-run");
+    let run = cluster_run.display().to_string();
+    let mut driver = Proc::spawn(
+        Path::new(RL),
+        &["train", "--config", PPO, "--address", &c.address, "--session-dir", &c.session, "--output", &run, "--quiet"],
+        &c.dir,
+        "driver",
+    );
+    let driver_pid = driver.pid();
+    assert!(driver.exit(Duration::from_secs(900)).success(), "{}", driver.err());
+    let local = Command::new(RL)
+        .args(["train", "--config", PPO, "--output", local_run.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+
+    // The same learning curve, cell for cell, but for the timing columns.
+    let (a, b) = (progress_without_timing(&cluster_run), progress_without_timing(&local_run));
+    assert_eq!(a.len(), b.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "row {i} differs");
+    }
+    let summary = read_json(&cluster_run.join("summary.json"));
+    let returns = summary["final_evaluation"]["returns"].as_array().unwrap();
+    let final_return = returns.iter().map(|r| r.as_f64().unwrap()).sum::<f64>() / returns.len() as f64;
+    assert!(final_return >= 475.0, "final evaluation {final_return}");
+
+    // Each rollout worker ran in a worker-node process, the learner in the driver.
+    let placed = read_json(&cluster_run.join("cluster.json"));
+    let node_pids: Vec<u64> = c.nodes.iter().map(|n| u64::from(n.pid())).collect();
+    let actors = placed["actors"].as_array().unwrap();
+    let runners: Vec<&serde_json::Value> =
+        actors.iter().filter(|a| a["name"].as_str().unwrap().starts_with("env_runner")).collect();
+    assert_eq!(runners.len(), 2);
+    for r in &runners {
+        let pid = r["pid"].as_u64().unwrap();
+        assert!(node_pids.contains(&pid) && pid != u64::from(driver_pid), "{r}");
+    }
+    assert_ne!(runners[0]["node_id"], runners[1]["node_id"], "spread over both nodes");
+    let learner = actors.iter().find(|a| a["name"] == "learner").unwrap();
+    assert_eq!(learner["pid"].as_u64(), Some(u64::from(driver_pid)));
+
+    // Weights went out to both nodes and batches came back, every iteration.
+    let iterations = (a.len() - 1) as u64;
+    let nodes = placed["nodes"].as_array().unwrap();
+    let driver_id = placed["driver"]["node_id"].as_u64().unwrap();
+    for n in nodes {
+        let t = &n["transfers"];
+        let (pulled, served) = (t["objects_pulled"].as_u64().unwrap(), t["objects_served"].as_u64().unwrap());
+        if n["node_id"].as_u64() == Some(driver_id) {
+            assert_eq!(pulled, 2 * iterations, "the driver pulls two batches per iteration: {n}");
+            assert!(served >= 2 * iterations, "and serves the weights to two nodes: {n}");
+        } else if runners.iter().any(|r| r["node_id"] == n["node_id"]) {
+            // Counters of other nodes are as of their last heartbeat (every 200 ms).
+            assert!(pulled >= iterations / 2 && served >= iterations / 2, "{n}");
+        }
+    }
+
+    // `rl status` shows the cluster; `rl stop` stops every node cleanly.
+    let status = c.status();
+    assert!(status.contains("ALIVE") && status.contains("RolloutWorker"), "{status}");
+    let stop = Command::new(RL).args(["stop", "--session-dir", &c.session]).output().unwrap();
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    let Cluster { mut head, mut nodes, .. } = c;
+    for n in &mut nodes {
+        assert!(n.exit(Duration::from_secs(30)).success(), "{}", n.err());
+    }
+    assert!(head.exit(Duration::from_secs(30)).success(), "{}", head.err());
+}
+
+#[test]
+fn a_killed_node_is_declared_dead_and_training_on_it_fails_clearly() {
+    let mut c = Cluster::start("kill", 2, 2_000);
+    let run = c.dir.join("run");
+    let run_s = run.display().to_string();
+    let mut driver = Proc::spawn(
+        Path::new(RL),
+        &[
+            "train",
+            "--config",
+            PPO,
+            "--address",
+            &c.address,
+            "--session-dir",
+            &c.session,
+            "--output",
+            &run_s,
+            "--quiet",
+            "--set",
+            "stop.num_env_steps_sampled_lifetime=100000000",
+        ],
+        &c.dir,
+        "driver",
+    );
+    // Wait until training runs (progress.csv has rows), then kill a node.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(run.join("progress.csv")).map_or(0, |t| t.lines().count()) < 5 {
+        assert!(Instant::now() < deadline, "training did not start: {}", driver.err());
+        assert!(driver.child.try_wait().unwrap().is_none(), "the driver exited: {}", driver.err());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut victim = c.nodes.remove(1);
+    let killed_at = Instant::now();
+    victim.child.kill().unwrap();
+    victim.exit(Duration::from_secs(10));
+
+    // The driver's next call to the dead node's worker (or the learner's pull of a batch the
+    // worker had just made) fails: training stops with an error naming the node.
+    let status = driver.exit(Duration::from_secs(60));
+    assert!(!status.success());
+    let err = driver.err();
+    let last = err.lines().rfind(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
+    let node_id = c.nodes.len() + 2; // The head is node 1, the nodes 2 and 3 in start order.
+    assert!(last.contains(&format!("node {node_id}")), "{last}");
+    assert!(
+        last.contains("env_runner_1") && last.contains("died while handling the call") || last.contains("unreachable"),
+        "{last}"
+    );
+
+    // Within the timeout (2 s here, plus a check period) the head reports it dead.
+    loop {
+        let s = c.status();
+        let mut lines = s.lines().skip_while(|l| !l.starts_with(&format!("{node_id} ")));
+        if lines.next().is_some_and(|l| l.contains("DEAD")) {
+            let reason = lines.next().unwrap_or_default();
+            assert!(reason.trim().starts_with("no heartbeat for"), "{s}");
+            assert!(s.contains("env_runner_1 (RolloutWorker) on node 3: dead: its node 3 is gone"), "{s}");
+            break;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(20), "the head did not declare the node dead: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_node_of_another_build_or_without_the_token_is_refused() {
+    let c = Cluster::start("refuse", 0, 30_000);
+    // Another build: the same program with one more byte, which changes its hash but not what it does.
+    let other = c.dir.join("rl-other");
+    std::fs::copy(RL, &other).unwrap();
+    std::fs::OpenOptions::new().append(true).open(&other).unwrap().write_all_at_end();
+    let mut node = Proc::spawn(
+        &other,
+        &["start", "--address", &c.address, "--block", "--session-dir", &c.session],
+        &c.dir,
+        "other",
+    );
+    assert!(!node.exit(Duration::from_secs(60)).success());
+    let err = node.err();
+    assert!(err.contains("must run the same binary") && err.contains("rl-other") && err.contains(RL), "{err}");
+
+    // A wrong token.
+    let token = c.dir.join("wrong-token");
+    std::fs::write(&token, "0123456789abcdef\n").unwrap();
+    let token_s = token.display().to_string();
+    let args = ["start", "--address", &c.address, "--block", "--session-dir", &c.session, "--token-file", &token_s];
+    let mut node = Proc::spawn(Path::new(RL), &args, &c.dir, "wrong-token");
+    assert!(!node.exit(Duration::from_secs(60)).success());
+    assert!(node.err().contains("unauthenticated"), "{}", node.err());
+    let status = c.status();
+    assert_eq!(status.lines().filter(|l| l.contains("ALIVE")).count(), 1, "only the head: {status}");
+}
+
+trait AppendByte {
+    fn write_all_at_end(self);
+}
+
+impl AppendByte for std::fs::File {
+    fn write_all_at_end(mut self) {
+        std::io::Write::write_all(&mut self, b"\0").unwrap();
+    }
+}
