@@ -317,6 +317,7 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
         Some(head) => Runtime::join(head, options)?,
     };
     rllib::register_actors(&rt);
+    crate::bench_cluster::register_actors(&rt);
     rt.stop_on_signal();
     let role = if args.head { "head" } else { "node" };
     let record = NodeRecord {

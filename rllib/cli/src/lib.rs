@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod bench_cluster;
 pub mod cluster;
 pub mod experiment;
 pub mod plot;
@@ -198,8 +199,16 @@ enum Command {
     #[command(subcommand)]
     Experiment(ExperimentCommand),
     /// Measure env steps/s, policy inference, the object store, actor calls, the learner and
-    /// end-to-end training on this machine.
-    Bench,
+    /// end-to-end training on this machine; then the same across processes, on a head and two
+    /// nodes it starts on 127.0.0.1 (call round trips, object pulls, training).
+    Bench {
+        /// Small workloads: a smoke test of every figure, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Leave out the figures that start a cluster.
+        #[arg(long)]
+        no_cluster: bool,
+    },
     /// List the registered environment ids.
     Envs,
     /// Check an env against the Env contract (like Gymnasium's check_env): spaces, reset and
@@ -397,7 +406,15 @@ fn execute(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::Bench => bench::run(false, &mut std::io::stdout().lock()),
+        Command::Bench { quick, no_cluster } => {
+            let mut out = std::io::stdout().lock();
+            bench::run(quick, &mut out)?;
+            if !no_cluster {
+                let program = std::env::current_exe().context("cannot find this program's path to start nodes")?;
+                bench_cluster::run(&program, quick, &mut out)?;
+            }
+            Ok(())
+        }
         Command::CheckEnv { id, overrides } => {
             let kwargs = env_config_overrides(&overrides)?;
             // Panics inside the env are findings of the report; keep their default messages out

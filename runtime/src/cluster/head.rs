@@ -147,7 +147,11 @@ impl HeadCore {
         }
         st.dead.push(node);
         drop(st);
-        tracing::warn!(node, %reason, "node declared dead");
+        if reason.starts_with("left") {
+            tracing::info!(node, %reason, "node left");
+        } else {
+            tracing::warn!(node, %reason, "node declared dead");
+        }
         self.changed.notify_waiters();
     }
 

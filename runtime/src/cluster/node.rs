@@ -967,7 +967,14 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Run
         let stop = async move {
             let _ = shutdown_rx.wait_for(|s| *s).await;
         };
-        if let Err(e) = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await {
+        // The builder's tcp_nodelay applies only to listeners tonic binds itself: set it on each
+        // accepted connection, or small replies wait for delayed ACKs (40 ms on Linux).
+        let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |conn| {
+            conn.inspect(|c| {
+                let _ = c.set_nodelay(true);
+            })
+        });
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
             tracing::error!("the node's server failed: {}", error_chain(&e));
         }
     });

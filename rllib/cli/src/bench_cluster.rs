@@ -1,0 +1,255 @@
+//! `rl bench`'s cluster figures, each beside a baseline measured in the same run: an actor call
+//! across processes against one in-process, an object pull between nodes against a memcpy, and a
+//! PPO run on a head and two nodes against the same run in one process.
+//!
+//! The head and the nodes are this program started with `rl start --block` in a private session
+//! directory on 127.0.0.1; this process joins them as the driver. They are stopped (SIGTERM, then
+//! SIGKILL) when the benchmark ends, also on failure.
+
+use std::hint::black_box;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use rl_runtime::cluster::{ClusterOptions, Token};
+use rl_runtime::{Actor, ActorContext, ActorOptions, BoxError, ObjectRef, Runtime, RuntimeOptions};
+use serde::{Deserialize, Serialize};
+
+use rllib::{TrainConfig, train, train_on};
+
+/// What the probe actor does.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ProbeMsg {
+    /// Answer with the same number.
+    Echo(u64),
+    /// Put an object of this many bytes and answer its ref.
+    Make(u64),
+}
+
+/// The probe's answers.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ProbeReply {
+    /// The number sent.
+    Echo(u64),
+    /// The object made.
+    Made(ObjectRef),
+}
+
+/// The actor the cluster benchmarks call on a node.
+pub struct Probe;
+
+impl Actor for Probe {
+    const TYPE_NAME: &'static str = "BenchProbe";
+    type Init = ();
+    type Msg = ProbeMsg;
+    type Reply = ProbeReply;
+
+    fn new(_init: (), _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
+        Ok(Probe)
+    }
+
+    fn handle(&mut self, msg: ProbeMsg, ctx: &ActorContext) -> std::result::Result<ProbeReply, BoxError> {
+        Ok(match msg {
+            ProbeMsg::Echo(x) => ProbeReply::Echo(x),
+            ProbeMsg::Make(n) => ProbeReply::Made(ctx.runtime().put(Bytes::from(vec![7u8; n as usize]))?),
+        })
+    }
+}
+
+/// Makes the probe buildable on `rt` (every `rl start` node does this).
+pub fn register_actors(rt: &Runtime) {
+    rt.register_actor::<Probe>();
+}
+
+/// A node process, stopped with SIGTERM (then SIGKILL) and reaped on drop.
+struct NodeProcess {
+    child: Child,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        // SAFETY: signalling the child this benchmark started.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl NodeProcess {
+    /// Starts `program args` and waits for its `listening on` line; returns it with the address.
+    fn start(program: &Path, args: &[&str]) -> Result<(Self, String)> {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let node = Self { child };
+        let mut lines = BufReader::new(stdout).lines();
+        let mut address = None;
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(a) = line.strip_prefix("listening on ") {
+                address = Some(a.to_string());
+            }
+            if line == "ready" {
+                break;
+            }
+        }
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let address = address.context("the node exited before it was ready")?;
+        Ok((node, address))
+    }
+}
+
+/// Runs the cluster benchmarks with `program` (this `rl` binary) as head and nodes.
+pub fn run(program: &Path, quick: bool, out: &mut dyn std::io::Write) -> Result<()> {
+    let session = std::env::temp_dir().join(format!("rl-bench-session-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&session);
+    let result = run_in(program, &session, quick, out);
+    let _ = std::fs::remove_dir_all(&session);
+    result
+}
+
+fn run_in(program: &Path, session: &Path, quick: bool, out: &mut dyn std::io::Write) -> Result<()> {
+    let s = session.display().to_string();
+    let head_args = ["start", "--head", "--block", "--port", "0", "--num-cpus", "0", "--session-dir", &s];
+    let (_head, address) = NodeProcess::start(program, &head_args)?;
+    let node_args = ["start", "--address", &address, "--block", "--num-cpus", "2", "--session-dir", &s];
+    let _nodes = [NodeProcess::start(program, &node_args)?, NodeProcess::start(program, &node_args)?];
+    let mut options = ClusterOptions::new(Token::read(&session.join("token"))?);
+    options.is_driver = true;
+    options.num_cpus = 0.0;
+    let driver = Runtime::join(&address, options)?;
+    register_actors(&driver);
+    rllib::register_actors(&driver);
+    let result = measure(&driver, quick, out);
+    driver.shutdown();
+    result
+}
+
+fn measure(driver: &Runtime, quick: bool, out: &mut dyn std::io::Write) -> Result<()> {
+    calls(driver, if quick { 200 } else { 20_000 }, out)?;
+    pulls(driver, quick, out)?;
+    training(driver, if quick { 2_048 } else { 100_000 }, out)
+}
+
+/// Median and 99th percentile round trip of `calls` echo calls to `probe`, in microseconds.
+fn round_trips(calls: usize, mut call: impl FnMut(u64)) -> (f64, f64) {
+    for i in 0..(calls / 10).max(10) as u64 {
+        call(i);
+    }
+    let mut rtt: Vec<Duration> = (0..calls as u64)
+        .map(|i| {
+            let t = Instant::now();
+            call(i);
+            t.elapsed()
+        })
+        .collect();
+    rtt.sort();
+    let at = |q: f64| rtt[((rtt.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+fn calls(driver: &Runtime, calls: usize, out: &mut dyn std::io::Write) -> Result<()> {
+    let remote = driver.spawn::<Probe>((), ActorOptions::default())?;
+    if remote.location().node_id == driver.node_id() {
+        bail!("the probe was placed in the driver, not on a node");
+    }
+    let (median, p99) = round_trips(calls, |i| {
+        black_box(remote.call(ProbeMsg::Echo(i)).wait().expect("the probe answers"));
+    });
+    let local_rt = Runtime::local(RuntimeOptions { num_cpus: 1.0, ..RuntimeOptions::default() })?;
+    register_actors(&local_rt);
+    let local = local_rt.spawn::<Probe>((), ActorOptions::default())?;
+    let (local_median, _) = round_trips(calls, |i| {
+        black_box(local.call(ProbeMsg::Echo(i)).wait().expect("the probe answers"));
+    });
+    local_rt.shutdown();
+    writeln!(
+        out,
+        "cluster call   across processes on loopback: round trip median {median:.1} us, p99 {p99:.1} us over {calls} \
+         calls (in process, same run: median {local_median:.1} us; {:.0}x)",
+        median / local_median
+    )?;
+    remote.stop();
+    Ok(())
+}
+
+fn pulls(driver: &Runtime, quick: bool, out: &mut dyn std::io::Write) -> Result<()> {
+    let remote = driver.spawn::<Probe>((), ActorOptions::default())?;
+    for (size, reps) in [(1usize << 20, if quick { 3 } else { 30 }), (64 << 20, if quick { 1 } else { 5 })] {
+        // Each repetition pulls a new object (a pulled one is cached on the node).
+        let mut best = Duration::MAX;
+        for _ in 0..reps {
+            let ProbeReply::Made(r) = remote.call(ProbeMsg::Make(size as u64)).wait()? else {
+                bail!("Make answers Made")
+            };
+            let t = Instant::now();
+            let bytes = driver.get_blocking(&r, None)?;
+            best = best.min(t.elapsed());
+            if bytes.len() != size {
+                bail!("pulled {} of {size} bytes", bytes.len());
+            }
+            driver.free(&[r]);
+        }
+        let src = vec![1u8; size];
+        let mut copy_best = Duration::MAX;
+        for _ in 0..reps.max(3) {
+            let t = Instant::now();
+            black_box(src.clone());
+            copy_best = copy_best.min(t.elapsed());
+        }
+        let gbps = |d: Duration| size as f64 / d.as_secs_f64() / 1e9;
+        writeln!(
+            out,
+            "cluster pull   {:>2} MiB object between two processes on loopback: {:.2} GB/s, best of {reps} \
+             (a memcpy of the same bytes: {:.2} GB/s)",
+            size >> 20,
+            gbps(best),
+            gbps(copy_best)
+        )?;
+    }
+    remote.stop();
+    Ok(())
+}
+
+fn training(driver: &Runtime, steps: u64, out: &mut dyn std::io::Write) -> Result<()> {
+    let ppo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ppo.yaml");
+    let overrides = [format!("stop.num_env_steps_sampled_lifetime={steps}"), "evaluation.duration=1".to_string()];
+    let config = match ppo.exists() {
+        true => TrainConfig::load(&ppo, &overrides)?,
+        false => TrainConfig::parse("env: CartPole-v1\nnum_env_runners: 2\n", "rl bench", &overrides)?,
+    };
+    let dir = |name: &str| -> PathBuf { std::env::temp_dir().join(format!("rl-bench-{name}-{}", std::process::id())) };
+    let (local_dir, cluster_dir) = (dir("local"), dir("cluster"));
+    let _ = std::fs::remove_dir_all(&local_dir);
+    let _ = std::fs::remove_dir_all(&cluster_dir);
+    let t = Instant::now();
+    train(&config, &local_dir, &mut ())?;
+    let local_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    train_on(driver, &config, &cluster_dir, &mut ())?;
+    let cluster_s = t.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&local_dir)?;
+    std::fs::remove_dir_all(&cluster_dir)?;
+    writeln!(
+        out,
+        "cluster train  PPO CartPole-v1, {steps} steps, 2 env runners on 2 nodes: {cluster_s:.2} s \
+         (in one process, same run: {local_s:.2} s; {:.2}x)",
+        cluster_s / local_s
+    )?;
+    Ok(())
+}
