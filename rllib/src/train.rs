@@ -76,8 +76,7 @@ fn write_cluster_file(rt: &Runtime, algo: &dyn Algorithm, output: &Path) -> Resu
     let nodes: Vec<_> = nodes
         .iter()
         .map(|n| {
-            let t =
-                if n.node_id == rt.node_id() { rt.transfer_stats() } else { n.transfers.clone().unwrap_or_default() };
+            let t = if n.node_id == rt.node_id() { rt.transfer_stats() } else { n.transfers.unwrap_or_default() };
             json!({
                 "node_id": n.node_id, "address": n.address, "pid": n.pid, "is_driver": n.is_driver,
                 "alive": n.state == rl_runtime::cluster::proto::NodeState::Alive as i32,

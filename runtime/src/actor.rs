@@ -475,38 +475,22 @@ impl<A: Actor> ActorHandle<A> {
         }
     }
 
-    /// Sends `msg` from an async task without blocking the executor: a full local mailbox hands
-    /// the send to a blocking thread. Used by a node serving calls from other nodes.
-    pub(crate) fn call_from_async(&self, msg: A::Msg) -> Reply<A::Reply>
-    where
-        A::Msg: Send,
-    {
-        let Target::Local { outbox, death } = &self.target else { return self.call(msg) };
-        let (tx, reply) = reply_channel::channel(self.name.clone(), death.clone());
-        match outbox.try_send(Envelope { msg, reply: Some(tx) }) {
-            Ok(()) => reply,
-            Err(SendError::Full(envelope)) => {
-                let outbox = outbox.clone();
-                let name = self.name.clone();
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = outbox.send(envelope) {
-                        let (envelope, e) = match e {
-                            SendError::Closed(env, reason) => {
-                                (env, RuntimeError::NotDelivered { actor: name.to_string(), reason })
-                            }
-                            SendError::Full(env) => {
-                                let capacity = outbox.capacity();
-                                (env, RuntimeError::MailboxFull { actor: name.to_string(), capacity })
-                            }
-                        };
-                        if let Some(tx) = envelope.reply {
-                            tx.send(Err(e));
-                        }
-                    }
-                });
-                reply
-            }
-            Err(e) => Reply::failed(self.send_error(e)),
+    /// Sends `msg` to a local actor from an async task without blocking the executor, with
+    /// `on_answer` run on the actor's thread when it answers (or with `None` and whether it took
+    /// the message up, if it never will). A full mailbox hands the send to a blocking thread. Used
+    /// by a node serving calls from other nodes: the answer is encoded and sent on without waking
+    /// any task in between.
+    pub(crate) fn call_with(
+        &self,
+        msg: A::Msg,
+        on_answer: impl FnOnce(Option<Result<A::Reply>>, bool) + Send + 'static,
+    ) {
+        let Target::Local { outbox, .. } = &self.target else { unreachable!("a node hosts only its own actors") };
+        let envelope = Envelope { msg, reply: Some(reply_channel::callback(on_answer)) };
+        if let Err(SendError::Full(envelope)) = outbox.try_send(envelope) {
+            let outbox = outbox.clone();
+            // A closed mailbox drops the envelope, whose sender then reports "not delivered".
+            tokio::task::spawn_blocking(move || drop(outbox.send(envelope)));
         }
     }
 

@@ -61,9 +61,21 @@ impl<R> Slot<R> {
     }
 }
 
+/// What to do with an answer delivered through a callback: the answer, or `None` with whether
+/// the actor had taken the message up.
+type Callback<R> = Box<dyn FnOnce(Option<Result<R>>, bool) + Send>;
+
+/// Where a [`ReplySender`]'s answer goes.
+enum Target<R> {
+    /// A [`Reply`] someone waits on.
+    Slot(Arc<Slot<R>>),
+    /// A function run on the actor's thread (a node encoding the answer for a remote caller).
+    Callback(Callback<R>),
+}
+
 /// The actor's end of a reply: answers once, or on drop reports that no answer will come.
 pub(crate) struct ReplySender<R> {
-    slot: Option<Arc<Slot<R>>>,
+    target: Option<Target<R>>,
     handled: bool,
 }
 
@@ -77,18 +89,28 @@ impl<R> ReplySender<R> {
 
     /// Delivers the answer.
     pub(crate) fn send(mut self, result: Result<R>) {
-        if let Some(slot) = self.slot.take() {
-            slot.finish(State::Sent(result));
+        match self.target.take() {
+            Some(Target::Slot(slot)) => slot.finish(State::Sent(result)),
+            Some(Target::Callback(f)) => f(Some(result), self.handled),
+            None => {}
         }
     }
 }
 
 impl<R> Drop for ReplySender<R> {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            slot.finish(State::Dropped { handled: self.handled });
+        match self.target.take() {
+            Some(Target::Slot(slot)) => slot.finish(State::Dropped { handled: self.handled }),
+            Some(Target::Callback(f)) => f(None, self.handled),
+            None => {}
         }
     }
+}
+
+/// A reply sender that hands the answer to `f` on the actor's thread: `f(Some(answer), _)`, or
+/// `f(None, handled)` if the sender is dropped unanswered.
+pub(crate) fn callback<R>(f: impl FnOnce(Option<Result<R>>, bool) + Send + 'static) -> ReplySender<R> {
+    ReplySender { target: Some(Target::Callback(Box::new(f))), handled: false }
 }
 
 /// A new reply channel for a call to actor `actor`, whose death note explains a dropped sender.
@@ -98,7 +120,7 @@ pub(crate) fn channel<R>(actor: Arc<str>, death: DeathNote) -> (ReplySender<R>, 
         answered: Condvar::new(),
         done: AtomicBool::new(false),
     });
-    let sender = ReplySender { slot: Some(slot.clone()), handled: false };
+    let sender = ReplySender { target: Some(Target::Slot(slot.clone())), handled: false };
     (sender, Reply { inner: Inner::Pending { slot, actor, death } })
 }
 

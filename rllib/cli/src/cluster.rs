@@ -231,15 +231,15 @@ fn parse_resources(json: Option<&str>) -> Result<BTreeMap<String, f64>> {
 pub fn start(args: StartArgs, out: &mut dyn Write) -> Result<()> {
     let session = SessionDir::resolve(args.session_dir.as_deref())?;
     session.create()?;
-    if args.head {
-        if let Some((_, h)) = session.live_nodes().into_iter().find(|(_, r)| r.role == "head") {
-            bail!(
-                "a head already runs in {} (pid {} at {}); stop it with `rl stop`, or give another --session-dir",
-                session.path().display(),
-                h.pid,
-                h.address
-            );
-        }
+    if args.head
+        && let Some((_, h)) = session.live_nodes().into_iter().find(|(_, r)| r.role == "head")
+    {
+        bail!(
+            "a head already runs in {} (pid {} at {}); stop it with `rl stop`, or give another --session-dir",
+            session.path().display(),
+            h.pid,
+            h.address
+        );
     }
     if args.block { run_node(&args, &session, out) } else { start_in_background(&args, &session, out) }
 }
@@ -450,7 +450,7 @@ pub fn status(
         } else {
             "node"
         };
-        let t = n.transfers.clone().unwrap_or_default();
+        let t = n.transfers.unwrap_or_default();
         writeln!(
             out,
             "{:<5} {:<6} {:<22} {:<8} {:<7} {:<10} {:<10} {:>9} {:>9}",

@@ -231,10 +231,10 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 /// The one mapping from a gRPC status to a runtime error. A status raised by a node's handler
 /// carries the runtime error itself (postcard in its details) and comes back unchanged.
 pub(crate) fn status_error(status: &tonic::Status, node: u32, address: &str) -> RuntimeError {
-    if let Ok(e) = crate::decode::<RuntimeError>(status.details()) {
-        if !status.details().is_empty() {
-            return e;
-        }
+    if !status.details().is_empty()
+        && let Ok(e) = crate::decode::<RuntimeError>(status.details())
+    {
+        return e;
     }
     match status.code() {
         tonic::Code::Unauthenticated => RuntimeError::Unauthenticated(status.message().to_string()),

@@ -29,7 +29,7 @@ use super::proto::{self, CallFrame, ReplyFrame};
 use super::{
     CHUNK_BYTES, ClusterOptions, MAX_MESSAGE_BYTES, TlsConfig, Token, endpoint, error_chain, error_status, status_error,
 };
-use crate::actor::{Actor, ActorHandle, ActorOptions, DeathNote, Placement};
+use crate::actor::{Actor, ActorHandle, ActorOptions, DeathNote, Placement, died_during_call, not_delivered};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::{ObjectRef, ObjectStore, owner_node};
 use crate::runtime::{Runtime, WeakRuntime};
@@ -103,18 +103,22 @@ impl<A: Actor> Hosted for HostedActor<A> {
                 return;
             }
         };
-        let reply = self.handle.call_from_async(msg);
-        let (core, replies, name) = (core.clone(), replies.clone(), self.handle.name().to_string());
-        tokio::spawn(async move {
-            let result = reply.await;
+        let (core, replies, name, death) =
+            (core.clone(), replies.clone(), self.handle.name().to_string(), self.handle.death_note());
+        self.handle.call_with(msg, move |answer, handled| {
+            let result = match answer {
+                Some(r) => r,
+                None if handled => Err(died_during_call(&name, &death)),
+                None => Err(not_delivered(&name, &death)),
+            };
             if !want_reply {
                 if let Err(e) = result {
                     tracing::error!(actor = %name, error = %e, "message sent with tell failed");
                 }
                 return;
             }
-            let encoded = result.and_then(|r| encode_for(&core, caller, &r));
-            let _ = replies.send(Ok(reply_frame(call_id, encoded))).await;
+            let frame = Ok(reply_frame(call_id, result.and_then(|r| encode_for(&core, caller, &r))));
+            send_reply_frame(&replies, frame);
         });
     }
 
@@ -132,6 +136,28 @@ impl<A: Actor> Hosted for HostedActor<A> {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+}
+
+/// Queues a reply frame from any thread: at once if there is room, else from a task (on a
+/// network thread) or by blocking (on an actor thread) until there is.
+fn send_reply_frame(
+    replies: &mpsc::Sender<std::result::Result<ReplyFrame, Status>>,
+    frame: std::result::Result<ReplyFrame, Status>,
+) {
+    match replies.try_send(frame) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(frame)) => match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let replies = replies.clone();
+                handle.spawn(async move {
+                    let _ = replies.send(frame).await;
+                });
+            }
+            Err(_) => {
+                let _ = replies.blocking_send(frame);
+            }
+        },
     }
 }
 
@@ -172,11 +198,11 @@ impl Cache {
     }
 
     fn remove(&mut self, id: u64) {
-        if self.entries.remove(&id).is_some() {
-            if let Some(pos) = self.order.iter().position(|(i, _)| *i == id) {
-                let (_, len) = self.order.remove(pos).expect("found");
-                self.bytes -= len;
-            }
+        if self.entries.remove(&id).is_some()
+            && let Some(pos) = self.order.iter().position(|(i, _)| *i == id)
+        {
+            let (_, len) = self.order.remove(pos).expect("found");
+            self.bytes -= len;
         }
     }
 }

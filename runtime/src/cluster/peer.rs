@@ -107,10 +107,8 @@ impl Peer {
             };
         }
         let unregister = || {
-            if want_reply {
-                if let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                    p.remove(&call_id);
-                }
+            if want_reply && let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                p.remove(&call_id);
             }
         };
         let frame = CallFrame { call_id, actor_id, payload, want_reply };
