@@ -79,8 +79,10 @@
 //!
 //! Messages, replies and init values are serde types: local calls move them, calls to actors on
 //! other nodes serialize them, and the caller's code is the same either way. An
-//! [`ObjectRef`](crate::ObjectRef) inside a reply is the exception to "the same either way": moved,
-//! it stays owning; serialized, it arrives borrowed (see its docs for what the sender must do).
+//! [`ObjectRef`](crate::ObjectRef) inside a message or reply keeps its object alive either way:
+//! moved, it stays owning; sent to another node, it arrives holding a borrow counted at the
+//! object's owner (see [`crate::object_store`]). Init values are encoded without that context:
+//! pass objects to an actor in messages, not in its `Init`.
 
 use std::any::Any;
 use std::collections::BTreeMap;
