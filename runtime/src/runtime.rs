@@ -219,6 +219,17 @@ impl Runtime {
         }
     }
 
+    /// Starts pulling the objects of `refs` that other nodes own, without waiting, so a later
+    /// `get` finds them here. Does nothing for local objects or outside a cluster; a failed pull
+    /// is reported by the `get` that follows.
+    pub fn prefetch(&self, refs: &[ObjectRef]) {
+        for r in refs {
+            if let Some(core) = self.remote_owner(r) {
+                core.prefetch(r.id());
+            }
+        }
+    }
+
     /// This node's cluster core if `r` is owned by another node.
     fn remote_owner(&self, r: &ObjectRef) -> Option<&Arc<NodeCore>> {
         self.inner.cluster.get().filter(|_| r.owner_node() != self.inner.node_id)

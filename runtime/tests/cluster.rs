@@ -384,3 +384,29 @@ fn a_node_that_leaves_is_reported_gone_and_calls_to_its_actors_fail() {
     driver.shutdown();
     head.shutdown();
 }
+
+#[test]
+fn actors_share_the_fate_of_the_driver_that_made_them() {
+    let token = Token::generate();
+    let c = Cluster::start(1, &token, None);
+    let node = &c.nodes[0];
+    let w = c.driver.spawn::<Store>((), ActorOptions::default()).unwrap();
+    assert_eq!(w.location().node_id, node.node_id());
+    assert_eq!(node.available_resources()["CPU"], 1.0);
+    let Cluster { head, nodes, driver } = c;
+    driver.shutdown();
+    // Like Ray's non-detached actors: once the driver is gone, its actors stop and their CPUs
+    // are free for the next driver.
+    eventually(Duration::from_secs(10), "the node to stop the driver's actor", || {
+        nodes[0].available_resources()["CPU"] == 2.0
+    });
+    let (_, actors) = head.cluster_nodes().unwrap();
+    eventually(Duration::from_secs(10), "the directory to show it dead", || {
+        head.cluster_nodes().unwrap().1.iter().all(|a| !a.alive)
+    });
+    assert_eq!(actors.len(), 1);
+    for n in nodes {
+        n.shutdown();
+    }
+    head.shutdown();
+}

@@ -147,6 +147,7 @@ pub const METRIC_COLUMNS: &[&str] = &[
 /// PPO on a runtime: one learner actor and `num_env_runners` rollout-worker actors.
 #[derive(Debug)]
 pub struct Ppo {
+    rt: Runtime,
     config: TrainConfig,
     learner: ActorHandle<Learner>,
     workers: Vec<ActorHandle<RolloutWorker>>,
@@ -182,7 +183,7 @@ impl Ppo {
                 rt.spawn::<RolloutWorker>(RolloutWorkerInit { config: config.clone(), worker_index: i }, opts)
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Self { config: config.clone(), learner, workers })
+        Ok(Self { rt: rt.clone(), config: config.clone(), learner, workers })
     }
 
     fn learner_state(&self) -> Result<LearnerState> {
@@ -215,6 +216,8 @@ impl Algorithm for Ppo {
         for (set, sample) in pending {
             set.wait()?;
             let RolloutReply::Batch(b) = sample.wait()? else { unreachable!("Sample answers Batch") };
+            // A batch made on another node starts moving here while the other workers finish.
+            self.rt.prefetch(std::slice::from_ref(&b));
             batches.push(b);
         }
         let sample_s = start.elapsed().as_secs_f64();

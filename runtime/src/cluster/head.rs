@@ -354,8 +354,12 @@ impl Head for HeadService {
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         };
-        let forwarded =
-            proto::NodeSpawnRequest { type_name: req.type_name.clone(), init: req.init, options: req.options };
+        let forwarded = proto::NodeSpawnRequest {
+            type_name: req.type_name.clone(),
+            init: req.init,
+            options: req.options,
+            owner: req.caller,
+        };
         let result = rpc.clone().spawn_actor(forwarded).await;
         let mut st = lock(&head.state);
         if let Some(entry) = st.nodes.get_mut(&node) {

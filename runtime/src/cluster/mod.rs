@@ -189,7 +189,8 @@ pub fn status(address: &str, token: &Token, tls: Option<&TlsConfig>) -> Result<(
 }
 
 /// A gRPC endpoint for `address` with the settings every connection uses: no Nagle delay,
-/// 64 MiB HTTP/2 windows (a 64 MiB pull is not throttled by window updates), TLS if configured.
+/// 64 MiB HTTP/2 windows and 1 MiB frames (a 64 MiB pull is neither throttled by window updates
+/// nor cut into 16 KiB frames), TLS if configured.
 pub(crate) fn endpoint(address: &str, tls: Option<&TlsConfig>) -> Result<Endpoint> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let bad = |e: tonic::transport::Error| RuntimeError::Cluster(format!("bad address {address:?}: {e}"));
@@ -199,6 +200,7 @@ pub(crate) fn endpoint(address: &str, tls: Option<&TlsConfig>) -> Result<Endpoin
         .connect_timeout(Duration::from_secs(10))
         .initial_stream_window_size(Some(64 << 20))
         .initial_connection_window_size(Some(64 << 20))
+        .max_frame_size(Some(1 << 20))
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(20));
     if let Some(tls) = tls {

@@ -239,7 +239,8 @@ pub(crate) struct NodeCore {
     connecting: tokio::sync::Mutex<()>,
     addresses: Mutex<HashMap<u32, String>>,
     dead: Mutex<HashSet<u32>>,
-    hosted: Mutex<HashMap<u64, Arc<dyn Hosted>>>,
+    /// Actors built for other nodes, with the node that asked for each (its owner).
+    hosted: Mutex<HashMap<u64, (Arc<dyn Hosted>, u32)>>,
     directory: Mutex<BTreeMap<u64, LocalActor>>,
     /// Death notes of handles to actors on other nodes, by node, to mark when a node dies.
     remote_deaths: Mutex<HashMap<u32, Vec<std::sync::Weak<OnceLock<String>>>>>,
@@ -351,8 +352,8 @@ impl NodeCore {
         if !lock(&self.dead).insert(node) {
             return;
         }
-        let reason = format!("node {node} died (the head declared it dead)");
-        tracing::warn!("{reason}");
+        let reason = format!("node {node} is gone (the head declared it dead or it left)");
+        tracing::info!("{reason}");
         if let Some(peer) = lock(&self.peers).remove(&node) {
             peer.fail_all(&reason);
         }
@@ -363,6 +364,19 @@ impl NodeCore {
         }
         self.store.drop_borrower(node);
         lock(&self.cache).entries.retain(|id, _| owner_node(*id) != node);
+        // Actors share their owner's fate (as Ray's non-detached actors do): stop the ones a
+        // gone node asked for, which returns their resources.
+        let orphans: Vec<Arc<dyn Hosted>> = {
+            let mut hosted = lock(&self.hosted);
+            let ids: Vec<u64> = hosted.iter().filter(|(_, (_, owner))| *owner == node).map(|(id, _)| *id).collect();
+            ids.iter().filter_map(|id| hosted.remove(id)).map(|(h, _)| h).collect()
+        };
+        if !orphans.is_empty() {
+            tracing::info!(owner = node, count = orphans.len(), "stopping the actors of a gone node");
+        }
+        for h in orphans {
+            h.stop();
+        }
     }
 
     // === Actors ===
@@ -390,7 +404,7 @@ impl NodeCore {
         })??;
         if reply.node_id == self.node_id {
             // Placed here: hand out the local handle, no network in the way.
-            let hosted = lock(&self.hosted).get(&reply.actor_id).cloned();
+            let hosted = lock(&self.hosted).get(&reply.actor_id).map(|(h, _)| h.clone());
             if let Some(local) = hosted.as_ref().and_then(|h| h.as_any().downcast_ref::<HostedActor<A>>()) {
                 return Ok(local.handle.clone());
             }
@@ -433,7 +447,7 @@ impl NodeCore {
         let rt = self.runtime.upgrade().ok_or(RuntimeError::Shutdown)?;
         let factory = rt.factory(&req.type_name)?;
         let options = options_from_proto(req.options.unwrap_or_default());
-        let init = req.init;
+        let (init, owner) = (req.init, req.owner);
         let built = tokio::task::spawn_blocking(move || {
             let hosted = factory(&rt, &init, options)?;
             let (available, version) = rt.available_with_version();
@@ -442,7 +456,7 @@ impl NodeCore {
         .await
         .map_err(|e| RuntimeError::Cluster(format!("spawning {} panicked: {e}", req.type_name)))??;
         let (hosted, available, version) = built;
-        lock(&self.hosted).insert(hosted.id(), hosted.clone());
+        lock(&self.hosted).insert(hosted.id(), (hosted.clone(), owner));
         Ok(proto::SpawnActorReply {
             actor_id: hosted.id(),
             node_id: self.node_id,
@@ -512,6 +526,16 @@ impl NodeCore {
             }
         }
         result
+    }
+
+    /// Starts [`NodeCore::fetch`] of object `id` in the background.
+    pub(crate) fn prefetch(self: &Arc<Self>, id: u64) {
+        let me = self.clone();
+        self.handle.spawn(async move {
+            if let Err(e) = me.fetch(id, None).await {
+                tracing::debug!(object = id, error = %e, "prefetch failed");
+            }
+        });
     }
 
     /// Pulls object `id` from its owner in chunks.
@@ -709,7 +733,7 @@ impl NodeCore {
             let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
         });
         let _ = self.shutdown_tx.send(true);
-        for (_, h) in lock(&self.hosted).drain() {
+        for (_, (h, _)) in lock(&self.hosted).drain() {
             h.stop();
         }
     }
@@ -837,7 +861,7 @@ impl Node for NodeService {
                 match inbound.message().await {
                     Ok(Some(frame)) => {
                         core.counters.calls_received.fetch_add(1, Ordering::Relaxed);
-                        let hosted = lock(&core.hosted).get(&frame.actor_id).cloned();
+                        let hosted = lock(&core.hosted).get(&frame.actor_id).map(|(h, _)| h.clone());
                         match hosted {
                             Some(h) => h.serve(&core, frame, caller, &tx),
                             None if frame.want_reply => {
@@ -933,7 +957,7 @@ impl Node for NodeService {
         req: Request<proto::StopActorRequest>,
     ) -> std::result::Result<Response<proto::StopActorReply>, Status> {
         let core = self.core()?;
-        if let Some(h) = lock(&core.hosted).get(&req.into_inner().actor_id) {
+        if let Some((h, _)) = lock(&core.hosted).get(&req.into_inner().actor_id) {
             h.stop();
         }
         Ok(Response::new(proto::StopActorReply {}))
