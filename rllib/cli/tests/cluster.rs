@@ -342,3 +342,19 @@ impl AppendByte for std::fs::File {
         std::io::Write::write_all(&mut self, b"\0").unwrap();
     }
 }
+
+#[test]
+fn bench_reports_the_cluster_figures_beside_their_baselines() {
+    let out = Command::new(RL).args(["bench", "--quick"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for (what, baseline) in [
+        ("cluster call   across processes", "in process, same run"),
+        ("cluster pull    1 MiB", "memcpy of the same bytes"),
+        ("cluster pull   64 MiB", "memcpy of the same bytes"),
+        ("cluster train  PPO", "in one process, same run"),
+    ] {
+        let line = text.lines().find(|l| l.starts_with(what)).unwrap_or_else(|| panic!("{what} missing:\n{text}"));
+        assert!(line.contains(baseline), "{line}");
+    }
+}
