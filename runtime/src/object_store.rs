@@ -188,6 +188,27 @@ struct State {
 }
 
 impl State {
+    /// Releases `count` borrows of `id` by `borrower` (all of them for `None`); frees the object
+    /// if no borrow is left and its owning refs are gone. Returns whether it was freed.
+    fn release(st: &mut State, id: u64, borrower: u32, count: Option<u64>) -> bool {
+        let Some(by_node) = st.borrows.get_mut(&id) else { return false };
+        if let Some(n) = by_node.get_mut(&borrower) {
+            *n = count.map_or(0, |c| n.saturating_sub(c));
+            if *n == 0 {
+                by_node.remove(&borrower);
+            }
+        }
+        if !by_node.is_empty() {
+            return false;
+        }
+        st.borrows.remove(&id);
+        let freed = st.orphaned.remove(&id);
+        if freed {
+            State::remove(st, id);
+        }
+        freed
+    }
+
     fn remove(st: &mut State, id: u64) {
         if let Some(Slot::Ready(b)) = st.objects.remove(&id) {
             st.used -= b.len();
@@ -522,20 +543,9 @@ impl ObjectStore {
     /// object was freed, or the borrower was dropped as dead).
     pub fn release_borrow(&self, id: u64, borrower: u32, count: u64) {
         let mut st = self.shared.lock();
-        let Some(by_node) = st.borrows.get_mut(&id) else { return };
-        if let Some(n) = by_node.get_mut(&borrower) {
-            *n = n.saturating_sub(count);
-            if *n == 0 {
-                by_node.remove(&borrower);
-            }
-        }
-        if by_node.is_empty() {
-            st.borrows.remove(&id);
-            if st.orphaned.remove(&id) {
-                State::remove(&mut st, id);
-                drop(st);
-                self.shared.wake();
-            }
+        if State::release(&mut st, id, borrower, Some(count)) {
+            drop(st);
+            self.shared.wake();
         }
     }
 
@@ -545,14 +555,7 @@ impl ObjectStore {
         let mut st = self.shared.lock();
         let ids: Vec<u64> = st.borrows.iter().filter(|(_, m)| m.contains_key(&borrower)).map(|(id, _)| *id).collect();
         for id in ids {
-            let by_node = st.borrows.get_mut(&id).expect("listed above");
-            by_node.remove(&borrower);
-            if by_node.is_empty() {
-                st.borrows.remove(&id);
-                if st.orphaned.remove(&id) {
-                    State::remove(&mut st, id);
-                }
-            }
+            State::release(&mut st, id, borrower, None);
         }
         drop(st);
         self.shared.wake();

@@ -179,36 +179,47 @@ fn local_ip_towards(head: &str) -> Result<std::net::IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
-/// What `rl start` was asked for.
-#[derive(Debug, Clone)]
+/// What `rl start` was asked for (its command-line flags).
+#[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
-    /// Start a head (else join `address`).
+    /// Start the head: the node table, placement and failure detection, plus a node.
+    #[arg(long, required_unless_present = "address", conflicts_with = "address")]
     pub head: bool,
-    /// The head to join.
+    /// Join the head at HOST:PORT as a worker node.
+    #[arg(long, value_name = "HOST:PORT")]
     pub address: Option<String>,
-    /// The interface to listen on (default: 127.0.0.1 for a head, the one facing the head for a
-    /// node).
+    /// The interface to listen on (default: 127.0.0.1 for a head; for a node, the one it
+    /// reaches the head through). Another one than loopback without TLS prints a warning.
+    #[arg(long)]
     pub host: Option<String>,
-    /// The port (default 6380 for a head, any free one for a node; 0 picks a free one).
+    /// The port (default: 6380 for a head, a free one for a node; 0: a free one).
+    #[arg(long)]
     pub port: Option<u16>,
-    /// CPUs offered (default: this machine's).
+    /// Logical CPUs this node offers to actors and tasks (default: this machine's).
+    #[arg(long)]
     pub num_cpus: Option<f64>,
-    /// GPUs offered.
+    /// GPUs this node offers.
+    #[arg(long, default_value_t = 0.0)]
     pub num_gpus: f64,
-    /// Custom resources as a JSON object, e.g. `{"slot": 2}`.
+    /// Custom resources as a JSON object, e.g. '{"slot": 2}'.
+    #[arg(long)]
     pub resources: Option<String>,
-    /// Stay in the foreground.
+    /// Stay in the foreground until SIGINT or SIGTERM.
+    #[arg(long)]
     pub block: bool,
-    /// The session directory.
+    /// The session directory (default: $RL_SESSION_DIR, else ~/.rl/session).
+    #[arg(long)]
     pub session_dir: Option<PathBuf>,
-    /// The token file (nodes; the head writes its own).
+    /// The cluster token file (a node's default: $RL_CLUSTER_TOKEN, else the session
+    /// directory's; a head makes a new token unless given one).
+    #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Heartbeat interval (head; the cluster uses the head's).
-    pub heartbeat_interval: Duration,
-    /// How long a silent node lives on (head).
-    pub node_timeout: Duration,
-    /// The raw arguments, to restart in the foreground as a background process.
-    pub raw: Vec<std::ffi::OsString>,
+    /// How often nodes send heartbeats, in ms (set on the head).
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_interval_ms: u64,
+    /// How long the head waits for a heartbeat before declaring a node dead, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub node_timeout_ms: u64,
 }
 
 fn parse_resources(json: Option<&str>) -> Result<BTreeMap<String, f64>> {
@@ -228,7 +239,8 @@ fn parse_resources(json: Option<&str>) -> Result<BTreeMap<String, f64>> {
 }
 
 /// `rl start`: in the background (the default, like `ray start`) or the foreground (`--block`).
-pub fn start(args: StartArgs, out: &mut dyn Write) -> Result<()> {
+/// `raw` are the arguments after the program name, to start it again in the background.
+pub fn start(args: &StartArgs, raw: Vec<std::ffi::OsString>, out: &mut dyn Write) -> Result<()> {
     let session = SessionDir::resolve(args.session_dir.as_deref())?;
     session.create()?;
     if args.head
@@ -241,19 +253,24 @@ pub fn start(args: StartArgs, out: &mut dyn Write) -> Result<()> {
             h.address
         );
     }
-    if args.block { run_node(&args, &session, out) } else { start_in_background(&args, &session, out) }
+    if args.block { run_node(args, &session, out) } else { start_in_background(args, raw, &session, out) }
 }
 
 /// Starts this program again with `--block` in a new process group, its output in the session's
 /// logs, and returns once it listens (or fails).
-fn start_in_background(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Result<()> {
+fn start_in_background(
+    args: &StartArgs,
+    raw: Vec<std::ffi::OsString>,
+    session: &SessionDir,
+    out: &mut dyn Write,
+) -> Result<()> {
     let role = if args.head { "head" } else { "node" };
     let stamp = jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S");
     let log = session.logs_dir().join(format!("{role}-{stamp}-{}.log", std::process::id()));
     let file = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(&args.raw).arg("--block");
+    cmd.args(raw).arg("--block");
     if args.session_dir.is_none() {
         cmd.arg("--session-dir").arg(session.path());
     }
@@ -310,8 +327,8 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
     options.num_gpus = args.num_gpus;
     options.resources = parse_resources(args.resources.as_deref())?;
     options.tls = tls_from_env()?;
-    options.heartbeat_interval = args.heartbeat_interval;
-    options.node_timeout = args.node_timeout;
+    options.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms.max(1));
+    options.node_timeout = Duration::from_millis(args.node_timeout_ms);
     let rt = match &args.address {
         None => Runtime::start_head(options)?,
         Some(head) => Runtime::join(head, options)?,

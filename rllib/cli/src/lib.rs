@@ -90,46 +90,7 @@ enum Command {
     },
     /// Start a cluster node: the head (`--head`) or a worker node joining one (`--address`). It
     /// runs in the background unless `--block`; `rl stop` stops it.
-    Start {
-        /// Start the head: the node table, placement and failure detection, plus a node.
-        #[arg(long, required_unless_present = "address", conflicts_with = "address")]
-        head: bool,
-        /// Join the head at HOST:PORT as a worker node.
-        #[arg(long, value_name = "HOST:PORT")]
-        address: Option<String>,
-        /// The interface to listen on (default: 127.0.0.1 for a head; for a node, the one it
-        /// reaches the head through). Another one than loopback without TLS prints a warning.
-        #[arg(long)]
-        host: Option<String>,
-        /// The port (default: 6380 for a head, a free one for a node; 0: a free one).
-        #[arg(long)]
-        port: Option<u16>,
-        /// Logical CPUs this node offers to actors and tasks (default: this machine's).
-        #[arg(long)]
-        num_cpus: Option<f64>,
-        /// GPUs this node offers.
-        #[arg(long, default_value_t = 0.0)]
-        num_gpus: f64,
-        /// Custom resources as a JSON object, e.g. '{"slot": 2}'.
-        #[arg(long)]
-        resources: Option<String>,
-        /// Stay in the foreground until SIGINT or SIGTERM.
-        #[arg(long)]
-        block: bool,
-        /// The session directory (default: $RL_SESSION_DIR, else ~/.rl/session).
-        #[arg(long)]
-        session_dir: Option<PathBuf>,
-        /// The cluster token file (a node's default: $RL_CLUSTER_TOKEN, else the session
-        /// directory's; a head makes a new token unless given one).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// How often nodes send heartbeats, in ms (set on the head).
-        #[arg(long, default_value_t = 1000)]
-        heartbeat_interval_ms: u64,
-        /// How long the head waits for a heartbeat before declaring a node dead, in ms.
-        #[arg(long, default_value_t = 30_000)]
-        node_timeout_ms: u64,
-    },
+    Start(cluster::StartArgs),
     /// Show the cluster: every node (state, address, pid, free CPUs, last heartbeat, bytes moved)
     /// and every actor.
     Status {
@@ -319,37 +280,9 @@ fn execute(command: Command) -> Result<()> {
             println!("{summary}");
             Ok(())
         }
-        Command::Start {
-            head,
-            address,
-            host,
-            port,
-            num_cpus,
-            num_gpus,
-            resources,
-            block,
-            session_dir,
-            token_file,
-            heartbeat_interval_ms,
-            node_timeout_ms,
-        } => {
+        Command::Start(args) => {
             let raw = std::env::args_os().skip(1).collect();
-            let args = cluster::StartArgs {
-                head,
-                address,
-                host,
-                port,
-                num_cpus,
-                num_gpus,
-                resources,
-                block,
-                session_dir,
-                token_file,
-                heartbeat_interval: std::time::Duration::from_millis(heartbeat_interval_ms),
-                node_timeout: std::time::Duration::from_millis(node_timeout_ms),
-                raw,
-            };
-            cluster::start(args, &mut std::io::stdout().lock())
+            cluster::start(&args, raw, &mut std::io::stdout().lock())
         }
         Command::Status { address, token_file, session_dir } => cluster::status(
             address.as_deref(),

@@ -207,6 +207,9 @@ impl Cache {
     }
 }
 
+/// A hosted actor and the node that owns it.
+type HostedEntry = (Arc<dyn Hosted>, u32);
+
 /// An actor of this node, as its heartbeats report it to the head's directory.
 struct LocalActor {
     name: String,
@@ -240,7 +243,7 @@ pub(crate) struct NodeCore {
     addresses: Mutex<HashMap<u32, String>>,
     dead: Mutex<HashSet<u32>>,
     /// Actors built for other nodes, with the node that asked for each (its owner).
-    hosted: Mutex<HashMap<u64, (Arc<dyn Hosted>, u32)>>,
+    hosted: Mutex<HashMap<u64, HostedEntry>>,
     directory: Mutex<BTreeMap<u64, LocalActor>>,
     /// Death notes of handles to actors on other nodes, by node, to mark when a node dies.
     remote_deaths: Mutex<HashMap<u32, Vec<std::sync::Weak<OnceLock<String>>>>>,
