@@ -135,6 +135,14 @@ fn actors_are_placed_on_worker_nodes_and_called_like_local_ones() {
     assert_eq!(a.call(StoreMsg::Echo(7)).wait().unwrap(), StoreReply::Echo(7));
     // Ids are unique cluster-wide: the node sits in the high bits.
     assert_eq!(a.id() >> 40, u64::from(la.node_id));
+    // A node chosen by the caller.
+    let there = ActorOptions { placement: Placement::Node(lb.node_id), ..Default::default() };
+    assert_eq!(c.driver.spawn::<Store>((), there).unwrap().location().node_id, lb.node_id);
+    // The head's KV store, shared by every node.
+    assert!(c.driver.kv_put("answer", Bytes::from_static(b"42"), false).unwrap());
+    assert!(!c.nodes[0].kv_put("answer", Bytes::from_static(b"7"), false).unwrap());
+    assert_eq!(c.nodes[1].kv_get("answer").unwrap().as_deref(), Some(&b"42"[..]));
+    assert_eq!(c.nodes[1].kv_get("nothing").unwrap(), None);
     // A local actor next to the driver.
     let here = c
         .driver
@@ -143,9 +151,9 @@ fn actors_are_placed_on_worker_nodes_and_called_like_local_ones() {
     assert_eq!(here.location().node_id, c.driver.node_id());
     // The head's directory lists all three, on their nodes.
     let (_, actors) = c.driver.cluster_nodes().unwrap();
-    assert_eq!(actors.len(), 2, "spawned through the head: {actors:?}");
+    assert_eq!(actors.len(), 3, "spawned through the head: {actors:?}");
     eventually(Duration::from_secs(10), "heartbeats to list the local actor", || {
-        c.driver.cluster_nodes().unwrap().1.len() == 3
+        c.driver.cluster_nodes().unwrap().1.len() == 4
     });
     c.stop();
 }
@@ -174,6 +182,7 @@ fn objects_cross_nodes_in_chunks_and_intact() {
     let node = &c.nodes[0];
     assert_eq!(node.transfer_stats().objects_pulled, 1);
     assert_eq!(node.transfer_stats().bytes_pulled, 64 << 20);
+    assert_eq!(node.transfer_stats().chunks_pulled, 64, "1 MiB chunks");
     // A second read of the same object is served from the node's cache.
     worker.call(StoreMsg::Read(r.clone())).wait().unwrap();
     assert_eq!(node.transfer_stats().objects_pulled, 1);
@@ -230,16 +239,17 @@ fn tasks_run_on_worker_nodes_and_their_results_belong_to_the_submitter() {
     let token = Token::generate();
     let c = Cluster::start(1, &token, None);
     for rt in std::iter::once(&c.driver).chain(&c.nodes).chain([&c.head]) {
-        rt.register_task("pid_times", |args: Bytes| {
+        let node = rt.node_id();
+        rt.register_task("where_times_3", move |args: Bytes| {
             let x: u64 = decode(&args)?;
-            Ok(encode(&(u64::from(std::process::id()), x * 3))?)
+            Ok(encode(&(node, x * 3))?)
         });
     }
-    let r = c.driver.submit("pid_times", encode(&14u64).unwrap()).unwrap();
+    let r = c.driver.submit("where_times_3", encode(&14u64).unwrap()).unwrap();
     assert_eq!(r.owner_node(), c.driver.node_id());
-    let (_, out): (u64, u64) = decode(&c.driver.get_blocking(&r, Some(Duration::from_secs(30))).unwrap()).unwrap();
+    let (ran_on, out): (u32, u64) = decode(&c.driver.get_blocking(&r, Some(Duration::from_secs(30))).unwrap()).unwrap();
     assert_eq!(out, 42);
-    assert!(c.nodes[0].transfer_stats().calls_received == 0);
+    assert_eq!(ran_on, c.nodes[0].node_id(), "the only node with CPUs ran it");
     c.stop();
 }
 

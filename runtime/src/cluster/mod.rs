@@ -29,6 +29,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 pub(crate) use node::{Hosted, HostedActor, NodeCore};
 pub(crate) use peer::RemoteActor;
 use tonic::transport::{Channel, Endpoint};
@@ -146,6 +148,21 @@ impl Runtime {
         let core = self.cluster().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))?.clone();
         let c = core.clone();
         core.block_on(async move { c.list_nodes().await })?
+    }
+
+    /// Stores `value` under `key` in the head's small KV store (cluster-wide settings, addresses,
+    /// rendezvous); with `overwrite` false an existing key is kept. Returns whether it was written.
+    pub fn kv_put(&self, key: &str, value: Bytes, overwrite: bool) -> Result<bool> {
+        let core = self.cluster().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))?.clone();
+        let (c, key) = (core.clone(), key.to_string());
+        core.block_on(async move { c.kv_put(key, value, overwrite).await })?
+    }
+
+    /// The value under `key` in the head's KV store, if any.
+    pub fn kv_get(&self, key: &str) -> Result<Option<Bytes>> {
+        let core = self.cluster().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))?.clone();
+        let (c, key) = (core.clone(), key.to_string());
+        core.block_on(async move { c.kv_get(key).await })?
     }
 
     /// Blocks until this node is asked to stop: by [`Runtime::shutdown`] on another thread, by

@@ -171,6 +171,7 @@ fn encode_for<T: Serialize>(core: &Arc<NodeCore>, peer: u32, value: &T) -> Resul
 pub(crate) struct Counters {
     pub(crate) objects_pulled: AtomicU64,
     pub(crate) bytes_pulled: AtomicU64,
+    pub(crate) chunks_pulled: AtomicU64,
     pub(crate) objects_served: AtomicU64,
     pub(crate) bytes_served: AtomicU64,
     pub(crate) calls_sent: AtomicU64,
@@ -348,6 +349,20 @@ impl NodeCore {
             .map_err(|s| status_error(&s, 0, &self.head_address))?
             .into_inner();
         Ok((reply.nodes, reply.actors))
+    }
+
+    /// Stores `value` under `key` in the head's KV store; with `overwrite` false an existing key
+    /// is kept. Returns whether it was written.
+    pub(crate) async fn kv_put(&self, key: String, value: Bytes, overwrite: bool) -> Result<bool> {
+        let reply = self.head.clone().kv_put(proto::KvPutRequest { key, value, overwrite }).await;
+        Ok(reply.map_err(|s| status_error(&s, 0, &self.head_address))?.into_inner().written)
+    }
+
+    /// The value under `key` in the head's KV store.
+    pub(crate) async fn kv_get(&self, key: String) -> Result<Option<Bytes>> {
+        let reply = self.head.clone().kv_get(proto::KvGetRequest { key }).await;
+        let reply = reply.map_err(|s| status_error(&s, 0, &self.head_address))?.into_inner();
+        Ok(reply.found.then_some(reply.value))
     }
 
     /// Node `node` was declared dead: fail calls to it, mark its actors dead, drop its borrows.
@@ -553,6 +568,7 @@ impl NodeCore {
             RuntimeError::Cluster(format!("node {owner} ended the pull of object {id} before sending it"))
         })?;
         let total = usize::try_from(first.total_len).unwrap_or(usize::MAX);
+        let mut chunks = 1;
         let bytes = if first.data.len() == total {
             first.data
         } else {
@@ -560,6 +576,7 @@ impl NodeCore {
             buf.extend_from_slice(&first.data);
             while let Some(chunk) = stream.message().await.map_err(status)? {
                 buf.extend_from_slice(&chunk.data);
+                chunks += 1;
             }
             buf.freeze()
         };
@@ -571,6 +588,7 @@ impl NodeCore {
         }
         self.counters.objects_pulled.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_pulled.fetch_add(total as u64, Ordering::Relaxed);
+        self.counters.chunks_pulled.fetch_add(chunks, Ordering::Relaxed);
         lock(&self.cache).insert_done(id, total);
         Ok(bytes)
     }
@@ -650,6 +668,7 @@ impl NodeCore {
         proto::TransferStats {
             objects_pulled: c.objects_pulled.load(Ordering::Relaxed),
             bytes_pulled: c.bytes_pulled.load(Ordering::Relaxed),
+            chunks_pulled: c.chunks_pulled.load(Ordering::Relaxed),
             objects_served: c.objects_served.load(Ordering::Relaxed),
             bytes_served: c.bytes_served.load(Ordering::Relaxed),
             calls_sent: c.calls_sent.load(Ordering::Relaxed),
