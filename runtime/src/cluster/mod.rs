@@ -247,7 +247,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The one mapping from a gRPC status to a runtime error. A status raised by a node's handler
+/// The one mapping from a gRPC status to a runtime error (`node` 0 stands for the head). A status raised by a node's handler
 /// carries the runtime error itself (postcard in its details) and comes back unchanged.
 pub(crate) fn status_error(status: &tonic::Status, node: u32, address: &str) -> RuntimeError {
     if !status.details().is_empty()
