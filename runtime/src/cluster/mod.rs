@@ -257,6 +257,10 @@ pub(crate) fn status_error(status: &tonic::Status, node: u32, address: &str) -> 
     }
     match status.code() {
         tonic::Code::Unauthenticated => RuntimeError::Unauthenticated(status.message().to_string()),
+        tonic::Code::Unavailable | tonic::Code::Cancelled if node == 0 => RuntimeError::Cluster(format!(
+            "cannot reach the head at {address}: {} (is `rl start --head` running there, and is the address right?)",
+            status.message()
+        )),
         tonic::Code::Unavailable | tonic::Code::Cancelled => {
             RuntimeError::NodeUnreachable { node, address: address.to_string(), message: status.message().to_string() }
         }
