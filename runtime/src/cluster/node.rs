@@ -438,7 +438,12 @@ impl NodeCore {
             death: Arc::new(OnceLock::new()),
             core: self.clone(),
         });
-        lock(&self.remote_deaths).entry(reply.node_id).or_default().push(Arc::downgrade(&remote.death));
+        {
+            let mut deaths = lock(&self.remote_deaths);
+            let on_node = deaths.entry(reply.node_id).or_default();
+            on_node.retain(|d| d.strong_count() > 0);
+            on_node.push(Arc::downgrade(&remote.death));
+        }
         if lock(&self.dead).contains(&reply.node_id) {
             let _ = remote.death.set(format!("node {} died", reply.node_id));
         }
