@@ -424,7 +424,7 @@ impl<A: Actor> ActorHandle<A> {
                 }
             }
             Target::Remote(r) => {
-                let (tx, reply) = reply_channel::channel(self.name.clone(), r.death.clone());
+                let (tx, reply) = reply_channel::remote_channel(self.name.clone(), r.death.clone());
                 let remote = r.clone();
                 let on_reply = Box::new(move |result: Result<bytes::Bytes>| {
                     tx.handled().send(result.and_then(|b| remote.decode::<A::Reply>(&b)));

@@ -39,6 +39,10 @@ struct Slot<R> {
     answered: Condvar,
     /// Set once the state has left `Waiting`: a waiter can spin on it without the lock.
     done: AtomicBool,
+    /// How long a blocking wait spins before it sleeps: [`SPIN`] for an actor in this process,
+    /// zero for one on another node (its answer takes a network round trip, and the spin would
+    /// only take CPU from the threads that bring it).
+    spin: Duration,
 }
 
 impl<R> Slot<R> {
@@ -115,10 +119,20 @@ pub(crate) fn callback<R>(f: impl FnOnce(Option<Result<R>>, bool) + Send + 'stat
 
 /// A new reply channel for a call to actor `actor`, whose death note explains a dropped sender.
 pub(crate) fn channel<R>(actor: Arc<str>, death: DeathNote) -> (ReplySender<R>, Reply<R>) {
+    channel_spinning(actor, death, SPIN)
+}
+
+/// A reply channel for a call to an actor on another node: a blocking wait sleeps at once.
+pub(crate) fn remote_channel<R>(actor: Arc<str>, death: DeathNote) -> (ReplySender<R>, Reply<R>) {
+    channel_spinning(actor, death, Duration::ZERO)
+}
+
+fn channel_spinning<R>(actor: Arc<str>, death: DeathNote, spin: Duration) -> (ReplySender<R>, Reply<R>) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State::Waiting(None)),
         answered: Condvar::new(),
         done: AtomicBool::new(false),
+        spin,
     });
     let sender = ReplySender { target: Some(Target::Slot(slot.clone())), handled: false };
     (sender, Reply { inner: Inner::Pending { slot, actor, death } })
@@ -183,7 +197,7 @@ impl<R> Reply<R> {
         // Most replies inside a process come within microseconds; waking a thread parked on the
         // condition variable costs tens of them. So spin briefly first, then block.
         let spin_start = Instant::now();
-        while !slot.done.load(Ordering::Acquire) && spin_start.elapsed() < SPIN {
+        while !slot.done.load(Ordering::Acquire) && spin_start.elapsed() < slot.spin {
             std::hint::spin_loop();
         }
         let mut state = slot.lock();
