@@ -21,9 +21,11 @@
 pub mod auth;
 pub mod failure;
 mod head;
+mod hosted;
 mod node;
 mod peer;
 pub mod proto;
+mod service;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,7 +33,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub(crate) use node::{Hosted, HostedActor, NodeCore};
+pub(crate) use hosted::{Hosted, HostedActor};
+pub(crate) use node::NodeCore;
 pub(crate) use peer::RemoteActor;
 use tonic::transport::{Channel, Endpoint};
 

@@ -1,169 +1,41 @@
 //! One process's membership in a cluster: its server, its peers, its pulled-object cache and the
-//! actors it hosts for other nodes.
+//! actors it hosts for other nodes (served by `service.rs`, wrapped by `hosted.rs`).
 //!
 //! [`start`] binds the listener, serves the `Node` service (and the `Head` service in the head
 //! process), joins the head, and sends heartbeats from then on. [`NodeCore`] is what the
 //! [`Runtime`] of a cluster process reaches through for everything that crosses processes.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Server};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Response, Status};
 
-use super::auth::{AddToken, Caller, CheckToken, build_id};
+use super::auth::{AddToken, CheckToken, build_id};
 use super::head::HeadCore;
-use super::peer::{Peer, PeerRefs, RemoteActor};
+use super::hosted::{Hosted, HostedActor, options_from_proto, options_proto, resources};
+use super::peer::{Peer, RemoteActor};
+use super::proto;
 use super::proto::head_client::HeadClient;
-use super::proto::node_server::{Node, NodeServer};
-use super::proto::{self, CallFrame, ReplyFrame};
-use super::{
-    CHUNK_BYTES, ClusterOptions, MAX_MESSAGE_BYTES, TlsConfig, Token, endpoint, error_chain, error_status, status_error,
-};
-use crate::actor::{Actor, ActorHandle, ActorOptions, DeathNote, Placement, died_during_call, not_delivered};
+use super::proto::node_server::NodeServer;
+use super::service::NodeService;
+use super::{ClusterOptions, MAX_MESSAGE_BYTES, TlsConfig, Token, endpoint, error_chain, status_error};
+use crate::actor::{Actor, ActorHandle, ActorOptions, DeathNote};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::{ObjectRef, ObjectStore, owner_node};
 use crate::runtime::{Runtime, WeakRuntime};
-use crate::wire;
 
 /// A client of the head's service, with the token interceptor.
 pub(crate) type HeadRpc = HeadClient<InterceptedService<Channel, AddToken>>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Each critical section is a single map or counter update, so a poisoned lock is consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// An actor this node hosts, served to callers on other nodes through encoded messages.
-pub(crate) trait Hosted: Send + Sync {
-    /// Decodes one call from `caller`, hands it to the actor, and (if `want_reply`) sends the
-    /// encoded answer on `replies`.
-    fn serve(
-        &self,
-        core: &Arc<NodeCore>,
-        frame: CallFrame,
-        caller: u32,
-        replies: &mpsc::Sender<std::result::Result<ReplyFrame, Status>>,
-    );
-    /// Asks the actor to stop.
-    fn stop(&self);
-    /// The actor's name.
-    fn name(&self) -> &str;
-    /// Its id.
-    fn id(&self) -> u64;
-    /// Itself, for a typed handle when the head placed the actor on the asking node.
-    fn as_any(&self) -> &dyn std::any::Any;
-}
-
-/// A local actor of type `A`, hosted for other nodes.
-pub(crate) struct HostedActor<A: Actor> {
-    pub(crate) handle: ActorHandle<A>,
-}
-
-impl<A: Actor> HostedActor<A> {
-    pub(crate) fn new(handle: ActorHandle<A>) -> Self {
-        Self { handle }
-    }
-}
-
-/// A reply frame carrying `result` (an encoded reply or an encoded error).
-fn reply_frame(call_id: u64, result: Result<Bytes>) -> ReplyFrame {
-    match result {
-        Ok(payload) => ReplyFrame { call_id, ok: true, payload },
-        Err(e) => ReplyFrame { call_id, ok: false, payload: crate::encode(&e).unwrap_or_default() },
-    }
-}
-
-impl<A: Actor> Hosted for HostedActor<A> {
-    fn serve(
-        &self,
-        core: &Arc<NodeCore>,
-        frame: CallFrame,
-        caller: u32,
-        replies: &mpsc::Sender<std::result::Result<ReplyFrame, Status>>,
-    ) {
-        let CallFrame { call_id, payload, want_reply, .. } = frame;
-        let decoded: Result<A::Msg> = wire::with_refs(PeerRefs::rc(core, caller), || crate::decode(&payload));
-        let msg = match decoded {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(actor = %self.handle.name(), error = %e, "refused a malformed message");
-                if want_reply {
-                    let _ = replies.try_send(Ok(reply_frame(call_id, Err(e))));
-                }
-                return;
-            }
-        };
-        let (core, replies, name, death) =
-            (core.clone(), replies.clone(), self.handle.name().to_string(), self.handle.death_note());
-        self.handle.call_with(msg, move |answer, handled| {
-            let result = match answer {
-                Some(r) => r,
-                None if handled => Err(died_during_call(&name, &death)),
-                None => Err(not_delivered(&name, &death)),
-            };
-            if !want_reply {
-                if let Err(e) = result {
-                    tracing::error!(actor = %name, error = %e, "message sent with tell failed");
-                }
-                return;
-            }
-            let frame = Ok(reply_frame(call_id, result.and_then(|r| encode_for(&core, caller, &r))));
-            send_reply_frame(&replies, frame);
-        });
-    }
-
-    fn stop(&self) {
-        self.handle.stop();
-    }
-
-    fn name(&self) -> &str {
-        self.handle.name()
-    }
-
-    fn id(&self) -> u64 {
-        self.handle.id()
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
-
-/// Queues a reply frame from any thread: at once if there is room, else from a task (on a
-/// network thread) or by blocking (on an actor thread) until there is.
-fn send_reply_frame(
-    replies: &mpsc::Sender<std::result::Result<ReplyFrame, Status>>,
-    frame: std::result::Result<ReplyFrame, Status>,
-) {
-    match replies.try_send(frame) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-        Err(mpsc::error::TrySendError::Full(frame)) => match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                let replies = replies.clone();
-                handle.spawn(async move {
-                    let _ = replies.send(frame).await;
-                });
-            }
-            Err(_) => {
-                let _ = replies.blocking_send(frame);
-            }
-        },
-    }
-}
-
-/// Encodes `value` for node `peer`: refs in it become borrows of `peer`.
-fn encode_for<T: Serialize>(core: &Arc<NodeCore>, peer: u32, value: &T) -> Result<Bytes> {
-    wire::with_refs(PeerRefs::rc(core, peer), || crate::encode(value))
 }
 
 /// Data-plane counters of this node.
@@ -235,8 +107,8 @@ pub(crate) struct NodeCore {
     handle: tokio::runtime::Handle,
     /// The network runtime; taken and shut down at the end of `Runtime::shutdown`.
     network: Mutex<Option<tokio::runtime::Runtime>>,
-    runtime: WeakRuntime,
-    store: ObjectStore,
+    pub(super) runtime: WeakRuntime,
+    pub(super) store: ObjectStore,
     head: HeadRpc,
     peers: Mutex<HashMap<u32, Arc<Peer>>>,
     /// Serializes connecting, so one stream is opened per peer.
@@ -244,7 +116,7 @@ pub(crate) struct NodeCore {
     addresses: Mutex<HashMap<u32, String>>,
     dead: Mutex<HashSet<u32>>,
     /// Actors built for other nodes, with the node that asked for each (its owner).
-    hosted: Mutex<HashMap<u64, HostedEntry>>,
+    pub(super) hosted: Mutex<HashMap<u64, HostedEntry>>,
     directory: Mutex<BTreeMap<u64, LocalActor>>,
     /// Death notes of handles to actors on other nodes, by node, to mark when a node dies.
     remote_deaths: Mutex<HashMap<u32, Vec<std::sync::Weak<OnceLock<String>>>>>,
@@ -466,7 +338,7 @@ impl NodeCore {
     }
 
     /// Builds an actor for another node (the `SpawnActor` handler).
-    async fn host(self: &Arc<Self>, req: proto::NodeSpawnRequest) -> Result<proto::SpawnActorReply> {
+    pub(super) async fn host(self: &Arc<Self>, req: proto::NodeSpawnRequest) -> Result<proto::SpawnActorReply> {
         let rt = self.runtime.upgrade().ok_or(RuntimeError::Shutdown)?;
         let factory = rt.factory(&req.type_name)?;
         let options = options_from_proto(req.options.unwrap_or_default());
@@ -796,201 +668,6 @@ async fn wait_for_signal() -> String {
     }
 }
 
-/// The proto form of actor options.
-fn options_proto(o: &ActorOptions) -> proto::ActorOptionsProto {
-    let mut amounts = o.resources.clone();
-    for (key, value) in [("CPU", o.num_cpus), ("GPU", o.num_gpus)] {
-        if value > 0.0 {
-            amounts.insert(key.into(), value);
-        }
-    }
-    proto::ActorOptionsProto {
-        name: o.name.clone().unwrap_or_default(),
-        resources: Some(resources(&amounts)),
-        max_restarts: o.max_restarts,
-        mailbox_capacity: o.mailbox_capacity as u64,
-        node_id: match o.placement {
-            Placement::Node(n) => n,
-            Placement::Any | Placement::Local => 0,
-        },
-        placement_timeout_ms: o.placement_timeout.as_millis() as u64,
-    }
-}
-
-/// Actor options from their proto form (the node builds the actor locally).
-fn options_from_proto(p: proto::ActorOptionsProto) -> ActorOptions {
-    let mut amounts = p.resources.map(|r| r.amounts).unwrap_or_default();
-    let num_cpus = amounts.remove("CPU").unwrap_or(0.0);
-    let num_gpus = amounts.remove("GPU").unwrap_or(0.0);
-    ActorOptions {
-        name: (!p.name.is_empty()).then_some(p.name),
-        num_cpus,
-        num_gpus,
-        resources: amounts.into_iter().collect(),
-        max_restarts: p.max_restarts,
-        mailbox_capacity: usize::try_from(p.mailbox_capacity).unwrap_or(usize::MAX),
-        placement: Placement::Local,
-        placement_timeout: Duration::from_millis(p.placement_timeout_ms),
-    }
-}
-
-/// Resources in proto form.
-pub(crate) fn resources(r: &BTreeMap<String, f64>) -> proto::Resources {
-    proto::Resources { amounts: r.iter().map(|(k, v)| (k.clone(), *v)).collect() }
-}
-
-// === The Node service ===
-
-type ReplyStream = Pin<Box<dyn Stream<Item = std::result::Result<ReplyFrame, Status>> + Send>>;
-type ChunkStream = Pin<Box<dyn Stream<Item = std::result::Result<proto::Chunk, Status>> + Send>>;
-
-/// The `Node` service of this process; answers UNAVAILABLE until the node has joined.
-struct NodeService {
-    core: Arc<OnceLock<Arc<NodeCore>>>,
-}
-
-impl NodeService {
-    fn core(&self) -> std::result::Result<Arc<NodeCore>, Status> {
-        self.core.get().cloned().ok_or_else(|| Status::unavailable("this node has not joined its head yet"))
-    }
-}
-
-/// `bytes` as a stream of chunks of at most [`CHUNK_BYTES`]; the first says the total length.
-fn chunks(bytes: Bytes) -> ChunkStream {
-    let total = bytes.len() as u64;
-    let starts: Vec<usize> = if bytes.is_empty() { vec![0] } else { (0..bytes.len()).step_by(CHUNK_BYTES).collect() };
-    let pieces = starts.into_iter().map(move |start| {
-        let end = (start + CHUNK_BYTES).min(bytes.len());
-        Ok(proto::Chunk { total_len: if start == 0 { total } else { 0 }, data: bytes.slice(start..end) })
-    });
-    Box::pin(tokio_stream::iter(pieces.collect::<Vec<_>>()))
-}
-
-#[tonic::async_trait]
-impl Node for NodeService {
-    async fn spawn_actor(
-        &self,
-        req: Request<proto::NodeSpawnRequest>,
-    ) -> std::result::Result<Response<proto::SpawnActorReply>, Status> {
-        let core = self.core()?;
-        core.host(req.into_inner()).await.map(Response::new).map_err(|e| error_status(&e))
-    }
-
-    type CallsStream = ReplyStream;
-
-    async fn calls(&self, req: Request<Streaming<CallFrame>>) -> std::result::Result<Response<ReplyStream>, Status> {
-        let core = self.core()?;
-        let caller = req.extensions().get::<Caller>().map_or(0, |c| c.0);
-        let mut inbound = req.into_inner();
-        let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            loop {
-                match inbound.message().await {
-                    Ok(Some(frame)) => {
-                        core.counters.calls_received.fetch_add(1, Ordering::Relaxed);
-                        let hosted = lock(&core.hosted).get(&frame.actor_id).map(|(h, _)| h.clone());
-                        match hosted {
-                            Some(h) => h.serve(&core, frame, caller, &tx),
-                            None if frame.want_reply => {
-                                let e = RuntimeError::NotDelivered {
-                                    actor: format!("actor {}", frame.actor_id),
-                                    reason: format!("node {} hosts no such actor", core.node_id),
-                                };
-                                let _ = tx.send(Ok(reply_frame(frame.call_id, Err(e)))).await;
-                            }
-                            None => {}
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(status) => {
-                        // A peer that went away ends its stream with a transport error; a message
-                        // over the size limit is refused here.
-                        if matches!(status.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted) {
-                            tracing::warn!(caller, error = %status.message(), "refused a message; closing the call stream");
-                        } else {
-                            tracing::debug!(caller, error = %status.message(), "a call stream ended");
-                        }
-                        let _ = tx.send(Err(status)).await;
-                        break;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    type PullStream = ChunkStream;
-
-    async fn pull(&self, req: Request<proto::PullRequest>) -> std::result::Result<Response<ChunkStream>, Status> {
-        let core = self.core()?;
-        let req = req.into_inner();
-        let r = ObjectRef::unowned(req.object_id);
-        let get = core.store.get(&r);
-        let bytes = if req.timeout_ms == 0 {
-            get.await
-        } else {
-            let limit = Duration::from_millis(req.timeout_ms);
-            tokio::time::timeout(limit, get)
-                .await
-                .unwrap_or_else(|_| Err(RuntimeError::Timeout(limit, format!("object {}", req.object_id))))
-        }
-        .map_err(|e| error_status(&e))?;
-        core.counters.objects_served.fetch_add(1, Ordering::Relaxed);
-        core.counters.bytes_served.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Ok(Response::new(chunks(bytes)))
-    }
-
-    async fn update_refs(
-        &self,
-        req: Request<proto::RefUpdate>,
-    ) -> std::result::Result<Response<proto::RefUpdateReply>, Status> {
-        let core = self.core()?;
-        let u = req.into_inner();
-        if u.delta >= 0 {
-            core.store.add_borrow(u.object_id, u.borrower, u.delta as u64).map_err(|e| error_status(&e))?;
-        } else {
-            core.store.release_borrow(u.object_id, u.borrower, u.delta.unsigned_abs());
-        }
-        Ok(Response::new(proto::RefUpdateReply {}))
-    }
-
-    async fn free(&self, req: Request<proto::FreeRequest>) -> std::result::Result<Response<proto::FreeReply>, Status> {
-        let core = self.core()?;
-        let refs: Vec<ObjectRef> = req.into_inner().object_ids.into_iter().map(ObjectRef::unowned).collect();
-        core.store.free(&refs);
-        Ok(Response::new(proto::FreeReply {}))
-    }
-
-    type RunTaskStream = ChunkStream;
-
-    async fn run_task(
-        &self,
-        req: Request<proto::RunTaskRequest>,
-    ) -> std::result::Result<Response<ChunkStream>, Status> {
-        let core = self.core()?;
-        let rt = core.runtime.upgrade().ok_or_else(|| error_status(&RuntimeError::Shutdown))?;
-        let req = req.into_inner();
-        let name = req.name.clone();
-        let out = tokio::task::spawn_blocking(move || rt.run_task_now(&req.name, req.args))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|message| error_status(&RuntimeError::ObjectFailed { id: 0, message }))?;
-        tracing::debug!(task = %name, bytes = out.len(), "ran a task for another node");
-        Ok(Response::new(chunks(out)))
-    }
-
-    async fn stop_actor(
-        &self,
-        req: Request<proto::StopActorRequest>,
-    ) -> std::result::Result<Response<proto::StopActorReply>, Status> {
-        let core = self.core()?;
-        if let Some((h, _)) = lock(&core.hosted).get(&req.into_inner().actor_id) {
-            h.stop();
-        }
-        Ok(Response::new(proto::StopActorReply {}))
-    }
-}
-
 // === Start ===
 
 /// Starts this process's node: binds, serves, joins `head` (or is the head when `None`).
@@ -1015,46 +692,8 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Run
     let address = local.to_string();
     let head_core = head.is_none().then(|| HeadCore::new(&options, build_id().to_string()));
     let slot: Arc<OnceLock<Arc<NodeCore>>> = Arc::new(OnceLock::new());
-    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
-
-    // Serve.
-    let mut server = Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(Some(64 << 20))
-        .initial_connection_window_size(Some(64 << 20))
-        .max_frame_size(Some(1 << 20));
-    if let Some(tls) = &options.tls {
-        server =
-            server.tls_config(tls.server()).map_err(|e| RuntimeError::Cluster(format!("TLS: {}", error_chain(&e))))?;
-    }
-    let check = CheckToken::new(&options.token);
-    let node_svc = NodeServer::new(NodeService { core: slot.clone() })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let mut router = server.add_service(InterceptedService::new(node_svc, check.clone()));
-    if let Some(h) = &head_core {
-        h.clone().watch_heartbeats(&handle);
-        router = router.add_service(InterceptedService::new(h.clone().service(), check));
-    }
-    handle.spawn(async move {
-        let listener = match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => return tracing::error!("cannot serve: {e}"),
-        };
-        let stop = async move {
-            let _ = shutdown_rx.wait_for(|s| *s).await;
-        };
-        // The builder's tcp_nodelay applies only to listeners tonic binds itself: set it on each
-        // accepted connection, or small replies wait for delayed ACKs (40 ms on Linux).
-        let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |conn| {
-            conn.inspect(|c| {
-                let _ = c.set_nodelay(true);
-            })
-        });
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
-            tracing::error!("the node's server failed: {}", error_chain(&e));
-        }
-    });
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    serve(&handle, listener, &options, head_core, slot.clone(), shutdown_rx)?;
 
     // Join.
     let head_address = head.unwrap_or_else(|| address.clone());
@@ -1131,6 +770,56 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Run
     spawn_heartbeats(&core, Duration::from_millis(reply.heartbeat_interval_ms.max(1)));
     tracing::info!(node = reply.node_id, address = %core.address, head = %core.head_address, "joined the cluster");
     Ok(rt)
+}
+
+/// Serves the `Node` service (and the `Head` service in the head process) on `listener` until
+/// `shutdown` turns true.
+fn serve(
+    handle: &tokio::runtime::Handle,
+    listener: std::net::TcpListener,
+    options: &ClusterOptions,
+    head_core: Option<Arc<HeadCore>>,
+    slot: Arc<OnceLock<Arc<NodeCore>>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let mut server = Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(64 << 20))
+        .initial_connection_window_size(Some(64 << 20))
+        .max_frame_size(Some(1 << 20));
+    if let Some(tls) = &options.tls {
+        server =
+            server.tls_config(tls.server()).map_err(|e| RuntimeError::Cluster(format!("TLS: {}", error_chain(&e))))?;
+    }
+    let check = CheckToken::new(&options.token);
+    let node_svc = NodeServer::new(NodeService { core: slot })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let mut router = server.add_service(InterceptedService::new(node_svc, check.clone()));
+    if let Some(h) = head_core {
+        h.clone().watch_heartbeats(handle);
+        router = router.add_service(InterceptedService::new(h.service(), check));
+    }
+    handle.spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => return tracing::error!("cannot serve: {e}"),
+        };
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        // The builder's tcp_nodelay applies only to listeners tonic binds itself: set it on each
+        // accepted connection, or small replies wait for delayed ACKs (40 ms on Linux).
+        let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |conn| {
+            conn.inspect(|c| {
+                let _ = c.set_nodelay(true);
+            })
+        });
+        if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop).await {
+            tracing::error!("the node's server failed: {}", error_chain(&e));
+        }
+    });
+    Ok(())
 }
 
 /// Sends a heartbeat every `interval` until shutdown.
