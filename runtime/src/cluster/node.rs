@@ -449,13 +449,13 @@ impl NodeCore {
         let bytes = if first.data.len() == total {
             first.data
         } else {
-            let mut buf = BytesMut::with_capacity(total);
+            let mut buf = large_buffer(total);
             buf.extend_from_slice(&first.data);
             while let Some(chunk) = stream.message().await.map_err(status)? {
                 buf.extend_from_slice(&chunk.data);
                 chunks += 1;
             }
-            buf.freeze()
+            Bytes::from(buf)
         };
         if bytes.len() != total {
             return Err(RuntimeError::Cluster(format!(
@@ -646,6 +646,26 @@ impl NodeCore {
             network.shutdown_timeout(Duration::from_secs(2));
         }
     }
+}
+
+/// An empty buffer with room for `len` bytes. On Linux a large one asks for transparent huge
+/// pages: filling a new buffer is otherwise bound by faulting in its 4 KiB pages one by one (a
+/// memcpy into a new 64 MiB buffer runs at about a fifth of the speed of one into a warm buffer).
+fn large_buffer(len: usize) -> Vec<u8> {
+    let buf = Vec::with_capacity(len);
+    #[cfg(target_os = "linux")]
+    if len >= 4 << 20 {
+        // madvise wants page-aligned bounds: advise the whole pages inside the buffer.
+        const PAGE: usize = 4096;
+        let start = (buf.as_ptr() as usize).next_multiple_of(PAGE);
+        let end = (buf.as_ptr() as usize + len) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: advice on pages inside memory this Vec owns; madvise changes no contents,
+            // and a refusal (huge pages disabled) only costs the speed-up.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+        }
+    }
+    buf
 }
 
 /// Waits for SIGINT or SIGTERM; returns which.
