@@ -179,6 +179,17 @@ fn local_ip_towards(head: &str) -> Result<std::net::IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
+/// How a driver or `rl status` finds the cluster's token.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterAccess {
+    /// The cluster token file (default: $RL_CLUSTER_TOKEN, else the session directory's).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// The session directory holding the token (default: $RL_SESSION_DIR, else ~/.rl/session).
+    #[arg(long)]
+    pub session_dir: Option<PathBuf>,
+}
+
 /// What `rl start` was asked for (its command-line flags).
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {
@@ -407,9 +418,9 @@ pub fn stop(session_dir: Option<&Path>, grace: Duration, out: &mut dyn Write) ->
 }
 
 /// Joins the head at `address` as a driver for `rl train --address`.
-pub fn connect_driver(address: &str, token_file: Option<&Path>, session_dir: Option<&Path>) -> Result<Runtime> {
-    let session = SessionDir::resolve(session_dir)?;
-    let mut options = ClusterOptions::new(find_token(token_file, &session)?);
+pub fn connect_driver(address: &str, access: &ClusterAccess) -> Result<Runtime> {
+    let session = SessionDir::resolve(access.session_dir.as_deref())?;
+    let mut options = ClusterOptions::new(find_token(access.token_file.as_deref(), &session)?);
     options.is_driver = true;
     options.num_cpus = 0.0;
     options.listen = SocketAddr::new(local_ip_towards(address)?, 0);
@@ -434,20 +445,15 @@ pub fn read_listen_line(reader: &mut dyn BufRead) -> Result<String> {
 }
 
 /// `rl status`: the head's node table and actor directory.
-pub fn status(
-    address: Option<&str>,
-    token_file: Option<&Path>,
-    session_dir: Option<&Path>,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let session = SessionDir::resolve(session_dir)?;
+pub fn status(address: Option<&str>, access: &ClusterAccess, out: &mut dyn Write) -> Result<()> {
+    let session = SessionDir::resolve(access.session_dir.as_deref())?;
     let address = match address {
         Some(a) => a.to_string(),
         None => std::fs::read_to_string(session.head_file())
             .map(|s| s.trim().to_string())
             .with_context(|| format!("no head runs in {} (pass --address HOST:PORT)", session.path().display()))?,
     };
-    let token = find_token(token_file, &session)?;
+    let token = find_token(access.token_file.as_deref(), &session)?;
     let (nodes, actors) = rl_runtime::cluster::status(&address, &token, tls_from_env()?.as_ref())?;
     writeln!(out, "head {address}")?;
     writeln!(

@@ -81,12 +81,8 @@ enum Command {
         /// workers run on its worker nodes, the learner in this process.
         #[arg(long, value_name = "HOST:PORT")]
         address: Option<String>,
-        /// The cluster token file (default: $RL_CLUSTER_TOKEN, else the session directory's).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// The session directory holding the token (default: $RL_SESSION_DIR, else ~/.rl/session).
-        #[arg(long)]
-        session_dir: Option<PathBuf>,
+        #[command(flatten)]
+        access: cluster::ClusterAccess,
     },
     /// Start a cluster node: the head (`--head`) or a worker node joining one (`--address`). It
     /// runs in the background unless `--block`; `rl stop` stops it.
@@ -97,12 +93,8 @@ enum Command {
         /// The head (default: the one of the session directory).
         #[arg(long, value_name = "HOST:PORT")]
         address: Option<String>,
-        /// The cluster token file (default: $RL_CLUSTER_TOKEN, else the session directory's).
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// The session directory (default: $RL_SESSION_DIR, else ~/.rl/session).
-        #[arg(long)]
-        session_dir: Option<PathBuf>,
+        #[command(flatten)]
+        access: cluster::ClusterAccess,
     },
     /// Stop the cluster nodes started from this machine (SIGTERM, then SIGKILL after the grace
     /// period).
@@ -257,7 +249,7 @@ fn init_logging() {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Train { config, mut overrides, output, seed, quiet, address, token_file, session_dir } => {
+        Command::Train { config, mut overrides, output, seed, quiet, address, access } => {
             if let Some(s) = seed {
                 if let Some(other) = overrides.iter().find(|o| o.split('=').next().is_some_and(|k| k.trim() == "seed"))
                 {
@@ -271,7 +263,7 @@ fn execute(command: Command) -> Result<()> {
             let summary = match address {
                 None => train(&config, &output, &mut callbacks)?,
                 Some(address) => {
-                    let rt = cluster::connect_driver(&address, token_file.as_deref(), session_dir.as_deref())?;
+                    let rt = cluster::connect_driver(&address, &access)?;
                     let summary = rllib::train_on(&rt, &config, &output, &mut callbacks);
                     rt.shutdown();
                     summary?
@@ -284,12 +276,9 @@ fn execute(command: Command) -> Result<()> {
             let raw = std::env::args_os().skip(1).collect();
             cluster::start(&args, raw, &mut std::io::stdout().lock())
         }
-        Command::Status { address, token_file, session_dir } => cluster::status(
-            address.as_deref(),
-            token_file.as_deref(),
-            session_dir.as_deref(),
-            &mut std::io::stdout().lock(),
-        ),
+        Command::Status { address, access } => {
+            cluster::status(address.as_deref(), &access, &mut std::io::stdout().lock())
+        }
         Command::Stop { session_dir, grace_s } => cluster::stop(
             session_dir.as_deref(),
             std::time::Duration::from_secs(grace_s),

@@ -146,9 +146,14 @@ impl Runtime {
         self.cluster().map(|c| c.head_address.clone()).unwrap_or_default()
     }
 
+    /// The cluster core, or an error outside a cluster.
+    fn cluster_core(&self) -> Result<std::sync::Arc<NodeCore>> {
+        self.cluster().cloned().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))
+    }
+
     /// The head's node table and actor directory (every node, dead ones too).
     pub fn cluster_nodes(&self) -> Result<(Vec<NodeInfo>, Vec<ActorInfo>)> {
-        let core = self.cluster().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))?.clone();
+        let core = self.cluster_core()?;
         let c = core.clone();
         core.block_on(async move { c.list_nodes().await })?
     }
@@ -156,14 +161,14 @@ impl Runtime {
     /// Stores `value` under `key` in the head's small KV store (cluster-wide settings, addresses,
     /// rendezvous); with `overwrite` false an existing key is kept. Returns whether it was written.
     pub fn kv_put(&self, key: &str, value: Bytes, overwrite: bool) -> Result<bool> {
-        let core = self.cluster().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))?.clone();
+        let core = self.cluster_core()?;
         let (c, key) = (core.clone(), key.to_string());
         core.block_on(async move { c.kv_put(key, value, overwrite).await })?
     }
 
     /// The value under `key` in the head's KV store, if any.
     pub fn kv_get(&self, key: &str) -> Result<Option<Bytes>> {
-        let core = self.cluster().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))?.clone();
+        let core = self.cluster_core()?;
         let (c, key) = (core.clone(), key.to_string());
         core.block_on(async move { c.kv_get(key).await })?
     }
