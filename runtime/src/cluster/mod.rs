@@ -272,8 +272,29 @@ pub(crate) fn status_error(status: &tonic::Status, node: u32, address: &str) -> 
         tonic::Code::Unavailable | tonic::Code::Cancelled => {
             RuntimeError::NodeUnreachable { node, address: address.to_string(), message: status.message().to_string() }
         }
+        _ if connection_lost(status) => {
+            RuntimeError::NodeUnreachable { node, address: address.to_string(), message: status.message().to_string() }
+        }
         code => RuntimeError::Cluster(format!("{code:?} from node {node} at {address}: {}", status.message())),
     }
+}
+
+/// Whether a status without our error details says the connection broke mid-call (the peer's
+/// process died or its socket closed) rather than a handler failing: tonic reports that as
+/// `Unknown` or `Internal` with a transport, HTTP/2 or I/O error as the source.
+fn connection_lost(status: &tonic::Status) -> bool {
+    if !matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal) {
+        return false;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() || e.is::<std::io::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    let m = status.message();
+    m.starts_with("transport error") || m.starts_with("h2 protocol error") || m.contains("connection")
 }
 
 /// The gRPC status for a runtime error raised in a handler; the error travels in the details.
@@ -294,4 +315,30 @@ pub(crate) fn error_status(e: &RuntimeError) -> tonic::Status {
     };
     let details = crate::encode(e).unwrap_or_default();
     tonic::Status::with_details(code, e.to_string(), details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_connection_mid_call_is_an_unreachable_node() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "connection reset by peer");
+        let status = tonic::Status::from_error(Box::new(io));
+        assert_eq!(status.code(), tonic::Code::Unknown);
+        let e = status_error(&status, 3, "127.0.0.1:1");
+        assert!(matches!(e, RuntimeError::NodeUnreachable { node: 3, .. }), "{e}");
+        // Without a transport source, the message tonic gives a broken stream is enough.
+        let e = status_error(&tonic::Status::unknown("transport error"), 3, "127.0.0.1:1");
+        assert!(matches!(e, RuntimeError::NodeUnreachable { node: 3, .. }), "{e}");
+    }
+
+    #[test]
+    fn a_handler_error_travels_as_itself_and_other_codes_stay_generic() {
+        let status = error_status(&RuntimeError::UnknownTask("t".into()));
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert!(matches!(status_error(&status, 2, "a"), RuntimeError::UnknownTask(t) if t == "t"));
+        let e = status_error(&tonic::Status::internal("failed to decode Protobuf message"), 2, "a");
+        assert!(matches!(e, RuntimeError::Cluster(ref m) if m.contains("Internal from node 2")), "{e}");
+    }
 }
