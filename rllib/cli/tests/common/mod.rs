@@ -1,0 +1,175 @@
+//! What the process-level tests share: `rl` processes started with `--port 0`, their stdout read
+//! line by line, killed by pid on drop; a head with worker nodes in its own session directory,
+//! removed when the test passes.
+#![allow(dead_code)] // Each test file uses its own part.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const RL: &str = env!("CARGO_BIN_EXE_rl");
+pub const PPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/ppo.yaml");
+
+/// A scratch directory of one test, removed on drop unless the test is failing (its files, the
+/// processes' stderr among them, are what one reads then).
+pub struct Scratch(pub PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A fresh scratch directory named after the test and this process.
+pub fn scratch(name: &str) -> Scratch {
+    let dir = std::env::temp_dir().join(format!("rl-cluster-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Scratch(dir)
+}
+
+/// A child process killed (SIGKILL) and reaped on drop unless it already exited.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    name: String,
+    /// Lines of its stdout, read by a thread.
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Proc {
+    /// Starts `program args`, stdout read line by line, stderr into `dir/name.err`.
+    pub fn spawn(program: &Path, args: &[&str], dir: &Path, name: &str) -> Self {
+        let stderr = dir.join(format!("{name}.err"));
+        let mut child = Command::new(program)
+            .args(args)
+            .env("RL_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, name: name.into(), lines, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (at most `limit`) for a stdout line starting with `prefix`; returns the rest.
+    pub fn line(&self, prefix: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    if let Some(rest) = l.strip_prefix(prefix) {
+                        return rest.to_string();
+                    }
+                }
+                Err(_) => panic!("{} printed no {prefix:?} line within {limit:?}; stderr: {}", self.name, self.err()),
+            }
+        }
+    }
+
+    pub fn err(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    pub fn exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {limit:?}; stderr: {}", self.name, self.err());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A head and `n` worker nodes of one session.
+pub struct Cluster {
+    /// Its scratch directory.
+    pub dir: PathBuf,
+    /// Its session directory.
+    pub session: String,
+    /// The head's address.
+    pub address: String,
+    /// The head.
+    pub head: Proc,
+    /// The worker nodes, in start order.
+    pub nodes: Vec<Proc>,
+    /// Last, so it is removed after the processes are killed.
+    _scratch: Scratch,
+}
+
+impl Cluster {
+    pub fn start(name: &str, n: usize, node_timeout_ms: u64) -> Self {
+        let scratch = scratch(name);
+        let dir = scratch.0.clone();
+        let session = dir.join("session").display().to_string();
+        let timeout = node_timeout_ms.to_string();
+        let head = Proc::spawn(
+            Path::new(RL),
+            &[
+                "start",
+                "--head",
+                "--block",
+                "--port",
+                "0",
+                "--num-cpus",
+                "0",
+                "--session-dir",
+                &session,
+                "--heartbeat-interval-ms",
+                "200",
+                "--node-timeout-ms",
+                &timeout,
+            ],
+            &dir,
+            "head",
+        );
+        let address = head.line("listening on ", Duration::from_secs(60));
+        head.line("ready", Duration::from_secs(60));
+        let nodes = (0..n)
+            .map(|i| {
+                let args = ["start", "--address", &address, "--block", "--num-cpus", "2", "--session-dir", &session];
+                let node = Proc::spawn(Path::new(RL), &args, &dir, &format!("node{i}"));
+                node.line("ready", Duration::from_secs(60));
+                node
+            })
+            .collect();
+        Self { dir, session, address, head, nodes, _scratch: scratch }
+    }
+
+    /// `rl status` of this cluster.
+    pub fn status(&self) -> String {
+        let out = Command::new(RL).args(["status", "--session-dir", &self.session]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
