@@ -224,6 +224,15 @@ pub enum Placement {
     Local,
     /// The node with this id.
     Node(u32),
+    /// A bundle of a placement group (see [`crate::cluster::PlacementGroup`]): the one with this
+    /// index, or (`None`) the first with room. The actor takes its resources from the bundle's
+    /// reservation and waits while the group is pending.
+    Group {
+        /// The group's id.
+        group: u64,
+        /// The bundle's index.
+        bundle: Option<u32>,
+    },
 }
 
 /// The default [`ActorOptions::mailbox_capacity`]: deep enough that callers of a busy actor rarely

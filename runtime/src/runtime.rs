@@ -382,7 +382,9 @@ impl Runtime {
             return Err(RuntimeError::UnknownActorType(A::TYPE_NAME.into()));
         }
         match (self.inner.cluster.get(), options.placement) {
-            (Some(core), Placement::Any | Placement::Node(_)) => core.spawn_remote::<A>(&init, &options),
+            (Some(core), Placement::Any | Placement::Node(_) | Placement::Group { .. }) => {
+                core.spawn_remote::<A>(&init, &options)
+            }
             _ => self.spawn_local(init, options),
         }
     }

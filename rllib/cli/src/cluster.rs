@@ -76,6 +76,11 @@ impl SessionDir {
         self.root.join("token")
     }
 
+    /// The address of the head this session started, if it wrote one.
+    pub fn head_address(&self) -> std::io::Result<String> {
+        std::fs::read_to_string(self.head_file()).map(|s| s.trim().to_string())
+    }
+
     fn head_file(&self) -> PathBuf {
         self.root.join("head_address")
     }
@@ -441,70 +446,5 @@ pub fn read_listen_line(reader: &mut dyn BufRead) -> Result<String> {
         if let Some(addr) = line.trim().strip_prefix("listening on ") {
             return Ok(addr.to_string());
         }
-    }
-}
-
-/// `rl status`: the head's node table and actor directory.
-pub fn status(address: Option<&str>, access: &ClusterAccess, out: &mut dyn Write) -> Result<()> {
-    let session = SessionDir::resolve(access.session_dir.as_deref())?;
-    let address = match address {
-        Some(a) => a.to_string(),
-        None => std::fs::read_to_string(session.head_file())
-            .map(|s| s.trim().to_string())
-            .with_context(|| format!("no head runs in {} (pass --address HOST:PORT)", session.path().display()))?,
-    };
-    let token = find_token(access.token_file.as_deref(), &session)?;
-    let (nodes, actors) = rl_runtime::cluster::status(&address, &token, tls_from_env()?.as_ref())?;
-    writeln!(out, "head {address}")?;
-    writeln!(
-        out,
-        "{:<5} {:<6} {:<22} {:<8} {:<7} {:<10} {:<10} {:>9} {:>9}",
-        "node", "state", "address", "pid", "role", "CPU free", "heartbeat", "pulled", "served"
-    )?;
-    for n in &nodes {
-        let alive = n.state == rl_runtime::cluster::proto::NodeState::Alive as i32;
-        let cpu = |r: &Option<rl_runtime::cluster::proto::Resources>| {
-            r.as_ref().and_then(|r| r.amounts.get("CPU")).copied().unwrap_or(0.0)
-        };
-        let role = if n.node_id == 1 {
-            "head"
-        } else if n.is_driver {
-            "driver"
-        } else {
-            "node"
-        };
-        let t = n.transfers.unwrap_or_default();
-        writeln!(
-            out,
-            "{:<5} {:<6} {:<22} {:<8} {:<7} {:<10} {:<10} {:>9} {:>9}",
-            n.node_id,
-            if alive { "ALIVE" } else { "DEAD" },
-            n.address,
-            n.pid,
-            role,
-            format!("{}/{}", cpu(&n.available), cpu(&n.total)),
-            if alive { format!("{:.1} s ago", n.last_heartbeat_ms_ago as f64 / 1000.0) } else { "-".into() },
-            human_bytes(t.bytes_pulled),
-            human_bytes(t.bytes_served),
-        )?;
-        if !alive {
-            writeln!(out, "      {}", n.death_reason)?;
-        }
-    }
-    let alive = actors.iter().filter(|a| a.alive).count();
-    writeln!(out, "actors: {alive} alive, {} dead", actors.len() - alive)?;
-    for a in &actors {
-        let state = if a.alive { "alive".to_string() } else { format!("dead: {}", a.death_reason) };
-        writeln!(out, "  {} ({}) on node {}: {state}", a.name, a.type_name, a.node_id)?;
-    }
-    Ok(())
-}
-
-fn human_bytes(b: u64) -> String {
-    match b {
-        0..1024 => format!("{b} B"),
-        1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", b as f64 / 1_048_576.0),
-        _ => format!("{:.2} GiB", b as f64 / 1_073_741_824.0),
     }
 }

@@ -24,6 +24,7 @@ pub mod cluster;
 pub mod experiment;
 pub mod plot;
 pub mod progress;
+pub mod status;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -87,12 +88,15 @@ enum Command {
     /// Start a cluster node: the head (`--head`) or a worker node joining one (`--address`). It
     /// runs in the background unless `--block`; `rl stop` stops it.
     Start(cluster::StartArgs),
-    /// Show the cluster: every node (state, address, pid, free CPUs, last heartbeat, bytes moved)
-    /// and every actor.
+    /// Show the cluster: every node (state, address, pid, free CPUs, last heartbeat, store use,
+    /// bytes moved), every actor, placement group and job.
     Status {
         /// The head (default: the one of the session directory).
         #[arg(long, value_name = "HOST:PORT")]
         address: Option<String>,
+        /// Print the JSON document the dashboard serves instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         access: cluster::ClusterAccess,
     },
@@ -276,8 +280,8 @@ fn execute(command: Command) -> Result<()> {
             let raw = std::env::args_os().skip(1).collect();
             cluster::start(&args, raw, &mut std::io::stdout().lock())
         }
-        Command::Status { address, access } => {
-            cluster::status(address.as_deref(), &access, &mut std::io::stdout().lock())
+        Command::Status { address, json, access } => {
+            status::run(address.as_deref(), &access, json, &mut std::io::stdout().lock())
         }
         Command::Stop { session_dir, grace_s } => cluster::stop(
             session_dir.as_deref(),

@@ -180,14 +180,29 @@ impl TlsConfig {
     }
 }
 
+/// The environment variable that declares a process's build (see [`build_id`]).
+pub const BUILD_ENV: &str = "RL_BUILD_ID";
+
 /// This binary's build: package version plus a hash of the executable's bytes, and its path.
 ///
 /// Every process of a cluster must run the same build, since actor types are found by name and
 /// messages are decoded by layout. A custom-env binary that calls the library's `main()` is its
 /// own build, distinct from the stock `rl`.
+///
+/// The environment variable [`BUILD_ENV`] replaces the hash: programs built together from one
+/// source tree that register the same actor types (a test harness driving `rl` nodes, a launcher
+/// wrapping `rl`) can declare themselves one build. Mismatched layouts then fail at decoding.
 pub fn build_id() -> &'static str {
     static BUILD: OnceLock<String> = OnceLock::new();
     BUILD.get_or_init(|| {
+        if let Some(declared) = std::env::var(BUILD_ENV).ok().filter(|s| !s.trim().is_empty()) {
+            return format!(
+                "{} {} #{} (declared by {BUILD_ENV})",
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+                declared.trim()
+            );
+        }
         let exe = std::env::current_exe().ok();
         let hash = exe.as_ref().and_then(|p| std::fs::read(p).ok()).map_or(0, |bytes| hash64(&bytes));
         let path = exe.map(|p| p.display().to_string()).unwrap_or_else(|| "unknown executable".into());

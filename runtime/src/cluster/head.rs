@@ -4,7 +4,8 @@
 //! Every node's heartbeat reports its free resources (with a version, so a late heartbeat never
 //! overwrites a newer view), its actors and its counters; the answer lists the nodes declared
 //! dead. Placement subtracts what a spawn in flight will take until the node's own answer says
-//! what is left, so two concurrent spawns never count the same CPU.
+//! what is left, so two concurrent spawns never count the same CPU, and what placement groups'
+//! bundles hold back (see [`super::placement`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::pin;
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status};
 use super::auth::{AddToken, Caller, build_key};
 use super::failure::FailureDetector;
 use super::peer::NodeRpc;
+use super::placement::{Groups, Res};
 use super::proto::head_server::{Head, HeadServer};
 use super::proto::node_client::NodeClient;
 use super::proto::{self, NodeState};
@@ -37,6 +39,8 @@ struct NodeEntry {
     in_flight: BTreeMap<String, f64>,
     actors: Vec<proto::ActorInfo>,
     rpc: Option<NodeRpc>,
+    /// What placement-group bundles on it hold back from other work (see [`HeadCore::refresh`]).
+    held: Res,
 }
 
 impl NodeEntry {
@@ -44,8 +48,14 @@ impl NodeEntry {
         self.info.state == NodeState::Alive as i32
     }
 
-    /// Free amount of `resource`, less what spawns in flight will take.
+    /// Free amount of `resource` for work outside placement groups: what the node reports, less
+    /// what spawns in flight will take and what bundles hold back.
     fn free(&self, resource: &str) -> f64 {
+        self.unheld(resource) - self.held.get(resource).copied().unwrap_or(0.0)
+    }
+
+    /// Free amount of `resource` counting bundles' reservations as free (room for a bundle's actor).
+    fn unheld(&self, resource: &str) -> f64 {
         let available = self.info.available.as_ref().and_then(|r| r.amounts.get(resource)).copied().unwrap_or(0.0);
         available - self.in_flight.get(resource).copied().unwrap_or(0.0)
     }
@@ -65,6 +75,22 @@ struct HeadState {
     detector: FailureDetector,
     kv: HashMap<String, Bytes>,
     dead: Vec<u32>,
+    groups: Groups,
+}
+
+/// Where a spawn goes: the node, and the placement-group bundle it takes from.
+struct Slot {
+    node: u32,
+    bundle: Option<(u64, usize)>,
+}
+
+/// What [`HeadCore::try_place`] found.
+enum Placed {
+    Now(Slot),
+    /// Not yet; the message says what is missing, for the error if it never comes.
+    Wait(String),
+    /// Never (a removed or unknown group, a bundle index out of range).
+    Never(Status),
 }
 
 /// The head's state and settings.
@@ -87,6 +113,7 @@ impl HeadCore {
                 detector: FailureDetector::new(options.node_timeout),
                 kv: HashMap::new(),
                 dead: Vec::new(),
+                groups: Groups::default(),
             }),
             changed: tokio::sync::Notify::new(),
             heartbeat_interval: options.heartbeat_interval,
@@ -146,6 +173,8 @@ impl HeadCore {
             }
         }
         st.dead.push(node);
+        st.groups.node_dead(node);
+        Self::refresh(&mut st);
         drop(st);
         if reason.starts_with("left") {
             tracing::info!(node, %reason, "node left");
@@ -166,6 +195,136 @@ impl HeadCore {
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         entry.rpc = Some(rpc.clone());
         Ok(rpc)
+    }
+
+    /// Ends a spawn's time in flight: the node's answer (if it built the actor) updates its free
+    /// resources and the directory, and the actor joins its bundle. Returns true if the bundle's
+    /// group was removed meanwhile (the caller stops the new actor).
+    fn settle(
+        &self,
+        st: &mut HeadState,
+        slot: &Slot,
+        need: &Res,
+        reply: Option<&proto::SpawnActorReply>,
+        type_name: &str,
+    ) -> bool {
+        if let Some(entry) = st.nodes.get_mut(&slot.node) {
+            add(&mut entry.in_flight, need, -1.0);
+            if let Some(reply) = reply {
+                if reply.resource_version >= entry.version {
+                    entry.version = reply.resource_version;
+                    entry.info.available = reply.available.clone();
+                }
+                entry.actors.retain(|a| a.actor_id != reply.actor_id);
+                entry.actors.push(proto::ActorInfo {
+                    actor_id: reply.actor_id,
+                    name: reply.name.clone(),
+                    type_name: type_name.to_string(),
+                    node_id: slot.node,
+                    alive: true,
+                    death_reason: String::new(),
+                });
+            }
+        }
+        let mut orphan = false;
+        if let Some((group, i)) = slot.bundle
+            && let Some(g) = st.groups.groups.get_mut(&group)
+        {
+            let removed = g.state == proto::PlacementGroupState::Removed;
+            let b = &mut g.bundles[i];
+            if b.node == Some(slot.node) {
+                add(&mut b.in_flight, need, -1.0);
+                if let Some(reply) = reply {
+                    b.actors.insert(reply.actor_id, need.clone());
+                }
+            }
+            orphan = removed && reply.is_some();
+        }
+        Self::refresh(st);
+        orphan
+    }
+
+    /// Recomputes what bundles hold back on each node, places the placement groups that wait if
+    /// the cluster can now hold them, and recomputes again if any was placed. Called on every
+    /// change of nodes, resources, actors or groups.
+    fn refresh(st: &mut HeadState) {
+        loop {
+            let alive: std::collections::HashSet<u64> =
+                st.nodes.values().flat_map(|e| e.actors.iter().filter(|a| a.alive).map(|a| a.actor_id)).collect();
+            let held = st.groups.reserved(&|a| alive.contains(&a));
+            for (id, e) in &mut st.nodes {
+                e.held = held.get(id).cloned().unwrap_or_default();
+            }
+            let mut free: BTreeMap<u32, Res> = st
+                .nodes
+                .iter()
+                .filter(|(_, e)| e.alive() && !e.info.is_driver)
+                .map(|(id, e)| {
+                    let names = e.info.total.iter().flat_map(|t| t.amounts.keys());
+                    (*id, names.map(|r| (r.clone(), e.free(r))).collect())
+                })
+                .collect();
+            if !st.groups.place_waiting(&mut free) {
+                return;
+            }
+        }
+    }
+
+    /// Where a spawn of `need` with `options` goes now, if anywhere: a bundle of its placement
+    /// group with room, or a node by [`HeadCore::pick`]. Marks what it takes as in flight.
+    fn try_place(st: &mut HeadState, need: &Res, options: &proto::ActorOptionsProto) -> Placed {
+        Self::refresh(st);
+        if options.placement_group_id == 0 {
+            return match Self::pick(st, need, options.node_id) {
+                Ok(node) => {
+                    let entry = st.nodes.get_mut(&node).expect("picked from the table");
+                    add(&mut entry.in_flight, need, 1.0);
+                    Placed::Now(Slot { node, bundle: None })
+                }
+                Err(message) => Placed::Wait(message),
+            };
+        }
+        let id = options.placement_group_id;
+        let alive: std::collections::HashSet<u64> =
+            st.nodes.values().flat_map(|e| e.actors.iter().filter(|a| a.alive).map(|a| a.actor_id)).collect();
+        let Some(group) = st.groups.groups.get_mut(&id) else {
+            return Placed::Never(Status::not_found(format!("no placement group {id}")));
+        };
+        let state = group.state;
+        if state == proto::PlacementGroupState::Removed {
+            return Placed::Never(Status::failed_precondition(format!("placement group {id} was removed")));
+        }
+        let candidates: Vec<usize> = match usize::try_from(options.bundle_index) {
+            Ok(i) if i < group.bundles.len() => vec![i],
+            Ok(i) => {
+                let e = RuntimeError::InvalidActorOption {
+                    actor: options.name.clone(),
+                    option: "placement".into(),
+                    expected: format!("a bundle index below {} (placement group {id}'s bundles)", group.bundles.len()),
+                    found: i.to_string(),
+                };
+                return Placed::Never(error_status(&e));
+            }
+            Err(_) => (0..group.bundles.len()).collect(),
+        };
+        let nodes = &st.nodes;
+        let chosen = candidates.into_iter().find(|i| {
+            let b = &group.bundles[*i];
+            b.node.and_then(|n| nodes.get(&n)).is_some_and(|e| {
+                e.alive()
+                    && b.has_room(need, &|a| alive.contains(&a))
+                    && need.iter().all(|(r, v)| *v <= e.unheld(r) + 1e-9)
+            })
+        });
+        let Some(i) = chosen else {
+            let name = state.as_str_name().trim_start_matches("PLACEMENT_GROUP_STATE_");
+            return Placed::Wait(format!("placement group {id} ({name}) has no bundle with {} free", show(need)));
+        };
+        let bundle = &mut group.bundles[i];
+        add(&mut bundle.in_flight, need, 1.0);
+        let node = bundle.node.expect("chosen bundles are placed");
+        add(&mut st.nodes.get_mut(&node).expect("bundle nodes are in the table").in_flight, need, 1.0);
+        Placed::Now(Slot { node, bundle: Some((id, i)) })
     }
 
     /// The node to place `need` on: `wanted` if given, else the worker node with the most free
@@ -201,6 +360,13 @@ impl HeadCore {
             show(need),
             workers.join("; ")
         ))
+    }
+}
+
+/// Adds `sign * need` to `to`.
+fn add(to: &mut Res, need: &Res, sign: f64) {
+    for (r, v) in need {
+        *to.entry(r.clone()).or_insert(0.0) += sign * v;
     }
 }
 
@@ -248,7 +414,11 @@ impl Head for HeadService {
             transfers: None,
             build: req.build,
         };
-        st.nodes.insert(id, NodeEntry { info, version: 0, in_flight: BTreeMap::new(), actors: Vec::new(), rpc: None });
+        st.nodes.insert(
+            id,
+            NodeEntry { info, version: 0, in_flight: BTreeMap::new(), actors: Vec::new(), rpc: None, held: Res::new() },
+        );
+        HeadCore::refresh(&mut st);
         drop(st);
         tracing::info!(node = id, address = %req.address, driver = req.is_driver, "node joined");
         head.changed.notify_waiters();
@@ -278,6 +448,7 @@ impl Head for HeadService {
         entry.actors = req.actors;
         entry.info.transfers = req.transfers;
         st.detector.heartbeat(req.node_id, Instant::now());
+        HeadCore::refresh(&mut st);
         drop(st);
         head.changed.notify_waiters();
         Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: true }))
@@ -305,7 +476,8 @@ impl Head for HeadService {
             })
             .collect();
         let actors = st.nodes.values().flat_map(|e| e.actors.iter().cloned()).collect();
-        Ok(Response::new(proto::ListNodesReply { nodes, actors }))
+        let placement_groups = st.groups.groups.values().map(|g| g.info()).collect();
+        Ok(Response::new(proto::ListNodesReply { nodes, actors, placement_groups }))
     }
 
     async fn spawn_actor(
@@ -315,7 +487,7 @@ impl Head for HeadService {
         let head = &self.0;
         let req = req.into_inner();
         let options = req.options.clone().unwrap_or_default();
-        let need: BTreeMap<String, f64> = options
+        let need: Res = options
             .resources
             .clone()
             .map(|r| r.amounts.into_iter().filter(|(_, v)| *v > 0.0).collect())
@@ -331,25 +503,25 @@ impl Head for HeadService {
             options.placement_timeout_ms
         });
         let deadline = tokio::time::Instant::now() + timeout;
-        let (node, rpc) = loop {
+        let (slot, rpc) = loop {
             let mut notified = pin!(head.changed.notified());
             notified.as_mut().enable();
             {
                 let mut st = lock(&head.state);
-                match HeadCore::pick(&st, &need, options.node_id) {
-                    Ok(node) => {
-                        let entry = st.nodes.get_mut(&node).expect("picked from the table");
-                        for (r, v) in &need {
-                            *entry.in_flight.entry(r.clone()).or_insert(0.0) += v;
+                match HeadCore::try_place(&mut st, &need, &options) {
+                    Placed::Now(slot) => match head.node_rpc(&mut st, slot.node) {
+                        Ok(rpc) => break (slot, rpc),
+                        Err(e) => {
+                            head.settle(&mut st, &slot, &need, None, "");
+                            return Err(e);
                         }
-                        let rpc = head.node_rpc(&mut st, node)?;
-                        break (node, rpc);
-                    }
-                    Err(message) if tokio::time::Instant::now() >= deadline => {
+                    },
+                    Placed::Never(status) => return Err(status),
+                    Placed::Wait(message) if tokio::time::Instant::now() >= deadline => {
                         let message = format!("{message} (waited {:.0} s)", timeout.as_secs_f64());
                         return Err(error_status(&RuntimeError::Unschedulable { what, message }));
                     }
-                    Err(_) => {}
+                    Placed::Wait(_) => {}
                 }
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
@@ -361,32 +533,20 @@ impl Head for HeadService {
             owner: req.caller,
         };
         let result = rpc.clone().spawn_actor(forwarded).await;
-        let mut st = lock(&head.state);
-        if let Some(entry) = st.nodes.get_mut(&node) {
-            for (r, v) in &need {
-                if let Some(x) = entry.in_flight.get_mut(r) {
-                    *x -= v;
-                }
-            }
-            if let Ok(reply) = &result {
-                let reply = reply.get_ref();
-                if reply.resource_version >= entry.version {
-                    entry.version = reply.resource_version;
-                    entry.info.available = reply.available.clone();
-                }
-                entry.actors.retain(|a| a.actor_id != reply.actor_id);
-                entry.actors.push(proto::ActorInfo {
-                    actor_id: reply.actor_id,
-                    name: reply.name.clone(),
-                    type_name: req.type_name.clone(),
-                    node_id: node,
-                    alive: true,
-                    death_reason: String::new(),
-                });
-            }
-        }
-        drop(st);
+        let orphan = {
+            let mut st = lock(&head.state);
+            head.settle(&mut st, &slot, &need, result.as_ref().ok().map(|r| r.get_ref()), &req.type_name)
+        };
         head.changed.notify_waiters();
+        if orphan {
+            // Its group was removed while it was being built: stop it, as removal stops the rest.
+            let actor_id = result.as_ref().map_or(0, |r| r.get_ref().actor_id);
+            let _ = rpc.clone().stop_actor(proto::StopActorRequest { actor_id }).await;
+            return Err(Status::failed_precondition(format!(
+                "placement group {} was removed while {what} was being placed",
+                options.placement_group_id
+            )));
+        }
         result
     }
 
@@ -399,6 +559,87 @@ impl Head for HeadService {
         let node = HeadCore::pick(&st, &need, 0).unwrap_or(caller);
         let address = st.nodes.get(&node).map(|e| e.info.address.clone()).unwrap_or_default();
         Ok(Response::new(proto::PickNodeReply { node_id: node, address }))
+    }
+
+    async fn create_placement_group(
+        &self,
+        req: Request<proto::CreatePlacementGroupRequest>,
+    ) -> Result<Response<proto::CreatePlacementGroupReply>, Status> {
+        let req = req.into_inner();
+        let strategy = proto::PlacementStrategy::try_from(req.strategy)
+            .ok()
+            .filter(|s| *s != proto::PlacementStrategy::Unspecified)
+            .ok_or_else(|| Status::invalid_argument(format!("unknown placement strategy {}", req.strategy)))?;
+        if req.bundles.is_empty() {
+            return Err(Status::invalid_argument("a placement group needs at least one bundle"));
+        }
+        let bundles: Vec<Res> =
+            req.bundles.into_iter().map(|r| r.amounts.into_iter().filter(|(_, v)| *v > 0.0).collect()).collect();
+        if let Some((r, v)) = bundles.iter().flatten().find(|(_, v)| !v.is_finite()) {
+            return Err(Status::invalid_argument(format!("bundle resource {r} = {v} is not a finite amount")));
+        }
+        let mut st = lock(&self.0.state);
+        let id = st.groups.create(req.name, strategy, bundles, req.caller);
+        HeadCore::refresh(&mut st);
+        let group = st.groups.groups[&id].info();
+        drop(st);
+        self.0.changed.notify_waiters();
+        Ok(Response::new(proto::CreatePlacementGroupReply { group: Some(group) }))
+    }
+
+    async fn remove_placement_group(
+        &self,
+        req: Request<proto::RemovePlacementGroupRequest>,
+    ) -> Result<Response<proto::RemovePlacementGroupReply>, Status> {
+        let head = &self.0;
+        let id = req.into_inner().group_id;
+        // Ray's removal stops the group's actors; their nodes free the resources they held.
+        let stops = {
+            let mut st = lock(&head.state);
+            let actors = st.groups.remove(id).ok_or_else(|| Status::not_found(format!("no placement group {id}")))?;
+            HeadCore::refresh(&mut st);
+            let mut stops = Vec::new();
+            for (node, actor_id) in actors {
+                if let Ok(rpc) = head.node_rpc(&mut st, node) {
+                    stops.push((rpc, actor_id));
+                }
+            }
+            stops
+        };
+        head.changed.notify_waiters();
+        tracing::info!(group = id, actors = stops.len(), "placement group removed");
+        for (mut rpc, actor_id) in stops {
+            // A node that is gone took the actor with it; nothing more to stop there.
+            let _ = rpc.stop_actor(proto::StopActorRequest { actor_id }).await;
+        }
+        Ok(Response::new(proto::RemovePlacementGroupReply {}))
+    }
+
+    async fn get_placement_group(
+        &self,
+        req: Request<proto::GetPlacementGroupRequest>,
+    ) -> Result<Response<proto::GetPlacementGroupReply>, Status> {
+        let head = &self.0;
+        let req = req.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(req.wait_ms);
+        loop {
+            let mut notified = pin!(head.changed.notified());
+            notified.as_mut().enable();
+            {
+                let st = lock(&head.state);
+                let g = st
+                    .groups
+                    .groups
+                    .get(&req.group_id)
+                    .ok_or_else(|| Status::not_found(format!("no placement group {}", req.group_id)))?;
+                let settled =
+                    matches!(g.state, proto::PlacementGroupState::Created | proto::PlacementGroupState::Removed);
+                if settled || tokio::time::Instant::now() >= deadline {
+                    return Ok(Response::new(proto::GetPlacementGroupReply { group: Some(g.info()) }));
+                }
+            }
+            let _ = tokio::time::timeout_at(deadline, notified).await;
+        }
     }
 
     async fn kv_put(&self, req: Request<proto::KvPutRequest>) -> Result<Response<proto::KvPutReply>, Status> {

@@ -155,9 +155,17 @@ pub(crate) fn options_proto(o: &ActorOptions) -> proto::ActorOptionsProto {
         mailbox_capacity: o.mailbox_capacity as u64,
         node_id: match o.placement {
             Placement::Node(n) => n,
-            Placement::Any | Placement::Local => 0,
+            Placement::Any | Placement::Local | Placement::Group { .. } => 0,
         },
         placement_timeout_ms: o.placement_timeout.as_millis() as u64,
+        placement_group_id: match o.placement {
+            Placement::Group { group, .. } => group,
+            _ => 0,
+        },
+        bundle_index: match o.placement {
+            Placement::Group { bundle: Some(i), .. } => i as i32,
+            _ => -1,
+        },
     }
 }
 

@@ -24,6 +24,8 @@ mod head;
 mod hosted;
 mod node;
 mod peer;
+mod placement;
+pub mod placement_group;
 pub mod proto;
 mod service;
 
@@ -38,8 +40,9 @@ pub(crate) use node::NodeCore;
 pub(crate) use peer::RemoteActor;
 use tonic::transport::{Channel, Endpoint};
 
-pub use self::auth::{TOKEN_ENV, TlsConfig, Token, build_id};
+pub use self::auth::{BUILD_ENV, TOKEN_ENV, TlsConfig, Token, build_id};
 pub use self::failure::FailureDetector;
+pub use self::placement_group::{PlacementGroup, PlacementGroupInfo, PlacementGroupState, PlacementStrategy};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::StoreOptions;
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -79,6 +82,10 @@ pub struct ClusterOptions {
     pub node_timeout: Duration,
     /// Joins as a driver: the head never places `Placement::Any` work on it.
     pub is_driver: bool,
+    /// This process's build identity, which the head compares with its own (default:
+    /// [`build_id`]). A program that embeds the library and registers the same actor types as
+    /// the `rl` it joins may declare that binary's build here.
+    pub build: String,
     /// Threads of the node's network runtime.
     pub network_threads: usize,
 }
@@ -101,6 +108,7 @@ impl ClusterOptions {
             heartbeat_interval: Duration::from_secs(1),
             node_timeout: Duration::from_secs(30),
             is_driver: false,
+            build: build_id().to_string(),
             network_threads: 2,
         }
     }
@@ -147,7 +155,7 @@ impl Runtime {
     }
 
     /// The cluster core, or an error outside a cluster.
-    fn cluster_core(&self) -> Result<std::sync::Arc<NodeCore>> {
+    pub(crate) fn cluster_core(&self) -> Result<std::sync::Arc<NodeCore>> {
         self.cluster().cloned().ok_or_else(|| RuntimeError::Cluster("not part of a cluster".into()))
     }
 
@@ -196,9 +204,36 @@ impl Runtime {
     }
 }
 
-/// The node table and actor directory of the head at `address`, read without joining (what
-/// `rl status` shows).
-pub fn status(address: &str, token: &Token, tls: Option<&TlsConfig>) -> Result<(Vec<NodeInfo>, Vec<ActorInfo>)> {
+/// The head's node table, actor directory and placement groups, read from the head at `address`
+/// without joining (what `rl status` shows).
+pub fn status(address: &str, token: &Token, tls: Option<&TlsConfig>) -> Result<proto::ListNodesReply> {
+    with_head(address, token, tls, |mut head| async move {
+        let reply = head.list_nodes(proto::ListNodesRequest {}).await;
+        Ok(reply.map_err(|s| status_error(&s, 0, address))?.into_inner())
+    })
+}
+
+/// The value under `key` in the KV store of the head at `address`, read without joining.
+pub fn read_kv(address: &str, token: &Token, tls: Option<&TlsConfig>, key: &str) -> Result<Option<Bytes>> {
+    let key = key.to_string();
+    with_head(address, token, tls, |mut head| async move {
+        let reply = head.kv_get(proto::KvGetRequest { key }).await;
+        let reply = reply.map_err(|s| status_error(&s, 0, address))?.into_inner();
+        Ok(reply.found.then_some(reply.value))
+    })
+}
+
+/// A head client without an interceptor type in its name, for one-off calls.
+type OneOffHead = proto::head_client::HeadClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, auth::AddToken>,
+>;
+
+/// Runs `call` with a client of the head at `address` on a throwaway single-thread runtime.
+fn with_head<'a, T, F, Fut>(address: &'a str, token: &Token, tls: Option<&TlsConfig>, call: F) -> Result<T>
+where
+    F: FnOnce(OneOffHead) -> Fut,
+    Fut: std::future::Future<Output = Result<T>> + 'a,
+{
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -206,10 +241,7 @@ pub fn status(address: &str, token: &Token, tls: Option<&TlsConfig>) -> Result<(
     let add = auth::AddToken::new(token, 0)?;
     rt.block_on(async {
         let channel = connect(address, 0, tls).await?;
-        let mut head = proto::head_client::HeadClient::with_interceptor(channel, add);
-        let reply = head.list_nodes(proto::ListNodesRequest {}).await.map_err(|s| status_error(&s, 0, address))?;
-        let reply = reply.into_inner();
-        Ok((reply.nodes, reply.actors))
+        call(proto::head_client::HeadClient::with_interceptor(channel, add)).await
     })
 }
 

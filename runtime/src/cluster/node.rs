@@ -16,7 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Server};
 use tonic::{Response, Status};
 
-use super::auth::{AddToken, CheckToken, build_id};
+use super::auth::{AddToken, CheckToken};
 use super::head::HeadCore;
 use super::hosted::{Hosted, HostedActor, options_from_proto, options_proto, resources};
 use super::peer::{Peer, RemoteActor};
@@ -109,7 +109,7 @@ pub(crate) struct NodeCore {
     network: Mutex<Option<tokio::runtime::Runtime>>,
     pub(super) runtime: WeakRuntime,
     pub(super) store: ObjectStore,
-    head: HeadRpc,
+    pub(super) head: HeadRpc,
     peers: Mutex<HashMap<u32, Arc<Peer>>>,
     /// Serializes connecting, so one stream is opened per peer.
     connecting: tokio::sync::Mutex<()>,
@@ -542,6 +542,7 @@ impl NodeCore {
     /// Counters of this node's data plane, with its store's and cache's bytes.
     pub(crate) fn transfer_stats(&self) -> proto::TransferStats {
         let c = &self.counters;
+        let store = self.store.stats();
         proto::TransferStats {
             objects_pulled: c.objects_pulled.load(Ordering::Relaxed),
             bytes_pulled: c.bytes_pulled.load(Ordering::Relaxed),
@@ -550,8 +551,10 @@ impl NodeCore {
             bytes_served: c.bytes_served.load(Ordering::Relaxed),
             calls_sent: c.calls_sent.load(Ordering::Relaxed),
             calls_received: c.calls_received.load(Ordering::Relaxed),
-            store_bytes: self.store.stats().used_bytes as u64,
+            store_bytes: store.used_bytes as u64,
             cache_bytes: lock(&self.cache).bytes as u64,
+            store_capacity_bytes: store.cap_bytes as u64,
+            spilled_bytes: 0,
         }
     }
 
@@ -710,7 +713,7 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Run
         );
     }
     let address = local.to_string();
-    let head_core = head.is_none().then(|| HeadCore::new(&options, build_id().to_string()));
+    let head_core = head.is_none().then(|| HeadCore::new(&options, options.build.clone()));
     let slot: Arc<OnceLock<Arc<NodeCore>>> = Arc::new(OnceLock::new());
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     serve(&handle, listener, &options, head_core, slot.clone(), shutdown_rx)?;
@@ -728,7 +731,7 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Run
             r
         })),
         is_driver: options.is_driver,
-        build: build_id().to_string(),
+        build: options.build.clone(),
     };
     let channel = {
         let _context = handle.enter();

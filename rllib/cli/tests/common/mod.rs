@@ -155,15 +155,31 @@ impl Cluster {
         );
         let address = head.line("listening on ", Duration::from_secs(60));
         head.line("ready", Duration::from_secs(60));
-        let nodes = (0..n)
-            .map(|i| {
-                let args = ["start", "--address", &address, "--block", "--num-cpus", "2", "--session-dir", &session];
-                let node = Proc::spawn(Path::new(RL), &args, &dir, &format!("node{i}"));
-                node.line("ready", Duration::from_secs(60));
-                node
-            })
-            .collect();
-        Self { dir, session, address, head, nodes, _scratch: scratch }
+        let mut c = Self { dir, session, address, head, nodes: Vec::new(), _scratch: scratch };
+        for _ in 0..n {
+            c.add_node(&[]);
+        }
+        c
+    }
+
+    /// Starts one more worker node with 2 CPUs (and `extra` flags) and waits until it is ready.
+    pub fn add_node(&mut self, extra: &[&str]) -> &Proc {
+        let mut args =
+            vec!["start", "--address", &self.address, "--block", "--num-cpus", "2", "--session-dir", &self.session];
+        args.extend_from_slice(extra);
+        let node = Proc::spawn(Path::new(RL), &args, &self.dir, &format!("node{}", self.nodes.len()));
+        node.line("ready", Duration::from_secs(60));
+        self.nodes.push(node);
+        self.nodes.last().unwrap()
+    }
+
+    /// A driver runtime in this (the test's) process, joined to the cluster like `rl train --address`.
+    pub fn driver(&self) -> rl_runtime::Runtime {
+        let access =
+            rl_cli::cluster::ClusterAccess { token_file: None, session_dir: Some(self.session.clone().into()) };
+        let rt = rl_cli::cluster::connect_driver(&self.address, &access).unwrap();
+        rl_cli::bench_cluster::register_actors(&rt);
+        rt
     }
 
     /// `rl status` of this cluster.
