@@ -164,6 +164,9 @@ fn entrypoint(dockerfile: &str) -> Vec<String> {
 
 /// `rl start` with `args` and exactly the environment `env` plus the session directory `session`.
 fn start(args: &[String], env: &[(String, String)], session: &Path, dir: &Path, name: &str) -> Proc {
+    // Without it `rl start` would move to the background: the container's process would exit,
+    // and here a node would outlive the test.
+    assert!(args.iter().any(|a| a == "--block"), "{name} runs without --block: {args:?}");
     let mut cmd = Command::new(RL);
     cmd.args(args).env_clear().envs(env.iter().cloned()).env("RL_SESSION_DIR", session);
     Proc::spawn_command(cmd, dir, name)
@@ -246,31 +249,39 @@ fn terminate(proc: &mut Proc, grace: Duration) {
     assert!(status.success(), "exit {status} on SIGTERM; stderr: {}", proc.err());
 }
 
-#[test]
-fn the_manifests_agree_with_the_dockerfile_and_each_other() {
-    let m = Manifests::load();
-    let dockerfile = read(&Path::new(ROOT).join("deploy/Dockerfile"));
+/// deploy/Dockerfile.
+fn dockerfile() -> String {
+    read(&Path::new(ROOT).join("deploy/Dockerfile"))
+}
 
-    // The image builds this package's `rl` with the workspace's toolchain and runs it.
-    let entry = entrypoint(&dockerfile);
-    assert_eq!(entry, ["rl"]);
-    let arg = |name: &str| {
-        let found = instructions(&dockerfile, "ARG");
-        let prefix = format!("{name}=");
-        found
-            .iter()
-            .find_map(|a| a.strip_prefix(&prefix).map(str::to_string))
-            .unwrap_or_else(|| panic!("no ARG {name}"))
-    };
-    assert_eq!(arg("PACKAGE"), env!("CARGO_PKG_NAME"));
-    assert_eq!(arg("BIN"), Path::new(RL).file_name().unwrap().to_str().unwrap());
+/// The default of the Dockerfile's `ARG name=default`.
+fn build_arg(dockerfile: &str, name: &str) -> String {
+    let prefix = format!("{name}=");
+    let found = instructions(dockerfile, "ARG");
+    found.iter().find_map(|a| a.strip_prefix(&prefix).map(str::to_string)).unwrap_or_else(|| panic!("no ARG {name}"))
+}
+
+#[test]
+fn the_image_builds_this_packages_rl_with_the_workspace_toolchain() {
+    let dockerfile = dockerfile();
+    assert_eq!(entrypoint(&dockerfile), ["rl"]);
+    assert_eq!(build_arg(&dockerfile, "PACKAGE"), env!("CARGO_PKG_NAME"));
+    assert_eq!(build_arg(&dockerfile, "BIN"), Path::new(RL).file_name().unwrap().to_str().unwrap());
     let workspace = read(&Path::new(ROOT).join("Cargo.toml"));
     let rust_version = workspace.lines().find_map(|l| l.strip_prefix("rust-version = ")).unwrap().trim_matches('"');
-    assert_eq!(arg("RUST_VERSION"), rust_version, "the builder image runs the workspace's rust-version");
+    assert_eq!(build_arg(&dockerfile, "RUST_VERSION"), rust_version, "the builder has the workspace's rust-version");
     let build = instructions(&dockerfile, "RUN").join("\n");
     assert!(build.contains(r#"cargo build --release --locked -p "$PACKAGE" --bin "$BIN""#), "{build}");
+    let dockerignore = read(&Path::new(ROOT).join(".dockerignore"));
+    for pattern in [".git", "**/target", "deploy/k8s/token"] {
+        assert!(dockerignore.lines().any(|l| l == pattern), ".dockerignore lacks {pattern}");
+    }
+}
 
-    // Every container runs that image through its entrypoint, with the token from the Secret.
+#[test]
+fn every_container_runs_the_one_image_through_its_entrypoint_with_the_token() {
+    let m = Manifests::load();
+    let entry = entrypoint(&dockerfile());
     let (head, worker, train) = (m.container("rl-head"), m.container("rl-worker"), only_container(&m.job));
     let secret = m.secret();
     for c in [head, worker, train] {
@@ -279,15 +290,28 @@ fn the_manifests_agree_with_the_dockerfile_and_each_other() {
             assert_eq!(c["command"], serde_json::json!(entry), "{} replaces the entrypoint", c["name"]);
         }
         assert_eq!(pod_env(c, &secret, TOKEN), [("RL_CLUSTER_TOKEN".to_string(), TOKEN.to_string())]);
+        assert!(!c["resources"]["limits"]["memory"].is_null(), "{} has a memory limit", c["name"]);
     }
+    // No token is committed: the Secret is made from a file git ignores.
+    let gitignore = read(&Path::new(ROOT).join(".gitignore"));
+    assert!(gitignore.lines().any(|l| l == "/deploy/k8s/token"));
+    // Everything lives in the kustomization's namespace.
+    let namespace = &m.kustomization["namespace"];
+    assert_eq!(m.find("Namespace", namespace.as_str().unwrap())["metadata"]["name"], *namespace);
+    for doc in m.docs.iter().chain([&m.job]) {
+        assert!(doc["metadata"]["namespace"].is_null(), "the kustomization sets the namespace");
+    }
+}
 
-    // The head: one, in the foreground, offering no CPUs to actors, on the Service's port.
-    let head_flags = args(head);
-    assert_eq!(&head_flags[..3], ["start", "--head", "--block"]);
+#[test]
+fn the_head_is_one_foreground_process_behind_its_service() {
+    let m = Manifests::load();
+    let head = m.container("rl-head");
+    let flags = args(head);
+    assert_eq!(&flags[..3], ["start", "--head", "--block"]);
     assert_eq!(m.find("Deployment", "rl-head")["spec"]["replicas"], 1);
-    let port: u16 = flag(&head_flags, "--port").unwrap().parse().unwrap();
-    let exposed = instructions(&dockerfile, "EXPOSE");
-    assert_eq!(exposed, [port.to_string()], "the image exposes the head's port");
+    let port: u16 = flag(&flags, "--port").unwrap().parse().unwrap();
+    assert_eq!(instructions(&dockerfile(), "EXPOSE"), [port.to_string()], "the image exposes the head's port");
     let container_ports = head["ports"].as_array().unwrap();
     assert_eq!(container_ports.len(), 1);
     assert_eq!(container_ports[0]["containerPort"], port);
@@ -305,50 +329,43 @@ fn the_manifests_agree_with_the_dockerfile_and_each_other() {
     for d in ["rl-head", "rl-worker"] {
         assert!(subset(&m.find("Deployment", d)["spec"]["selector"]["matchLabels"], &labels(d)), "{d}");
     }
+}
 
-    // A node offers actors the whole CPUs its pod reserves: all of a worker's request (its limit
-    // too), none of the head's, whose request covers its own work.
+#[test]
+fn each_node_offers_actors_the_cpus_its_pod_requests() {
+    let m = Manifests::load();
+    let (head, worker) = (m.container("rl-head"), m.container("rl-worker"));
     let num_cpus = |c: &Value| flag(&args(c), "--num-cpus").expect("--num-cpus is given").parse::<f64>().unwrap();
     let request = |c: &Value| cpus(&c["resources"]["requests"]["cpu"]);
-    assert_eq!(num_cpus(head), 0.0);
-    assert_eq!(num_cpus(head), request(head).floor());
+    // All of a worker's request (and limit); none of the head's, whose request is for its own work.
     assert!(request(worker) >= 1.0);
     assert_eq!(num_cpus(worker), request(worker));
     assert_eq!(cpus(&worker["resources"]["limits"]["cpu"]), request(worker));
-    for c in [head, worker, train] {
-        assert!(!c["resources"]["limits"]["memory"].is_null(), "{} has a memory limit", c["name"]);
-    }
+    assert_eq!(num_cpus(head), 0.0);
+    assert!(request(head) > 0.0 && request(head) < 1.0, "the head reserves less than one CPU: it runs no actors");
+}
 
-    // Workers and the training driver join the Service; the driver's config is in the image.
-    let worker_args = args(worker);
-    assert_eq!(worker_args[0], "start");
-    assert!(worker_args.contains(&"--block".to_string()));
-    assert_eq!(flag(&worker_args, "--address"), Some(&*m.head_service()));
-    let train_args = args(train);
-    assert_eq!(train_args[0], "train");
-    assert_eq!(flag(&train_args, "--address"), Some(&*m.head_service()));
-    let config = flag(&train_args, "--config").unwrap();
-    let copies = instructions(&dockerfile, "COPY");
-    let (source, target) = copies
-        .iter()
-        .filter_map(|c| c.split_once(' '))
-        .find(|(_, target)| config.starts_with(target.trim()))
-        .expect("the Dockerfile copies the driver's config into the image");
-    let in_repo = Path::new(ROOT).join(source).join(config.strip_prefix(target.trim()).unwrap());
+#[test]
+fn workers_and_the_training_job_join_the_service() {
+    let m = Manifests::load();
+    let worker = args(m.container("rl-worker"));
+    assert_eq!(worker[0], "start");
+    assert!(worker.contains(&"--block".to_string()));
+    assert_eq!(flag(&worker, "--address"), Some(&*m.head_service()));
+    let train = args(only_container(&m.job));
+    assert_eq!(train[0], "train");
+    assert_eq!(flag(&train, "--address"), Some(&*m.head_service()));
+
+    // The driver's config is one the Dockerfile copies into the image.
+    let config = flag(&train, "--config").unwrap();
+    let found = instructions(&dockerfile(), "COPY").into_iter().find_map(|c| {
+        let words: Vec<&str> = c.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+        let [source, target] = words[..] else { return None };
+        let rest = config.strip_prefix(target)?;
+        Some(Path::new(ROOT).join(source).join(rest))
+    });
+    let in_repo = found.expect("the Dockerfile copies the driver's config into the image");
     assert!(in_repo.is_file(), "{} is not in the repository", in_repo.display());
-
-    // Everything lives in the kustomization's namespace; the token file is never committed.
-    let namespace = &m.kustomization["namespace"];
-    assert_eq!(m.find("Namespace", namespace.as_str().unwrap())["metadata"]["name"], *namespace);
-    for doc in m.docs.iter().chain([&m.job]) {
-        assert!(doc["metadata"]["namespace"].is_null(), "the kustomization sets the namespace");
-    }
-    let gitignore = read(&Path::new(ROOT).join(".gitignore"));
-    assert!(gitignore.lines().any(|l| l == "/deploy/k8s/token"));
-    let dockerignore = read(&Path::new(ROOT).join(".dockerignore"));
-    for pattern in [".git", "**/target", "deploy/k8s/token"] {
-        assert!(dockerignore.lines().any(|l| l == pattern), ".dockerignore lacks {pattern}");
-    }
 }
 
 #[test]
