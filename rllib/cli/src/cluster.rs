@@ -156,6 +156,20 @@ pub fn find_token(token_file: Option<&Path>, session: &SessionDir) -> Result<Tok
     )
 }
 
+/// The token a head starts with: `--token-file`, else `$RL_CLUSTER_TOKEN` (how a container gets
+/// it from a secret), else a new random one. A variable that is set but empty is an error rather
+/// than a reason to make up a token no node would know.
+fn head_token(token_file: Option<&Path>) -> Result<Token> {
+    if let Some(f) = token_file {
+        return Ok(Token::read(f)?);
+    }
+    match std::env::var(TOKEN_ENV) {
+        Ok(t) => Token::parse(&t).with_context(|| format!("{TOKEN_ENV} is set but holds no usable token")),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{TOKEN_ENV} is not valid UTF-8"),
+        Err(std::env::VarError::NotPresent) => Ok(Token::generate()),
+    }
+}
+
 /// TLS from the environment, like Ray's `RAY_USE_TLS`: `RL_USE_TLS=1` with
 /// `RL_TLS_SERVER_CERT`, `RL_TLS_SERVER_KEY` and `RL_TLS_CA_CERT` (PEM files). Every process of
 /// the cluster presents the certificate as server and as client (mutual TLS).
@@ -226,8 +240,8 @@ pub struct StartArgs {
     /// The session directory (default: $RL_SESSION_DIR, else ~/.rl/session).
     #[arg(long)]
     pub session_dir: Option<PathBuf>,
-    /// The cluster token file (a node's default: $RL_CLUSTER_TOKEN, else the session
-    /// directory's; a head makes a new token unless given one).
+    /// The cluster token file (default: $RL_CLUSTER_TOKEN; else a node reads the session
+    /// directory's and a head makes a new one).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// How often nodes send heartbeats, in ms (set on the head).
@@ -317,10 +331,7 @@ fn start_in_background(
 /// Runs a head or node in this process until SIGINT or SIGTERM.
 fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Result<()> {
     let token = if args.head {
-        let t = match &args.token_file {
-            Some(f) => Token::read(f)?,
-            None => Token::generate(),
-        };
+        let t = head_token(args.token_file.as_deref())?;
         t.write(&session.token_file())?;
         t
     } else {

@@ -54,14 +54,21 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `program args`, stdout read line by line, stderr into `dir/name.err`.
     pub fn spawn(program: &Path, args: &[&str], dir: &Path, name: &str) -> Self {
+        let mut cmd = Command::new(program);
+        cmd.args(args).env("RL_LOG", "warn");
+        Self::spawn_command(cmd, dir, name)
+    }
+
+    /// Starts `cmd` (its program, arguments and environment already set), stdout read line by
+    /// line, stderr into `dir/name.err`.
+    pub fn spawn_command(mut cmd: Command, dir: &Path, name: &str) -> Self {
         let stderr = dir.join(format!("{name}.err"));
-        let mut child = Command::new(program)
-            .args(args)
-            .env("RL_LOG", "warn")
+        let mut child = cmd
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
