@@ -122,15 +122,6 @@ impl Dashboard {
     pub fn serve(listener: std::net::TcpListener, token: Token, source: Arc<dyn DashboardSource>) -> Result<Dashboard> {
         let addr = listener.local_addr().context("the dashboard's listener has no address")?;
         listener.set_nonblocking(true).context("cannot make the dashboard's listener non-blocking")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("rl-dashboard")
-            .build()
-            .context("cannot start the dashboard's runtime")?;
-        let listener = {
-            let _context = runtime.enter();
-            tokio::net::TcpListener::from_std(listener).context("cannot register the dashboard's listener")?
-        };
         let shared = Arc::new(Shared {
             credentials: Credentials::new(&token),
             source,
@@ -138,10 +129,19 @@ impl Dashboard {
         });
         let app = router(shared);
         let (stop, stopped) = oneshot::channel();
+        // The runtime is built, and dropped, on the server's thread only: the caller may be
+        // inside a runtime of its own, where dropping another one panics.
+        let (started, start) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("rl-dashboard".into())
-            .spawn(move || run(runtime, listener, app, stopped))
+            .spawn(move || run(listener, app, started, stopped))
             .context("cannot start the dashboard's thread")?;
+        let ready =
+            start.recv().unwrap_or_else(|_| Err(anyhow::anyhow!("the dashboard's thread ended while starting")));
+        if let Err(e) = ready {
+            let _ = thread.join();
+            return Err(e);
+        }
         Ok(Dashboard { addr, stop: Some(stop), thread: Some(thread) })
     }
 
@@ -168,13 +168,35 @@ impl std::fmt::Debug for Dashboard {
     }
 }
 
-/// The server thread: serves until `stopped` fires (or its sender is gone), then drains.
+/// The server thread: starts its runtime (reporting on `started`), serves until `stopped` fires
+/// (or its sender is gone), then drains.
 fn run(
-    runtime: tokio::runtime::Runtime,
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     app: Router,
+    started: std::sync::mpsc::Sender<Result<()>>,
     stopped: oneshot::Receiver<()>,
 ) {
+    let setup = || -> Result<_> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the dashboard's runtime")?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).context("cannot register the dashboard's listener")?
+        };
+        Ok((runtime, listener))
+    };
+    let (runtime, listener) = match setup() {
+        Ok(ok) => {
+            let _ = started.send(Ok(()));
+            ok
+        }
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+    };
     runtime.block_on(async move {
         let (drain, draining) = oneshot::channel::<()>();
         let server = axum::serve(listener, app).with_graceful_shutdown(async {

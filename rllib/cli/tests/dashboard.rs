@@ -288,6 +288,18 @@ fn a_dropped_dashboard_closes_its_port() {
     assert!(TcpStream::connect(addr).is_err(), "the dashboard still accepts connections after the drop");
 }
 
+#[test]
+fn it_starts_and_stops_inside_another_runtime() {
+    // The head calls it from code that may run on its own tokio runtime.
+    let scratch = common::scratch("dashboard-nested");
+    let outer = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    outer.block_on(async {
+        let (dashboard, _fake, token) = serve(&scratch.0);
+        assert_eq!(get(dashboard.local_addr(), "/api/status", &[("Authorization", &bearer(&token))]).status, 200);
+        drop(dashboard);
+    });
+}
+
 /// The page in a real browser: the tables and the curve appear, the curve grows between loads,
 /// API text is escaped, and without the token the page is a 401.
 #[test]
@@ -296,7 +308,7 @@ fn the_page_in_a_headless_browser_shows_nodes_jobs_and_a_growing_curve() {
         return;
     };
     let scratch = common::scratch("dashboard-browser");
-    let (dashboard, _fake, token) = serve(&scratch.0);
+    let (dashboard, fake, token) = serve(&scratch.0);
     let url = format!("http://{}/", dashboard.local_addr());
     let csv = scratch.0.join("progress.csv");
     append(&csv, &format!("{HEADER}1,500,10,\n2,1000,,\n3,1500,14,20\n4,2000,17,\n5,25"));
@@ -323,6 +335,13 @@ fn the_page_in_a_headless_browser_shows_nodes_jobs_and_a_growing_curve() {
     append(&csv, "00,19,\n6,3000,22,\n7,3500,26,30\n");
     let second = browser.dump_dom(&with_token, &scratch.0, 2500, limit);
     assert_eq!(points(&second), Some(6), "job-1's curve on the second load:\n{second}");
+
+    // A failing API shows as a banner over the page, not as a blank page.
+    fake.fail.store(true, Ordering::SeqCst);
+    let failing = browser.dump_dom(&with_token, &scratch.0, 1500, limit);
+    let banner = tags(&failing, "div", "banner");
+    assert!(banner.len() == 1 && !banner[0].contains(" hidden"), "no visible banner:\n{failing}");
+    assert!(failing.contains("the head is unreachable"), "{failing}");
 
     let refused = browser.dump_dom(&url, &scratch.0, 500, limit);
     assert!(refused.contains("401 Unauthorized") && refused.contains("?token=TOKEN"), "{refused}");
