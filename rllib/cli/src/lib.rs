@@ -16,11 +16,13 @@
 //! - [`experiment`]: `rl experiment run`, configs x seeds against published numbers.
 //! - [`bench`](mod@bench): `rl bench`.
 //! - [`cluster`]: `rl start`, `rl stop` and the driver of `rl train --address`.
+//! - [`dashboard`]: the head's web dashboard (a page over a JSON API, behind the cluster token).
 #![deny(missing_docs)]
 
 pub mod bench;
 pub mod bench_cluster;
 pub mod cluster;
+pub mod dashboard;
 pub mod experiment;
 pub mod plot;
 pub mod progress;

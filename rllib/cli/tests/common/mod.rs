@@ -3,6 +3,7 @@
 //! removed when the test passes.
 #![allow(dead_code)] // Each test file uses its own part.
 
+pub mod browser;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
