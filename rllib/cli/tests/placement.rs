@@ -17,7 +17,7 @@ fn cpus(n: f64) -> BTreeMap<String, f64> {
 
 #[test]
 fn strict_spread_waits_for_a_third_node_strict_pack_shares_one_and_removal_frees_resources() {
-    let mut c = Cluster::start("pg", 2, 30_000);
+    let mut c = Cluster::for_test_driver("pg", 2, 30_000);
     let rt = c.driver();
 
     // STRICT_SPREAD of 3 bundles cannot be placed on 2 nodes: it stays PENDING...

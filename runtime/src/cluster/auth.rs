@@ -196,18 +196,18 @@ pub fn build_id() -> &'static str {
     static BUILD: OnceLock<String> = OnceLock::new();
     BUILD.get_or_init(|| {
         if let Some(declared) = std::env::var(BUILD_ENV).ok().filter(|s| !s.trim().is_empty()) {
-            return format!(
-                "{} {} #{} (declared by {BUILD_ENV})",
-                env!("CARGO_PKG_NAME"),
-                env!("CARGO_PKG_VERSION"),
-                declared.trim()
-            );
+            return declared_build(&declared);
         }
         let exe = std::env::current_exe().ok();
         let hash = exe.as_ref().and_then(|p| std::fs::read(p).ok()).map_or(0, |bytes| hash64(&bytes));
         let path = exe.map(|p| p.display().to_string()).unwrap_or_else(|| "unknown executable".into());
         format!("{} {} #{hash:016x} ({path})", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     })
+}
+
+/// The build id of a process that declares itself build `declared` (what [`BUILD_ENV`] does).
+pub fn declared_build(declared: &str) -> String {
+    format!("{} {} #{} (declared by {BUILD_ENV})", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), declared.trim())
 }
 
 /// The part of a build id that must match: everything before the executable's path.

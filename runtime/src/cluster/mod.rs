@@ -40,7 +40,7 @@ pub(crate) use node::NodeCore;
 pub(crate) use peer::RemoteActor;
 use tonic::transport::{Channel, Endpoint};
 
-pub use self::auth::{BUILD_ENV, TOKEN_ENV, TlsConfig, Token, build_id};
+pub use self::auth::{BUILD_ENV, TOKEN_ENV, TlsConfig, Token, build_id, declared_build};
 pub use self::failure::FailureDetector;
 pub use self::placement_group::{PlacementGroup, PlacementGroupInfo, PlacementGroupState, PlacementStrategy};
 use crate::error::{Result, RuntimeError};

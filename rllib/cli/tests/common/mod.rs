@@ -55,8 +55,13 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `program args`, stdout read line by line, stderr into `dir/name.err`.
     pub fn spawn(program: &Path, args: &[&str], dir: &Path, name: &str) -> Self {
+        Self::spawn_env(program, args, &[], dir, name)
+    }
+
+    /// [`Proc::spawn`] with more environment variables.
+    pub fn spawn_env(program: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path, name: &str) -> Self {
         let mut cmd = Command::new(program);
-        cmd.args(args).env("RL_LOG", "warn");
+        cmd.args(args).env("RL_LOG", "warn").envs(env.iter().copied());
         Self::spawn_command(cmd, dir, name)
     }
 
@@ -131,17 +136,30 @@ pub struct Cluster {
     pub head: Proc,
     /// The worker nodes, in start order.
     pub nodes: Vec<Proc>,
+    /// The build its processes declare, if any.
+    build: Option<String>,
     /// Last, so it is removed after the processes are killed.
     _scratch: Scratch,
 }
 
 impl Cluster {
     pub fn start(name: &str, n: usize, node_timeout_ms: u64) -> Self {
+        Self::start_with(name, n, node_timeout_ms, None)
+    }
+
+    /// A cluster whose processes declare one build (`RL_BUILD_ID`), so the test's own process
+    /// can join it as a driver ([`Cluster::driver`]).
+    pub fn for_test_driver(name: &str, n: usize, node_timeout_ms: u64) -> Self {
+        Self::start_with(name, n, node_timeout_ms, Some(format!("test-{}-{name}", std::process::id())))
+    }
+
+    fn start_with(name: &str, n: usize, node_timeout_ms: u64, build: Option<String>) -> Self {
         let scratch = scratch(name);
         let dir = scratch.0.clone();
         let session = dir.join("session").display().to_string();
         let timeout = node_timeout_ms.to_string();
-        let head = Proc::spawn(
+        let env: Vec<(&str, &str)> = build.iter().map(|b| (rl_runtime::cluster::BUILD_ENV, b.as_str())).collect();
+        let head = Proc::spawn_env(
             Path::new(RL),
             &[
                 "start",
@@ -158,12 +176,13 @@ impl Cluster {
                 "--node-timeout-ms",
                 &timeout,
             ],
+            &env,
             &dir,
             "head",
         );
         let address = head.line("listening on ", Duration::from_secs(60));
         head.line("ready", Duration::from_secs(60));
-        let mut c = Self { dir, session, address, head, nodes: Vec::new(), _scratch: scratch };
+        let mut c = Self { dir, session, address, head, nodes: Vec::new(), build, _scratch: scratch };
         for _ in 0..n {
             c.add_node(&[]);
         }
@@ -175,17 +194,24 @@ impl Cluster {
         let mut args =
             vec!["start", "--address", &self.address, "--block", "--num-cpus", "2", "--session-dir", &self.session];
         args.extend_from_slice(extra);
-        let node = Proc::spawn(Path::new(RL), &args, &self.dir, &format!("node{}", self.nodes.len()));
+        let env: Vec<(&str, &str)> = self.build.iter().map(|b| (rl_runtime::cluster::BUILD_ENV, b.as_str())).collect();
+        let node = Proc::spawn_env(Path::new(RL), &args, &env, &self.dir, &format!("node{}", self.nodes.len()));
         node.line("ready", Duration::from_secs(60));
         self.nodes.push(node);
         self.nodes.last().unwrap()
     }
 
     /// A driver runtime in this (the test's) process, joined to the cluster like `rl train --address`.
+    /// Only for a cluster made by [`Cluster::for_test_driver`].
     pub fn driver(&self) -> rl_runtime::Runtime {
-        let access =
-            rl_cli::cluster::ClusterAccess { token_file: None, session_dir: Some(self.session.clone().into()) };
-        let rt = rl_cli::cluster::connect_driver(&self.address, &access).unwrap();
+        let build = self.build.clone().expect("a cluster started with Cluster::for_test_driver");
+        let token = rl_runtime::cluster::Token::read(&Path::new(&self.session).join("token")).unwrap();
+        let mut options = rl_runtime::cluster::ClusterOptions::new(token);
+        options.is_driver = true;
+        options.num_cpus = 0.0;
+        options.build = rl_runtime::cluster::declared_build(&build);
+        let rt = rl_runtime::Runtime::join(&self.address, options).unwrap();
+        rllib::register_actors(&rt);
         rl_cli::bench_cluster::register_actors(&rt);
         rt
     }
