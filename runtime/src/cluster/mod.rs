@@ -110,7 +110,7 @@ impl ClusterOptions {
             num_cpus: self.num_cpus,
             num_gpus: self.num_gpus,
             resources: self.resources.clone(),
-            store: self.store,
+            store: self.store.clone(),
             num_task_threads: self.num_task_threads,
         }
     }
