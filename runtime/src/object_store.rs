@@ -534,21 +534,9 @@ impl ObjectStore {
             let found = Self::read(&mut self.shared.lock(), r.id)?;
             match found {
                 Found::Ready(b) => return Ok(b),
-                Found::Spilled(len) => return self.restore_off_thread(r.id, len).await,
+                Found::Spilled(len) => return self.shared.clone().restore_async(r.id, len).await,
                 Found::Pending => notified.await,
             }
-        }
-    }
-
-    async fn restore_off_thread(&self, id: u64, len: usize) -> Result<Bytes> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return self.shared.restore(id, len);
-        }
-        let shared = self.shared.clone();
-        match tokio::task::spawn_blocking(move || shared.restore(id, len)).await {
-            Ok(res) => res,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(RuntimeError::Shutdown),
         }
     }
 
@@ -679,6 +667,12 @@ impl ObjectStore {
             Found::Spilled(len) => self.shared.restore(id, len).map(Some),
             Found::Pending => Ok(None),
         }
+    }
+
+    /// The store's shared state (for the spill tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// Current byte accounting.

@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -155,45 +155,27 @@ impl Shared {
         let mut st = self.lock();
         let (mut spilled, mut first_err) = (false, None);
         for (id, len, res) in written {
-            st.spill.in_flight -= len;
-            // Whether to finish the spill: `None` if the object was freed meanwhile, `Some(false)`
-            // if it was read meanwhile (its `Bytes` is shared again) or the write failed.
-            let finish = match st.objects.get(&id) {
-                Some(Slot::Spilling(b)) => Some(res.is_ok() && b.is_unique()),
-                _ => None,
-            };
-            match finish {
-                None => {
-                    if res.is_ok() {
-                        remove_quietly(&file_path(&dir, id));
-                    }
-                }
-                Some(true) => {
-                    st.objects.insert(id, Slot::Spilled(len));
-                    st.used -= len;
-                    let c = &mut st.spill.counts;
-                    c.spilled_objects += 1;
-                    c.spilled_bytes += len;
-                    c.total_spilled_objects += 1;
-                    c.total_spilled_bytes += len as u64;
-                    spilled = true;
-                }
-                Some(false) => {
-                    if let Some(Slot::Spilling(b)) = st.objects.remove(&id) {
-                        st.objects.insert(id, Slot::Ready(b));
-                    }
-                    st.spill.touch(id);
-                    match res {
-                        Ok(()) => remove_quietly(&file_path(&dir, id)),
-                        Err(e) => first_err = first_err.or(Some(e)),
-                    }
-                }
+            match finish_spill(&mut st, &dir, id, len, res) {
+                Ok(done) => spilled |= done,
+                Err(e) => first_err = first_err.or(Some(e)),
             }
         }
         self.wake();
         match first_err {
             Some(e) if !spilled => Err(e),
             _ => Ok((st, true)),
+        }
+    }
+
+    /// [`Shared::restore`] on tokio's blocking pool when called inside a tokio runtime.
+    pub(crate) async fn restore_async(self: Arc<Self>, id: u64, len: usize) -> Result<Bytes> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.restore(id, len);
+        }
+        match tokio::task::spawn_blocking(move || self.restore(id, len)).await {
+            Ok(res) => res,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(RuntimeError::Shutdown),
         }
     }
 
@@ -232,6 +214,41 @@ impl Shared {
         self.wake();
         Ok(data)
     }
+}
+
+/// Ends the spill of object `id` (`len` bytes) whose file write gave `written`: the object
+/// leaves memory if it is still being spilled and nobody took its bytes meanwhile. Returns whether
+/// it did; a failed write is returned (the object stays in memory).
+fn finish_spill(st: &mut State, dir: &Path, id: u64, len: usize, written: Result<()>) -> Result<bool> {
+    st.spill.in_flight -= len;
+    let unread = match st.objects.get(&id) {
+        Some(Slot::Spilling(b)) => b.is_unique(),
+        _ => {
+            // Freed while its file was written.
+            if written.is_ok() {
+                remove_quietly(&file_path(dir, id));
+            }
+            return Ok(false);
+        }
+    };
+    if written.is_ok() && unread {
+        st.objects.insert(id, Slot::Spilled(len));
+        st.used -= len;
+        let c = &mut st.spill.counts;
+        c.spilled_objects += 1;
+        c.spilled_bytes += len;
+        c.total_spilled_objects += 1;
+        c.total_spilled_bytes += len as u64;
+        return Ok(true);
+    }
+    // Read while its file was written, or the write failed: it stays in memory.
+    if let Some(Slot::Spilling(b)) = st.objects.remove(&id) {
+        st.objects.insert(id, Slot::Ready(b));
+    }
+    st.spill.touch(id);
+    written?;
+    remove_quietly(&file_path(dir, id));
+    Ok(false)
 }
 
 /// Marks the least recently used unshared objects as being spilled until their bytes reach
@@ -392,6 +409,57 @@ mod tests {
         std::fs::write(&blocker, b"x").unwrap();
         let err = write_file(&blocker, 1, b"data").unwrap_err();
         assert!(err.to_string().contains("not-a-dir: cannot create the spill directory"), "{err}");
+    }
+
+    #[test]
+    fn an_object_read_freed_or_failed_while_its_file_is_written_is_not_lost() {
+        use crate::object_store::{ObjectStore, StoreOptions};
+        let parent = scratch();
+        let options =
+            StoreOptions { memory_cap: 1 << 20, put_timeout: Duration::ZERO, spill_dir: Some(parent.path.clone()) };
+        let store = ObjectStore::new(options);
+        let a = store.put(Bytes::from(vec![1u8; 1000])).unwrap();
+        let b = store.put(Bytes::from(vec![2u8; 1000])).unwrap();
+        let shared = store.shared();
+        let dir = store.spill_dir().unwrap();
+        let write = |victims: Vec<(u64, Bytes)>, dir: &Path| -> Vec<(u64, usize, Result<()>)> {
+            victims.into_iter().map(|(id, d)| (id, d.len(), write_file(dir, id, &d))).collect()
+        };
+        // Both start spilling, as `Shared::spill` does before it drops the lock; then a reader
+        // takes `a`'s bytes and `b` is freed while the files are written.
+        let victims = pick_victims(&mut shared.lock(), 2000);
+        assert_eq!(victims.iter().map(|v| v.0).collect::<Vec<_>>(), vec![a.id(), b.id()]);
+        let reading = store.try_get(&a).unwrap().unwrap();
+        store.free(std::slice::from_ref(&b));
+        for (id, len, res) in write(victims, &dir) {
+            assert_eq!(finish_spill(&mut shared.lock(), &dir, id, len, res), Ok(false));
+        }
+        {
+            let st = shared.lock();
+            assert!(matches!(st.objects.get(&a.id()), Some(Slot::Ready(_))));
+            assert_eq!((st.used, st.spill.in_flight, st.spill.counts.spilled_objects), (1000, 0, 0));
+        }
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no file is left behind");
+        assert_eq!(store.try_get(&a).unwrap().unwrap().as_ptr(), reading.as_ptr(), "still the same bytes");
+        // A failed write leaves the object in memory and names the file.
+        drop(reading);
+        let blocker = parent.path.join("blocker");
+        std::fs::write(&blocker, b"x").unwrap();
+        let victims = pick_victims(&mut shared.lock(), 1000);
+        for (id, len, res) in write(victims, &blocker) {
+            let err = finish_spill(&mut shared.lock(), &blocker, id, len, res).unwrap_err();
+            assert!(err.to_string().contains("blocker: cannot create the spill directory"), "{err}");
+        }
+        assert!(matches!(shared.lock().objects.get(&a.id()), Some(Slot::Ready(_))));
+        // Unread, it spills.
+        let victims = pick_victims(&mut shared.lock(), 1000);
+        for (id, len, res) in write(victims, &dir) {
+            assert_eq!(finish_spill(&mut shared.lock(), &dir, id, len, res), Ok(true));
+        }
+        let stats = store.stats();
+        assert_eq!((stats.used_bytes, stats.spilled_objects, stats.spilled_bytes), (0, 1, 1000));
+        assert_eq!(store.try_get(&a).unwrap().unwrap(), Bytes::from(vec![1u8; 1000]));
+        assert_eq!(store.stats().total_restored_objects, 1);
     }
 
     #[test]
