@@ -9,10 +9,9 @@
 //!
 //! The store never holds more than its cap in memory. A put that does not fit first *spills*
 //! least-recently-used objects that nobody is reading to files on local disk, and `get` reads them
-//! back transparently (see *Spilling* below). Only when
-//! nothing can be spilled (spilling is off, or every object is being read) does the put wait up
-//! to the configured put timeout for other objects to be freed, then fail with
-//! [`RuntimeError::StoreFull`].
+//! back transparently (see *Spilling* below). Only when nothing can be spilled (spilling is off,
+//! or every object is being read) does the put wait up to the configured put timeout for other
+//! objects to be freed, then fail with [`RuntimeError::StoreFull`].
 //!
 //! Every change (put, complete, free, last owning ref dropped) happens under one lock together
 //! with its byte accounting, so [`ObjectStore::stats`] agrees with what `get` reports: once a
@@ -262,7 +261,7 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     pub(crate) changed: Condvar,
     notify: Notify,
-    pub(crate) cap: usize,
+    cap: usize,
     put_timeout: Duration,
 }
 

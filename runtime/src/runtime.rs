@@ -28,7 +28,7 @@ pub struct RuntimeOptions {
     pub num_gpus: f64,
     /// Custom resources actors may reserve.
     pub resources: BTreeMap<String, f64>,
-    /// Object store capacity.
+    /// Object store capacity and spilling.
     pub store: StoreOptions,
     /// Threads that run submitted tasks.
     pub num_task_threads: usize,

@@ -182,17 +182,27 @@ impl Shared {
     /// Reads spilled object `id` (`len` bytes) back from disk and re-admits it to memory if room
     /// can be made without waiting; returns its bytes either way. Call without the lock.
     pub(crate) fn restore(&self, id: u64, len: usize) -> Result<Bytes> {
-        let Some(path) = self.lock().spill.dir.as_ref().map(|d| d.file(id)) else {
-            return Err(RuntimeError::ObjectFreed(id));
+        let (mut st, data) = loop {
+            let (path, spills_before) = {
+                let st = self.lock();
+                let Some(dir) = &st.spill.dir else { return Err(RuntimeError::ObjectFreed(id)) };
+                (dir.file(id), st.spill.counts.total_spilled_objects)
+            };
+            let read = read_file(&path, id, len);
+            let st = self.lock();
+            match st.objects.get(&id) {
+                Some(Slot::Spilled(_)) => {}
+                Some(Slot::Ready(b) | Slot::Spilling(b)) => return Ok(b.clone()),
+                _ => return Err(RuntimeError::ObjectFreed(id)),
+            }
+            match read {
+                Ok(data) => break (st, data),
+                // Restored by another reader and spilled again while this one opened the file:
+                // read the new file.
+                Err(_) if st.spill.counts.total_spilled_objects != spills_before => continue,
+                Err(e) => return Err(e),
+            }
         };
-        let read = read_file(&path, id, len);
-        let mut st = self.lock();
-        match st.objects.get(&id) {
-            Some(Slot::Spilled(_)) => {}
-            Some(Slot::Ready(b) | Slot::Spilling(b)) => return Ok(b.clone()),
-            _ => return Err(RuntimeError::ObjectFreed(id)),
-        }
-        let data = read?;
         st.spill.counts.total_restored_objects += 1;
         st.spill.counts.total_restored_bytes += len as u64;
         let not_spilled = |st: &State| !matches!(st.objects.get(&id), Some(Slot::Spilled(_)));
