@@ -109,6 +109,15 @@ pub enum RuntimeError {
         /// The cap.
         cap: usize,
     },
+    /// Writing a spilled object to disk or reading it back failed (an I/O error, or a file that
+    /// is truncated or not the object's).
+    #[error("object spill file {path}: {message}")]
+    SpillFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A blocking wait ran past its deadline.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(std::time::Duration, String),

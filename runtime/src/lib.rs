@@ -6,7 +6,7 @@
 //!   a deadline: [`Reply::wait_timeout`]); panics are caught and reported, and errors say what is
 //!   safe to retry ([`RuntimeError::is_retryable_anywhere`]).
 //! - [`object_store`]: immutable `Bytes` objects behind reference-counted [`ObjectRef`]s, with a
-//!   memory cap; zero-copy inside a process.
+//!   memory cap; zero-copy inside a process; past the cap, idle objects spill to local disk.
 //! - Tasks: [`Runtime::register_task`] and [`Runtime::submit`] run a named function on a thread
 //!   pool and hand back the [`ObjectRef`] of its result.
 //!
@@ -36,6 +36,7 @@ mod mailbox;
 pub mod object_store;
 mod reply;
 mod runtime;
+mod spill;
 mod wire;
 
 pub use actor::{

@@ -28,7 +28,7 @@ pub struct RuntimeOptions {
     pub num_gpus: f64,
     /// Custom resources actors may reserve.
     pub resources: BTreeMap<String, f64>,
-    /// Object store capacity.
+    /// Object store capacity and spilling.
     pub store: StoreOptions,
     /// Threads that run submitted tasks.
     pub num_task_threads: usize,
@@ -158,7 +158,7 @@ impl Runtime {
         let mut totals = options.resources.clone();
         totals.insert("CPU".into(), options.num_cpus);
         totals.insert("GPU".into(), options.num_gpus);
-        let store = ObjectStore::for_node(options.store, node_id);
+        let store = ObjectStore::for_node(options.store.clone(), node_id);
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
         let threads = (0..options.num_task_threads.max(1))
             .map(|i| {

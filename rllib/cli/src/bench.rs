@@ -94,7 +94,7 @@ fn inference(reps: usize, out: &mut dyn std::io::Write) -> Result<()> {
 }
 
 fn store(objects: usize, out: &mut dyn std::io::Write) -> Result<()> {
-    let store = ObjectStore::new(StoreOptions { memory_cap: 1 << 31, put_timeout: Duration::ZERO });
+    let store = ObjectStore::new(StoreOptions { memory_cap: 1 << 31, put_timeout: Duration::ZERO, spill_dir: None });
     let payload = Bytes::from(vec![7u8; 1 << 20]);
     let mut refs = Vec::with_capacity(objects);
     let t_put = best_of(3, || {

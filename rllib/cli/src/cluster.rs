@@ -250,6 +250,35 @@ pub struct StartArgs {
     /// How long the head waits for a heartbeat before declaring a node dead, in ms.
     #[arg(long, default_value_t = 30_000)]
     pub node_timeout_ms: u64,
+    /// The memory cap of this node's object store, in bytes or with a unit (KiB, MiB, GiB, KB,
+    /// MB, GB), e.g. 512MiB (default: 2GiB). Past it, objects nobody is reading spill to disk.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub object_store_memory: Option<usize>,
+    /// Where the object store spills: the node makes its own directory under this one and
+    /// removes it when it stops (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// A byte count: digits with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB).
+fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(format!("{text:?} is not a byte count: give digits and a unit, like 512MiB or 2GB")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a byte count: it must start with digits"))?;
+    n.checked_mul(scale).and_then(|b| usize::try_from(b).ok()).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 fn parse_resources(json: Option<&str>) -> Result<BTreeMap<String, f64>> {
@@ -356,6 +385,12 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
     options.tls = tls_from_env()?;
     options.heartbeat_interval = Duration::from_millis(args.heartbeat_interval_ms.max(1));
     options.node_timeout = Duration::from_millis(args.node_timeout_ms);
+    if let Some(bytes) = args.object_store_memory {
+        options.store.memory_cap = bytes;
+    }
+    if let Some(dir) = &args.spill_dir {
+        options.store.spill_dir = Some(dir.clone());
+    }
     let rt = match &args.address {
         None => Runtime::start_head(options)?,
         Some(head) => Runtime::join(head, options)?,
@@ -457,5 +492,21 @@ pub fn read_listen_line(reader: &mut dyn BufRead) -> Result<String> {
         if let Some(addr) = line.trim().strip_prefix("listening on ") {
             return Ok(addr.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("67108864"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2 gib"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert!(parse_bytes("64 MiBs").unwrap_err().contains("like 512MiB"));
+        assert!(parse_bytes("MiB").unwrap_err().contains("start with digits"));
+        assert!(parse_bytes("99999999999TiB").unwrap_err().contains("too large"));
     }
 }

@@ -66,7 +66,8 @@ pub struct ClusterOptions {
     pub num_gpus: f64,
     /// Custom resources this node offers.
     pub resources: BTreeMap<String, f64>,
-    /// This node's object store.
+    /// This node's object store: its memory cap and where it spills past it (by default under
+    /// the system's temporary directory, removed when the node stops).
     pub store: StoreOptions,
     /// Bytes of pulled objects kept for reuse on this node.
     pub cache_bytes: usize,
@@ -118,7 +119,7 @@ impl ClusterOptions {
             num_cpus: self.num_cpus,
             num_gpus: self.num_gpus,
             resources: self.resources.clone(),
-            store: self.store,
+            store: self.store.clone(),
             num_task_threads: self.num_task_threads,
         }
     }

@@ -554,7 +554,7 @@ impl NodeCore {
             store_bytes: store.used_bytes as u64,
             cache_bytes: lock(&self.cache).bytes as u64,
             store_capacity_bytes: store.cap_bytes as u64,
-            spilled_bytes: 0,
+            spilled_bytes: store.spilled_bytes as u64,
         }
     }
 
