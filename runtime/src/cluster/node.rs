@@ -203,7 +203,7 @@ impl NodeCore {
         if let Some(a) = lock(&self.addresses).get(&node) {
             return Ok(a.clone());
         }
-        let (nodes, _) = self.list_nodes().await?;
+        let nodes = self.list_nodes().await?.nodes;
         lock(&self.addresses).extend(nodes.iter().map(|n| (n.node_id, n.address.clone())));
         lock(&self.addresses)
             .get(&node)
@@ -212,15 +212,9 @@ impl NodeCore {
     }
 
     /// The head's node table and actor directory.
-    pub(crate) async fn list_nodes(&self) -> Result<(Vec<proto::NodeInfo>, Vec<proto::ActorInfo>)> {
-        let reply = self
-            .head
-            .clone()
-            .list_nodes(proto::ListNodesRequest {})
-            .await
-            .map_err(|s| status_error(&s, 0, &self.head_address))?
-            .into_inner();
-        Ok((reply.nodes, reply.actors))
+    pub(crate) async fn list_nodes(&self) -> Result<proto::ListNodesReply> {
+        let reply = self.head.clone().list_nodes(proto::ListNodesRequest {}).await;
+        Ok(reply.map_err(|s| status_error(&s, 0, &self.head_address))?.into_inner())
     }
 
     /// Stores `value` under `key` in the head's KV store; with `overwrite` false an existing key
