@@ -433,7 +433,11 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
         if let Some(services) = &services {
             let url = format!("http://{}", services.dashboard.local_addr());
             writeln!(out, "dashboard on {url} (open {url}/?token=TOKEN once, TOKEN from the token file)")?;
-            writeln!(out, "submit a job:    rl job submit --address {} -- train --config configs/ppo.yaml", rt.address())?;
+            writeln!(
+                out,
+                "submit a job:    rl job submit --address {} -- train --config configs/ppo.yaml",
+                rt.address()
+            )?;
         }
         writeln!(out, "stop this machine's nodes: rl stop")?;
     } else {
@@ -536,22 +540,6 @@ pub fn read_listen_line(reader: &mut dyn BufRead) -> Result<String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_counts_take_binary_and_decimal_units() {
-        assert_eq!(parse_bytes("67108864"), Ok(64 << 20));
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("2 gib"), Ok(2 << 30));
-        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
-        assert!(parse_bytes("64 MiBs").unwrap_err().contains("like 512MiB"));
-        assert!(parse_bytes("MiB").unwrap_err().contains("start with digits"));
-        assert!(parse_bytes("99999999999TiB").unwrap_err().contains("too large"));
-    }
-}
-
 /// What a head serves besides the cluster: the dashboard with the jobs API.
 struct HeadServices {
     jobs: std::sync::Arc<crate::job::manager::JobManager>,
@@ -563,8 +551,9 @@ impl HeadServices {
         let jobs = crate::job::manager::JobManager::new(rt, session.path())?;
         let host = args.dashboard_host.clone().or_else(|| args.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
         let listen = format!("{host}:{}", args.dashboard_port);
-        let listener = std::net::TcpListener::bind(&listen)
-            .with_context(|| format!("cannot serve the dashboard on {listen} (pick another --dashboard-port, or --no-dashboard)"))?;
+        let listener = std::net::TcpListener::bind(&listen).with_context(|| {
+            format!("cannot serve the dashboard on {listen} (pick another --dashboard-port, or --no-dashboard)")
+        })?;
         let token = Token::read(&session.token_file())?;
         let source = std::sync::Arc::new(HeadSource { rt: rt.clone(), jobs: jobs.clone() });
         let dashboard = crate::dashboard::Dashboard::serve_with_routes(listener, token, source, jobs.routes())?;
@@ -588,5 +577,21 @@ impl crate::dashboard::DashboardSource for HeadSource {
 
     fn job_run_dir(&self, id: &str) -> Option<PathBuf> {
         self.jobs.run_dir(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_binary_and_decimal_units() {
+        assert_eq!(parse_bytes("67108864"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("2 gib"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1GB"), Ok(1_000_000_000));
+        assert!(parse_bytes("64 MiBs").unwrap_err().contains("like 512MiB"));
+        assert!(parse_bytes("MiB").unwrap_err().contains("start with digits"));
+        assert!(parse_bytes("99999999999TiB").unwrap_err().contains("too large"));
     }
 }

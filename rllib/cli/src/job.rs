@@ -156,14 +156,15 @@ impl JobClient {
         let session = SessionDir::resolve(access.session_dir.as_deref())?;
         let address = match address {
             Some(a) => a.to_string(),
-            None => session.head_address().with_context(|| {
-                format!("no head runs in {} (pass --address HOST:PORT)", session.path().display())
-            })?,
+            None => session
+                .head_address()
+                .with_context(|| format!("no head runs in {} (pass --address HOST:PORT)", session.path().display()))?,
         };
         let token = find_token(access.token_file.as_deref(), &session)?;
         let tls = crate::cluster::tls_from_env()?;
-        let http = rl_runtime::cluster::read_kv(&address, &token, tls.as_ref(), DASHBOARD_KEY)?
-            .with_context(|| format!("the head at {address} serves no jobs API (started with --dashboard-port none?)"))?;
+        let http = rl_runtime::cluster::read_kv(&address, &token, tls.as_ref(), DASHBOARD_KEY)?.with_context(|| {
+            format!("the head at {address} serves no jobs API (started with --dashboard-port none?)")
+        })?;
         let http = String::from_utf8(http.to_vec()).context("the head's dashboard address is not text")?;
         // A dashboard on every interface (0.0.0.0) is reached where the head was.
         let http = match http.parse::<std::net::SocketAddr>() {
@@ -241,7 +242,8 @@ fn http_request(host: &str, method: &str, path: &str, token: &str, body: Option<
     stream.read_to_end(&mut raw).with_context(|| format!("no answer from {host}"))?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").context("a malformed HTTP answer")?;
     let headers = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let code: u16 = headers.split(' ').nth(1).and_then(|c| c.parse().ok()).context("an HTTP answer without a status")?;
+    let code: u16 =
+        headers.split(' ').nth(1).and_then(|c| c.parse().ok()).context("an HTTP answer without a status")?;
     let mut payload = raw[split + 4..].to_vec();
     if headers.contains("transfer-encoding: chunked") {
         payload = dechunk(&payload)?;
@@ -265,9 +267,12 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// Files by path relative to a job's working directory.
+type Files = BTreeMap<String, Vec<u8>>;
+
 /// What a submission ships, by path relative to the job's working directory, and the
 /// entrypoint with its `--config` pointing into it.
-fn pack(entrypoint: &[String], working_dir: Option<&Path>) -> Result<(Vec<String>, BTreeMap<String, Vec<u8>>)> {
+fn pack(entrypoint: &[String], working_dir: Option<&Path>) -> Result<(Vec<String>, Files)> {
     let mut files = BTreeMap::new();
     if let Some(dir) = working_dir {
         add_dir(dir, dir, &mut files)?;
@@ -323,7 +328,11 @@ fn add_dir(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Re
         }
         let total: usize = files.values().map(Vec::len).sum();
         if total > manager::MAX_SHIPPED_BYTES {
-            bail!("{} holds over {} MiB; ship a smaller working directory", root.display(), manager::MAX_SHIPPED_BYTES >> 20);
+            bail!(
+                "{} holds over {} MiB; ship a smaller working directory",
+                root.display(),
+                manager::MAX_SHIPPED_BYTES >> 20
+            );
         }
     }
     Ok(())
@@ -426,8 +435,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).unwrap();
         std::fs::write(dir.join("data/table.csv"), "1,2\n").unwrap();
-        std::fs::write(dir.join("exp.yaml"), "algorithm: PPO\nenv_config:\n  table: data/table.csv\n  other: missing.csv\n")
-            .unwrap();
+        std::fs::write(
+            dir.join("exp.yaml"),
+            "algorithm: PPO\nenv_config:\n  table: data/table.csv\n  other: missing.csv\n",
+        )
+        .unwrap();
         let config = dir.join("exp.yaml").display().to_string();
         let entry = vec!["train".to_string(), "--config".into(), config, "--set".into(), "lr=1".into()];
         let (entry, files) = pack(&entry, None).unwrap();

@@ -128,7 +128,8 @@ impl JobManager {
         self.save(&id);
         let log_path = job_dir.join("logs");
         let started = (|| -> Result<Child> {
-            let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+            let log =
+                std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
             // The head's own image, even if its file was replaced since: a cluster runs one build.
             let exe = if cfg!(target_os = "linux") {
                 PathBuf::from("/proc/self/exe")
@@ -188,7 +189,10 @@ impl JobManager {
             let (state, message) = match &status {
                 _ if e.stop_requested => (JobState::Stopped, "stopped by `rl job stop`".to_string()),
                 Ok(s) if s.success() => (JobState::Succeeded, String::new()),
-                Ok(s) => (JobState::Failed, if last_error.is_empty() { format!("the driver exited with {s}") } else { last_error }),
+                Ok(s) => (
+                    JobState::Failed,
+                    if last_error.is_empty() { format!("the driver exited with {s}") } else { last_error },
+                ),
                 Err(err) => (JobState::Failed, format!("cannot wait for the driver: {err}")),
             };
             e.record.state = state;
@@ -372,10 +376,10 @@ async fn logs(
     match blocking(read).await {
         Ok(bytes) => {
             let state = serde_json::to_value(record.state).ok().and_then(|v| v.as_str().map(str::to_string));
-            let headers = [(CONTENT_TYPE, "text/plain; charset=utf-8".to_string()), (
-                axum::http::HeaderName::from_static("x-job-state"),
-                state.unwrap_or_default(),
-            )];
+            let headers = [
+                (CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
+                (axum::http::HeaderName::from_static("x-job-state"), state.unwrap_or_default()),
+            ];
             (headers, bytes).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
@@ -385,8 +389,10 @@ async fn logs(
 async fn files(State(m): State<Arc<JobManager>>, UrlPath(id): UrlPath<String>) -> Response {
     let Some(dir) = m.run_dir(&id) else { return error(StatusCode::NOT_FOUND, format!("no job {id:?}")) };
     match blocking(move || list_files(&dir)).await {
-        Ok(files) => axum::Json(json!(files.into_iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>()))
-            .into_response(),
+        Ok(files) => {
+            axum::Json(json!(files.into_iter().map(|(p, n)| json!({"path": p, "bytes": n})).collect::<Vec<_>>()))
+                .into_response()
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
 }
