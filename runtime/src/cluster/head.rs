@@ -223,6 +223,7 @@ impl HeadCore {
                     node_id: slot.node,
                     alive: true,
                     death_reason: String::new(),
+                    restarts: 0,
                 });
             }
         }

@@ -88,6 +88,7 @@ struct LocalActor {
     name: String,
     type_name: &'static str,
     death: DeathNote,
+    restarts: Option<crate::actor::Restarts>,
 }
 
 /// Why and whether this node has been asked to stop.
@@ -317,8 +318,15 @@ impl NodeCore {
     }
 
     /// Records an actor of this node for the head's directory.
-    pub(crate) fn record_actor(&self, id: u64, name: &str, type_name: &'static str, death: DeathNote) {
-        lock(&self.directory).insert(id, LocalActor { name: name.to_string(), type_name, death });
+    pub(crate) fn record_actor(
+        &self,
+        id: u64,
+        name: &str,
+        type_name: &'static str,
+        death: DeathNote,
+        restarts: Option<crate::actor::Restarts>,
+    ) {
+        lock(&self.directory).insert(id, LocalActor { name: name.to_string(), type_name, death, restarts });
     }
 
     /// Asks node `node` to stop actor `actor_id`, without waiting.
@@ -566,6 +574,7 @@ impl NodeCore {
                 node_id: self.node_id,
                 alive: a.death.get().is_none(),
                 death_reason: a.death.get().cloned().unwrap_or_default(),
+                restarts: a.restarts.as_ref().map_or(0, |r| r.load(Ordering::Relaxed)),
             })
             .collect();
         let request = proto::HeartbeatRequest {
