@@ -106,7 +106,10 @@ fn train_then_evaluate_a_checkpoint() {
     let out = rl(&["train", "--config", cfg.to_str().unwrap(), "--output", run.to_str().unwrap(), "--seed", "3"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("final evaluation: episode_return_mean "), "{stdout}");
+    // Not a terminal: a status line (every 10 s, the first at iteration 1), then the summary.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("PPO CartPole-v1 seed 3 | 512/1024 env steps | iter 1 | return "), "{stdout}");
+    assert!(lines.last().unwrap().starts_with("final evaluation: episode_return_mean "), "{stdout}");
     assert!(Path::new(&run).join("checkpoints/final/policy.safetensors").is_file());
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
