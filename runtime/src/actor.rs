@@ -211,6 +211,38 @@ pub struct ActorOptions {
     /// How long a cluster spawn waits for a node with room before failing with
     /// [`RuntimeError::Unschedulable`].
     pub placement_timeout: std::time::Duration,
+    /// A thread of its node's process (the default), or a worker process of its own (see
+    /// [`Isolation`]).
+    pub isolation: Isolation,
+    /// Environment variables set for the actor, on top of its node's environment. Only a
+    /// process actor can have them (threads share their process's environment): `spawn` of a
+    /// thread actor with any fails with [`RuntimeError::InvalidActorOption`]. They travel with
+    /// the spawn and are applied on whichever node the actor lands.
+    pub env: BTreeMap<String, String>,
+}
+
+/// How an actor is isolated from the rest of its node.
+///
+/// - `Thread`: the actor runs on a thread of its node's process. Spawning and calling are
+///   cheapest (no process start, and a caller in the same process moves messages without
+///   encoding them), but a crash of the process (an abort, a segfault in native code, running
+///   out of memory) takes the node and every actor on it along.
+/// - `Process`: the node starts a worker process for the actor (its own program, re-executed;
+///   see [`crate::cluster::run_actor_process_if_asked`]), as Ray runs each actor in a worker
+///   process. A crash of that process kills only this actor: its node notices the exit, marks the
+///   actor dead with the exit status or signal as the reason (calls fail with
+///   [`RuntimeError::DiedDuringCall`] or [`RuntimeError::NotDelivered`] saying it died) and frees
+///   its resources. It can have its own environment variables ([`ActorOptions::env`]). Every
+///   call crosses a process boundary, so it is encoded even from its own node. Process actors
+///   need a cluster runtime; an embedded runtime refuses them with
+///   [`RuntimeError::InvalidActorOption`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// A thread of the node's process.
+    #[default]
+    Thread,
+    /// A worker process of its own, started by its node.
+    Process,
 }
 
 /// Where a cluster runtime places an actor.
@@ -252,7 +284,42 @@ impl Default for ActorOptions {
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             placement: Placement::Any,
             placement_timeout: std::time::Duration::from_secs(60),
+            isolation: Isolation::Thread,
+            env: BTreeMap::new(),
         }
+    }
+}
+
+impl ActorOptions {
+    /// Checks the options that need no runtime to judge: [`ActorOptions::env`] only with process
+    /// isolation, and names and values a process environment can hold.
+    pub(crate) fn check_isolation(&self, actor: &str) -> Result<()> {
+        let invalid = |expected: &str, found: String| RuntimeError::InvalidActorOption {
+            actor: actor.to_string(),
+            option: "env".into(),
+            expected: expected.into(),
+            found,
+        };
+        if self.isolation == Isolation::Thread && !self.env.is_empty() {
+            let names: Vec<&str> = self.env.keys().map(String::as_str).collect();
+            return Err(invalid(
+                "empty for a thread actor (threads share their process's environment; use isolation: \
+                 Isolation::Process)",
+                names.join(", "),
+            ));
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(invalid("variable names that are not empty and hold no '=' or NUL", format!("{key:?}")));
+            }
+            if value.contains('\0') {
+                return Err(invalid("values without NUL", format!("{key}={value:?}")));
+            }
+            if key == crate::cluster::WORKER_ENV {
+                return Err(invalid("no runtime-reserved variable", key.clone()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -381,9 +448,11 @@ impl<A: Actor> std::fmt::Debug for ActorHandle<A> {
 /// Where an actor runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActorLocation {
-    /// The node's id (0 in an embedded runtime).
+    /// The node's id (0 in an embedded runtime). A process actor's worker process is a node of
+    /// its own, hidden from placement, so this is that node's id.
     pub node_id: u32,
-    /// The process id of the node.
+    /// The process id of the actor's process: its node's, or for a process actor its worker
+    /// process's.
     pub pid: u32,
     /// The node's address, empty in an embedded runtime.
     pub address: String,

@@ -395,8 +395,7 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
         None => Runtime::start_head(options)?,
         Some(head) => Runtime::join(head, options)?,
     };
-    rllib::register_actors(&rt);
-    crate::bench_cluster::register_actors(&rt);
+    register_actor_types(&rt);
     rt.stop_on_signal();
     let role = if args.head { "head" } else { "node" };
     let record = NodeRecord {
@@ -477,8 +476,16 @@ pub fn connect_driver(address: &str, access: &ClusterAccess) -> Result<Runtime> 
     options.listen = SocketAddr::new(local_ip_towards(address)?, 0);
     options.tls = tls_from_env()?;
     let rt = Runtime::join(address, options).with_context(|| format!("cannot join the cluster at {address}"))?;
-    rllib::register_actors(&rt);
+    register_actor_types(&rt);
     Ok(rt)
+}
+
+/// Registers every actor type an `rl` process can build (the library's and the benchmark
+/// probe), on a node, a driver, or a process actor's worker: they must agree, since one builds
+/// the actors another asks for by name.
+pub fn register_actor_types(rt: &Runtime) {
+    rllib::register_actors(rt);
+    crate::bench_cluster::register_actors(rt);
 }
 
 /// Reads `listening on ADDR` from a node's output (what tests and scripts wait for).

@@ -26,6 +26,7 @@ mod node;
 mod peer;
 mod placement;
 pub mod placement_group;
+mod process;
 pub mod proto;
 mod service;
 
@@ -43,6 +44,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use self::auth::{BUILD_ENV, TOKEN_ENV, TlsConfig, Token, build_id, declared_build};
 pub use self::failure::FailureDetector;
 pub use self::placement_group::{PlacementGroup, PlacementGroupInfo, PlacementGroupState, PlacementStrategy};
+pub use self::process::{WORKER_ENV, run_actor_process_if_asked};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::StoreOptions;
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -89,6 +91,11 @@ pub struct ClusterOptions {
     pub build: String,
     /// Threads of the node's network runtime.
     pub network_threads: usize,
+    /// The program this node re-executes to run a process actor's worker (default `None`: this
+    /// process's own executable). It must call [`run_actor_process_if_asked`] first thing in
+    /// `main` and register the same actor types; a driver embedded in another program (a test)
+    /// can name the cluster's `rl` binary here.
+    pub worker_program: Option<std::path::PathBuf>,
 }
 
 impl ClusterOptions {
@@ -111,6 +118,7 @@ impl ClusterOptions {
             is_driver: false,
             build: build_id().to_string(),
             network_threads: 2,
+            worker_program: None,
         }
     }
 
@@ -135,14 +143,14 @@ impl Runtime {
     /// Starts a cluster head in this process, with a node of its own offering
     /// `options.num_cpus`. Other processes join it at [`Runtime::address`].
     pub fn start_head(options: ClusterOptions) -> Result<Self> {
-        node::start(None, options)
+        node::start(None, options, 0)
     }
 
     /// Joins the head at `head_address` (`host:port`) as a worker node, or as a driver if
     /// `options.is_driver`. Fails with [`RuntimeError::BuildMismatch`] if the head runs another
     /// build, [`RuntimeError::Unauthenticated`] on a wrong token.
     pub fn join(head_address: &str, options: ClusterOptions) -> Result<Self> {
-        node::start(Some(head_address.to_string()), options)
+        node::start(Some(head_address.to_string()), options, 0)
     }
 
     /// The address this node's server listens on (`host:port`); empty for an embedded runtime.
