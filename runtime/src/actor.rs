@@ -77,6 +77,17 @@
 //! rebuilt (keeping its reservation) or dead and released. A failed constructor returns the
 //! reservation before `spawn` returns the error.
 //!
+//! ## Threads or processes
+//!
+//! By default an actor is a thread of its node's process ([`Isolation::Thread`]). With
+//! [`ActorOptions::isolation`] set to [`Isolation::Process`] (cluster runtimes only) its node
+//! runs it in a worker process of its own, which may have its own environment variables
+//! ([`ActorOptions::env`]): a crash of that process (an abort, a segfault in native code) kills
+//! only that actor, whose calls then fail with an error naming the exit signal or status. The
+//! handle is the same; see [`crate::cluster::run_actor_process_if_asked`] for what the program
+//! must do. A process actor's resources come back when its node has seen the process exit, which
+//! may be a moment after a call in flight failed.
+//!
 //! Messages, replies and init values are serde types: local calls move them, calls to actors on
 //! other nodes serialize them, and the caller's code is the same either way. An
 //! [`ObjectRef`](crate::ObjectRef) inside a message or reply keeps its object alive either way:
@@ -233,9 +244,10 @@ pub struct ActorOptions {
 ///   actor dead with the exit status or signal as the reason (calls fail with
 ///   [`RuntimeError::DiedDuringCall`] or [`RuntimeError::NotDelivered`] saying it died) and frees
 ///   its resources. It can have its own environment variables ([`ActorOptions::env`]). Every
-///   call crosses a process boundary, so it is encoded even from its own node. Process actors
-///   need a cluster runtime; an embedded runtime refuses them with
-///   [`RuntimeError::InvalidActorOption`].
+///   call crosses a process boundary, so it is encoded even from its own node. A panic is still
+///   caught inside the worker and restarted per [`ActorOptions::max_restarts`]; a crash of the
+///   process is not restarted. Process actors need a cluster runtime; an embedded runtime refuses
+///   them with [`RuntimeError::InvalidActorOption`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Isolation {
     /// A thread of the node's process.

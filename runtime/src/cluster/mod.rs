@@ -17,6 +17,9 @@
 //!   [`crate::object_store`]).
 //! - **Failure**: a node silent past `node_timeout` is declared dead by the head; every node
 //!   hears it with its next heartbeat, fails calls to that node's actors, and drops its borrows.
+//! - **Processes**: an actor with [`Isolation::Process`](crate::Isolation::Process) runs in a
+//!   worker process its node starts (a hidden node of its own, see [`run_actor_process_if_asked`]);
+//!   its crash kills only it, and it dies with its node.
 
 pub mod auth;
 pub mod failure;
@@ -102,6 +105,11 @@ impl ClusterOptions {
     /// Defaults for a node with `token`: loopback, this machine's CPUs, heartbeats every second,
     /// a node declared dead after 30 s of silence (wide enough for a loaded 2-core machine).
     pub fn new(token: Token) -> Self {
+        Self::with_build(token, build_id().to_string())
+    }
+
+    /// [`ClusterOptions::new`] declaring `build` (without computing this binary's own).
+    pub(crate) fn with_build(token: Token, build: String) -> Self {
         let local = RuntimeOptions::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -116,7 +124,7 @@ impl ClusterOptions {
             heartbeat_interval: Duration::from_secs(1),
             node_timeout: Duration::from_secs(30),
             is_driver: false,
-            build: build_id().to_string(),
+            build,
             network_threads: 2,
             worker_program: None,
         }

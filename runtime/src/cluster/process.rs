@@ -115,13 +115,12 @@ struct Ready {
 /// its actor from the type name the spawn gave.
 ///
 /// ```no_run
-/// fn main() {
-///     rl_runtime::cluster::run_actor_process_if_asked(|rt| {
-///         // rt.register_actor::<MyActor>();
-///         let _ = rt;
-///     });
-///     // The program's usual work: parse flags, start a node, ...
-/// }
+/// // First thing in `main`:
+/// rl_runtime::cluster::run_actor_process_if_asked(|rt| {
+///     // rt.register_actor::<MyActor>(), for every type the program's nodes register.
+///     let _ = rt;
+/// });
+/// // The program's usual work follows: parse flags, start a node, ...
 /// ```
 pub fn run_actor_process_if_asked(register: impl FnOnce(&Runtime)) {
     if std::env::var_os(WORKER_ENV).is_none() {
@@ -166,12 +165,13 @@ fn run_worker(register: impl FnOnce(&Runtime), ready: &mut bool) -> Result<()> {
             return Err(RuntimeError::Cluster("the node that started this worker process is gone".into()));
         }
     }
-    let mut options = ClusterOptions::new(Token::parse(&spec.token)?);
+    // Not `ClusterOptions::new`, whose default build id hashes the whole executable: the
+    // worker declares its parent's build instead, and starts that much sooner.
+    let mut options = ClusterOptions::with_build(Token::parse(&spec.token)?, spec.build.clone());
     options.listen = SocketAddr::new(spec.listen_ip, 0);
     options.num_cpus = 0.0;
     options.num_gpus = 0.0;
     options.num_task_threads = 1;
-    options.build = spec.build.clone();
     options.tls = spec.tls.map(|t| TlsConfig {
         cert_pem: t.cert_pem,
         key_pem: t.key_pem,
@@ -436,8 +436,7 @@ impl NodeCore {
         let reservation = rt.reserve_for(&label, &options)?;
         let program = match &self.worker.program {
             Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| RuntimeError::Cluster(format!("cannot find this program to start a worker: {e}")))?,
+            None => own_program()?,
         };
         let spec = WorkerSpec {
             head_address: self.head_address.clone(),
@@ -551,6 +550,16 @@ impl NodeCore {
     }
 }
 
+/// This process's program. On Linux `/proc/self/exe`, which is the very file this process runs
+/// even if its path was replaced since (an upgrade in place), so a worker is always this build.
+fn own_program() -> Result<PathBuf> {
+    #[cfg(target_os = "linux")]
+    return Ok(PathBuf::from("/proc/self/exe"));
+    #[cfg(not(target_os = "linux"))]
+    std::env::current_exe()
+        .map_err(|e| RuntimeError::Cluster(format!("cannot find this program to start a worker: {e}")))
+}
+
 /// Reads a worker's stdout: its ready (or failed) line goes to `ready`, every other line is
 /// forwarded to this process's stdout, prefixed with the actor and pid.
 fn read_output(stdout: ChildStdout, ready: mpsc::Sender<Result<Ready>>, label: &str, pid: u32) {
@@ -568,7 +577,8 @@ fn read_output(stdout: ChildStdout, ready: mpsc::Sender<Result<Ready>>, label: &
             }
             ready = Some(tx);
         }
-        println!("({label} pid={pid}) {line}");
+        // A closed stdout (nobody reads the node's output) loses the line, nothing else.
+        let _ = writeln!(std::io::stdout().lock(), "({label} pid={pid}) {line}");
     }
 }
 
