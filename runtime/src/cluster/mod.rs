@@ -96,8 +96,8 @@ pub struct ClusterOptions {
     pub network_threads: usize,
     /// The program this node re-executes to run a process actor's worker (default `None`: this
     /// process's own executable). It must call [`run_actor_process_if_asked`] first thing in
-    /// `main` and register the same actor types; a driver embedded in another program (a test)
-    /// can name the cluster's `rl` binary here.
+    /// `main` and register the same actor types; a driver embedded in another program (a test
+    /// binary, which would rerun its tests instead) names the cluster's `rl` binary here.
     pub worker_program: Option<std::path::PathBuf>,
 }
 
