@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, Weak, mpsc};
 use std::time::{Duration, Instant};
@@ -438,87 +438,9 @@ impl NodeCore {
             Some(p) => p.clone(),
             None => own_program()?,
         };
-        let spec = WorkerSpec {
-            head_address: self.head_address.clone(),
-            token: self.token.as_str().to_string(),
-            tls: self.tls.as_ref().map(|t| TlsSpec {
-                cert_pem: t.cert_pem.clone(),
-                key_pem: t.key_pem.clone(),
-                ca_pem: t.ca_pem.clone(),
-                domain: t.domain.clone(),
-                require_client_cert: t.require_client_cert,
-            }),
-            build: self.worker.build.clone(),
-            listen_ip: self.worker.listen_ip,
-            parent: self.node_id,
-            parent_pid: std::process::id(),
-            owner,
-            type_name: type_name.to_string(),
-            init: init.to_vec(),
-            name: options.name.clone(),
-            max_restarts: options.max_restarts,
-            mailbox_capacity: options.mailbox_capacity,
-        };
-        let mut cmd = Command::new(&program);
-        cmd.env(WORKER_ENV, "1")
-            .envs(&options.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        #[cfg(target_os = "linux")]
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-        // async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = self.workers.launch(cmd).map_err(|e| {
-            RuntimeError::Cluster(format!(
-                "cannot start a worker process for actor {label} ({}): {e}",
-                program.display()
-            ))
-        })?;
+        let spec = self.worker_spec(type_name, init, &options, owner);
+        let (child, ready) = self.start_worker(worker_command(&program, &options), &spec, &label, &program)?;
         let pid = child.id();
-        if !self.workers.register(pid, &label) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RuntimeError::Shutdown);
-        }
-        if let Some(mut stdin) = child.stdin.take() {
-            // A worker that died at once shows below, when its ready line never comes.
-            let _ = crate::encode(&spec).map(|bytes| stdin.write_all(&bytes));
-        }
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let forward_label = label.clone();
-        let reader = std::thread::Builder::new()
-            .name(format!("rl-worker-out-{pid}"))
-            .spawn(move || read_output(stdout, ready_tx, &forward_label, pid));
-        let answer = match reader {
-            Ok(_) => ready_rx.recv_timeout(START_TIMEOUT).map_err(|e| e.to_string()),
-            Err(e) => Err(format!("cannot read its output: {e}")),
-        };
-        let ready = match answer {
-            Ok(Ok(ready)) => ready,
-            Ok(Err(e)) => {
-                self.workers.unregister(pid);
-                let _ = child.wait();
-                return Err(e);
-            }
-            Err(why) => {
-                self.workers.unregister(pid);
-                let _ = child.kill();
-                let status = child.wait().map(|s| exit_text(&s)).unwrap_or_else(|e| e.to_string());
-                return Err(RuntimeError::Cluster(format!(
-                    "the worker process of actor {label} ({}, pid {pid}) {status} before it was ready ({why}); \
-                     does the program call rl_runtime::cluster::run_actor_process_if_asked first thing in main? \
-                     (rl_cli::main does)",
-                    program.display()
-                )));
-            }
-        };
         let stand_in = ProcessActor {
             actor_id: ready.actor_id,
             node_id: ready.node_id,
@@ -548,6 +470,100 @@ impl NodeCore {
         tracing::debug!(actor = %reply.name, pid, node = reply.node_id, "started a process actor");
         Ok(reply)
     }
+
+    /// What a worker needs to know to run actor `type_name` for node `owner`.
+    fn worker_spec(&self, type_name: &str, init: Bytes, options: &ActorOptions, owner: u32) -> WorkerSpec {
+        WorkerSpec {
+            head_address: self.head_address.clone(),
+            token: self.token.as_str().to_string(),
+            tls: self.tls.as_ref().map(|t| TlsSpec {
+                cert_pem: t.cert_pem.clone(),
+                key_pem: t.key_pem.clone(),
+                ca_pem: t.ca_pem.clone(),
+                domain: t.domain.clone(),
+                require_client_cert: t.require_client_cert,
+            }),
+            build: self.worker.build.clone(),
+            listen_ip: self.worker.listen_ip,
+            parent: self.node_id,
+            parent_pid: std::process::id(),
+            owner,
+            type_name: type_name.to_string(),
+            init: init.to_vec(),
+            name: options.name.clone(),
+            max_restarts: options.max_restarts,
+            mailbox_capacity: options.mailbox_capacity,
+        }
+    }
+
+    /// Starts `cmd` as a worker (registered in the worker table), hands it `spec` and waits
+    /// for its ready line. On failure the worker is gone (killed if need be, and reaped).
+    fn start_worker(&self, cmd: Command, spec: &WorkerSpec, label: &str, program: &Path) -> Result<(Child, Ready)> {
+        let mut child = self.workers.launch(cmd).map_err(|e| {
+            RuntimeError::Cluster(format!(
+                "cannot start a worker process for actor {label} ({}): {e}",
+                program.display()
+            ))
+        })?;
+        let pid = child.id();
+        if !self.workers.register(pid, label) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RuntimeError::Shutdown);
+        }
+        if let Some(mut stdin) = child.stdin.take() {
+            // A worker that died at once shows below, when its ready line never comes.
+            let _ = crate::encode(spec).map(|bytes| stdin.write_all(&bytes));
+        }
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let forward_label = label.to_string();
+        let reader = std::thread::Builder::new()
+            .name(format!("rl-worker-out-{pid}"))
+            .spawn(move || read_output(stdout, ready_tx, &forward_label, pid));
+        let answer = match reader {
+            Ok(_) => ready_rx.recv_timeout(START_TIMEOUT).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("cannot read its output: {e}")),
+        };
+        match answer {
+            Ok(Ok(ready)) => Ok((child, ready)),
+            Ok(Err(e)) => {
+                // It reported why and exits.
+                self.workers.unregister(pid);
+                let _ = child.wait();
+                Err(e)
+            }
+            Err(why) => {
+                self.workers.unregister(pid);
+                let _ = child.kill();
+                let status = child.wait().map(|s| exit_text(&s)).unwrap_or_else(|e| e.to_string());
+                Err(RuntimeError::Cluster(format!(
+                    "the worker process of actor {label} ({}, pid {pid}) {status} before it was ready ({why}); \
+                     does the program call rl_runtime::cluster::run_actor_process_if_asked first thing in main? \
+                     (rl_cli::main does)",
+                    program.display()
+                )))
+            }
+        }
+    }
+}
+
+/// The command that starts a worker: `program` with [`WORKER_ENV`] and the actor's variables,
+/// stdin and stdout piped (spec in, ready line out), stderr shared with this node; on Linux the
+/// worker asks for SIGKILL when its parent dies.
+fn worker_command(program: &Path, options: &ActorOptions) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env(WORKER_ENV, "1").envs(&options.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
 }
 
 /// This process's program. On Linux `/proc/self/exe`, which is the very file this process runs
