@@ -108,6 +108,13 @@ pub struct TrainConfig {
     /// CPUs each rollout worker reserves on the runtime (RLlib's `num_cpus_per_env_runner`).
     #[serde(default = "default_num_cpus_per_env_runner")]
     pub num_cpus_per_env_runner: f64,
+    /// How a cluster places the rollout workers: one placement group with a bundle of
+    /// `num_cpus_per_env_runner` CPUs per worker, under this strategy (`PACK`, `SPREAD`,
+    /// `STRICT_PACK` or `STRICT_SPREAD`, Ray's meanings). RLlib's key of the same name; its
+    /// default there is `PACK`, ours `SPREAD`, so workers use every node's cores. Ignored by the
+    /// embedded runtime.
+    #[serde(default = "default_placement_strategy")]
+    pub placement_strategy: String,
     /// Sub-envs per rollout worker (CleanRL: 4 envs in total).
     #[serde(default = "default_num_envs_per_env_runner")]
     pub num_envs_per_env_runner: usize,
@@ -196,6 +203,9 @@ fn default_num_env_runners() -> usize {
 }
 fn default_num_cpus_per_env_runner() -> f64 {
     1.0
+}
+fn default_placement_strategy() -> String {
+    "SPREAD".into()
 }
 fn default_num_envs_per_env_runner() -> usize {
     2
@@ -356,6 +366,12 @@ impl TrainConfig {
             return fail(
                 "num_cpus_per_env_runner",
                 format!("must be a non-negative number, got {}", self.num_cpus_per_env_runner),
+            );
+        }
+        if rl_runtime::cluster::placement_group::parse_strategy(&self.placement_strategy).is_err() {
+            return fail(
+                "placement_strategy",
+                format!("must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD, got {:?}", self.placement_strategy),
             );
         }
         if !positive(self.lr) {

@@ -89,11 +89,23 @@ fn write_cluster_file(rt: &Runtime, algo: &dyn Algorithm, output: &Path) -> Resu
         .into_iter()
         .map(|(name, l)| json!({"name": name, "node_id": l.node_id, "pid": l.pid, "address": l.address}))
         .collect();
+    use rl_runtime::cluster::placement_group::{state_name, strategy_name};
+    let groups: Vec<_> = rt
+        .placement_groups()?
+        .iter()
+        .filter(|g| g.creator == rt.node_id() && g.state() != rl_runtime::cluster::PlacementGroupState::Removed)
+        .map(|g| {
+            let nodes: Vec<u32> = g.bundles.iter().map(|b| b.node_id).collect();
+            json!({"id": g.group_id, "name": g.name, "strategy": strategy_name(g.strategy()),
+                   "state": state_name(g.state()), "bundle_nodes": nodes})
+        })
+        .collect();
     let doc = json!({
         "head": rt.head_address(),
         "driver": {"node_id": rt.node_id(), "pid": std::process::id(), "address": rt.address()},
         "actors": actors,
         "nodes": nodes,
+        "placement_groups": groups,
     });
     let path = output.join(crate::run_dir::CLUSTER_FILE);
     let text = serde_json::to_string_pretty(&doc).expect("JSON values serialize");

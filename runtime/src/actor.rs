@@ -433,10 +433,13 @@ pub struct ActorHandle<A: Actor> {
     target: Target<A>,
 }
 
+/// How many times an actor was rebuilt after a panic, shared with its handles.
+pub(crate) type Restarts = Arc<std::sync::atomic::AtomicU32>;
+
 /// Where the actor's mailbox is.
 enum Target<A: Actor> {
     /// In this process.
-    Local { outbox: Outbox<Envelope<A>>, death: DeathNote },
+    Local { outbox: Outbox<Envelope<A>>, death: DeathNote, restarts: Restarts },
     /// On another node: messages are encoded and sent on that node's call stream.
     Remote(Arc<RemoteActor>),
 }
@@ -444,7 +447,9 @@ enum Target<A: Actor> {
 impl<A: Actor> Clone for ActorHandle<A> {
     fn clone(&self) -> Self {
         let target = match &self.target {
-            Target::Local { outbox, death } => Target::Local { outbox: outbox.clone(), death: death.clone() },
+            Target::Local { outbox, death, restarts } => {
+                Target::Local { outbox: outbox.clone(), death: death.clone(), restarts: restarts.clone() }
+            }
             Target::Remote(r) => Target::Remote(r.clone()),
         };
         Self { name: self.name.clone(), id: self.id, target }
@@ -506,7 +511,7 @@ impl<A: Actor> ActorHandle<A> {
     /// arrival; a lost connection fails the reply with [`RuntimeError::DiedDuringCall`].
     pub fn call(&self, msg: A::Msg) -> Reply<A::Reply> {
         match &self.target {
-            Target::Local { outbox, death } => {
+            Target::Local { outbox, death, .. } => {
                 let (tx, reply) = reply_channel::channel(self.name.clone(), death.clone());
                 match outbox.send(Envelope { msg, reply: Some(tx) }) {
                     Ok(()) => reply,
@@ -627,6 +632,15 @@ impl<A: Actor> ActorHandle<A> {
         self.death().clone()
     }
 
+    /// The shared count of the actor's restarts after panics; `None` for an actor on another
+    /// node (its node reports the count to the head's directory).
+    pub(crate) fn restart_count(&self) -> Option<Restarts> {
+        match &self.target {
+            Target::Local { restarts, .. } => Some(restarts.clone()),
+            Target::Remote(_) => None,
+        }
+    }
+
     fn death(&self) -> &DeathNote {
         match &self.target {
             Target::Local { death, .. } => death,
@@ -669,7 +683,9 @@ pub(crate) fn start<A: Actor>(
 ) -> Result<(ActorHandle<A>, JoinHandle<()>)> {
     let death: DeathNote = Arc::new(OnceLock::new());
     let (outbox, inbox) = mailbox::mailbox::<Envelope<A>>(options.mailbox_capacity, death.clone());
-    let handle = ActorHandle { name: name.clone().into(), id, target: Target::Local { outbox, death } };
+    let restarts = Restarts::default();
+    let counter = restarts.clone();
+    let handle = ActorHandle { name: name.clone().into(), id, target: Target::Local { outbox, death, restarts } };
     let max_restarts = options.max_restarts;
     let ctx = ActorContext { name: name.clone(), runtime };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
@@ -678,7 +694,7 @@ pub(crate) fn start<A: Actor>(
         .spawn(move || {
             let mut exit =
                 Exit { reservation: Some(reservation), inbox: Some(inbox), in_flight: None, name: ctx.name.clone() };
-            run_actor::<A>(init, &ctx, &mut exit, max_restarts, ready_tx);
+            run_actor::<A>(init, &ctx, &mut exit, (max_restarts, &counter), ready_tx);
         })
         .map_err(|e| RuntimeError::NotDelivered { actor: name.clone(), reason: format!("cannot start thread: {e}") })?;
     match ready_rx.recv() {
@@ -779,7 +795,7 @@ fn run_actor<A: Actor>(
     init: A::Init,
     ctx: &ActorContext,
     exit: &mut Exit<A>,
-    max_restarts: u32,
+    (max_restarts, counter): (u32, &Restarts),
     ready: std::sync::mpsc::Sender<Result<()>>,
 ) {
     let mut actor = match construct::<A>(&init, ctx) {
@@ -791,7 +807,7 @@ fn run_actor<A: Actor>(
         }
     };
     let _ = ready.send(Ok(()));
-    let mut restarts = 0;
+    let mut restarts: u32 = 0;
     loop {
         let msg = match exit.next() {
             Next::Msg(Envelope { msg, reply }) => {
@@ -830,6 +846,7 @@ fn run_actor<A: Actor>(
             return;
         }
         restarts += 1;
+        counter.store(restarts, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(actor = %ctx.name, restarts, "restarting actor after a panic");
         actor = match construct::<A>(&init, ctx) {
             Ok(a) => a,

@@ -457,7 +457,7 @@ impl Runtime {
             let _ = a.thread.join();
         }
         if let Some(core) = self.inner.cluster.get() {
-            core.record_actor(handle.id(), handle.name(), A::TYPE_NAME, handle.death_note());
+            core.record_actor(handle.id(), handle.name(), A::TYPE_NAME, handle.death_note(), handle.restart_count());
         }
         Ok(handle)
     }

@@ -26,6 +26,8 @@ enum StoreMsg {
     Sleep(u64),
     /// Echo.
     Echo(u64),
+    /// Panic in the handler.
+    Panic,
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
@@ -68,6 +70,7 @@ impl Actor for Store {
                 StoreReply::Done
             }
             StoreMsg::Echo(x) => StoreReply::Echo(x),
+            StoreMsg::Panic => panic!("asked to panic"),
         })
     }
 }
@@ -441,4 +444,17 @@ fn actors_share_the_fate_of_the_driver_that_made_them() {
         n.shutdown();
     }
     head.shutdown();
+}
+
+#[test]
+fn the_directory_counts_an_actors_restarts() {
+    let token = Token::generate();
+    let c = Cluster::start(1, &token, None);
+    let a = c.driver.spawn::<Store>((), ActorOptions { max_restarts: 2, ..Default::default() }).unwrap();
+    assert!(matches!(a.call(StoreMsg::Panic).wait(), Err(RuntimeError::ActorPanicked { .. })));
+    assert_eq!(a.call(StoreMsg::Echo(1)).wait().unwrap(), StoreReply::Echo(1), "rebuilt");
+    eventually(Duration::from_secs(10), "a heartbeat to report the restart", || {
+        c.driver.cluster_nodes().unwrap().1.iter().any(|x| x.actor_id == a.id() && x.restarts == 1 && x.alive)
+    });
+    c.stop();
 }

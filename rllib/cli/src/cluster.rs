@@ -30,6 +30,9 @@ pub const SESSION_ENV: &str = "RL_SESSION_DIR";
 /// The head's default port (a head on port 0 gets a free one and prints it).
 pub const DEFAULT_HEAD_PORT: u16 = 6380;
 
+/// The default port of the head's dashboard and jobs API (Ray's dashboard port).
+pub const DEFAULT_DASHBOARD_PORT: u16 = 8265;
+
 /// One cluster's local state on this machine.
 #[derive(Debug, Clone)]
 pub struct SessionDir {
@@ -202,10 +205,10 @@ fn local_ip_towards(head: &str) -> Result<std::net::IpAddr> {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterAccess {
     /// The cluster token file (default: $RL_CLUSTER_TOKEN, else the session directory's).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// The session directory holding the token (default: $RL_SESSION_DIR, else ~/.rl/session).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub session_dir: Option<PathBuf>,
 }
 
@@ -258,6 +261,15 @@ pub struct StartArgs {
     /// removes it when it stops (default: the system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// The head's dashboard and jobs API port (Ray's 8265); 0 picks a free one.
+    #[arg(long, default_value_t = DEFAULT_DASHBOARD_PORT)]
+    pub dashboard_port: u16,
+    /// The dashboard's interface (default: the head's `--host`).
+    #[arg(long)]
+    pub dashboard_host: Option<String>,
+    /// Serve no dashboard or jobs API on the head.
+    #[arg(long, conflicts_with_all = ["dashboard_port", "dashboard_host"])]
+    pub no_dashboard: bool,
 }
 
 /// A byte count: digits with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB).
@@ -397,6 +409,7 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
     };
     register_actor_types(&rt);
     rt.stop_on_signal();
+    let services = if args.head && !args.no_dashboard { Some(HeadServices::start(&rt, args, session)?) } else { None };
     let role = if args.head { "head" } else { "node" };
     let record = NodeRecord {
         pid: std::process::id(),
@@ -416,6 +429,15 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
         writeln!(out, "head node {} started; cluster token in {}", rt.node_id(), session.token_file().display())?;
         writeln!(out, "join a node:     rl start --address {}", rt.address())?;
         writeln!(out, "train on it:     rl train --config configs/ppo.yaml --address {}", rt.address())?;
+        if let Some(services) = &services {
+            let url = format!("http://{}", services.dashboard.local_addr());
+            writeln!(out, "dashboard on {url} (open {url}/?token=TOKEN once, TOKEN from the token file)")?;
+            writeln!(
+                out,
+                "submit a job:    rl job submit --address {} -- train --config configs/ppo.yaml",
+                rt.address()
+            )?;
+        }
         writeln!(out, "stop this machine's nodes: rl stop")?;
     } else {
         writeln!(out, "node {} joined the head at {}", rt.node_id(), rt.head_address())?;
@@ -424,6 +446,10 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
     out.flush()?;
     let reason = rt.wait_for_stop();
     eprintln!("{role} {} stopping: {reason}", rt.node_id());
+    if let Some(services) = services {
+        services.jobs.stop_all();
+        drop(services);
+    }
     rt.shutdown();
     let _ = std::fs::remove_file(&pid_file);
     if args.head {
@@ -488,6 +514,25 @@ pub fn register_actor_types(rt: &Runtime) {
     crate::bench_cluster::register_actors(rt);
 }
 
+/// Makes SIGTERM and SIGINT end a driver cleanly: it leaves the cluster at once (its actors
+/// and placement groups go with it, so their resources are free again), then exits with
+/// 128 + the signal's number, as a shell reports a signal.
+pub fn leave_on_signal(rt: &Runtime) {
+    rt.stop_on_signal();
+    let rt = rt.clone();
+    std::thread::spawn(move || {
+        let reason = rt.wait_for_stop();
+        let code = match reason.as_str() {
+            "SIGTERM" => 128 + libc::SIGTERM,
+            "SIGINT" => 128 + libc::SIGINT,
+            _ => return,
+        };
+        eprintln!("error: stopped by {reason}; leaving the cluster");
+        rt.shutdown();
+        std::process::exit(code);
+    });
+}
+
 /// Reads `listening on ADDR` from a node's output (what tests and scripts wait for).
 pub fn read_listen_line(reader: &mut dyn BufRead) -> Result<String> {
     let mut line = String::new();
@@ -499,6 +544,46 @@ pub fn read_listen_line(reader: &mut dyn BufRead) -> Result<String> {
         if let Some(addr) = line.trim().strip_prefix("listening on ") {
             return Ok(addr.to_string());
         }
+    }
+}
+
+/// What a head serves besides the cluster: the dashboard with the jobs API.
+struct HeadServices {
+    jobs: std::sync::Arc<crate::job::manager::JobManager>,
+    dashboard: crate::dashboard::Dashboard,
+}
+
+impl HeadServices {
+    fn start(rt: &Runtime, args: &StartArgs, session: &SessionDir) -> Result<Self> {
+        let jobs = crate::job::manager::JobManager::new(rt, session.path())?;
+        let host = args.dashboard_host.clone().or_else(|| args.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
+        let listen = format!("{host}:{}", args.dashboard_port);
+        let listener = std::net::TcpListener::bind(&listen).with_context(|| {
+            format!("cannot serve the dashboard on {listen} (pick another --dashboard-port, or --no-dashboard)")
+        })?;
+        let token = Token::read(&session.token_file())?;
+        let source = std::sync::Arc::new(HeadSource { rt: rt.clone(), jobs: jobs.clone() });
+        let dashboard = crate::dashboard::Dashboard::serve_with_routes(listener, token, source, jobs.routes())?;
+        let published = dashboard.local_addr().to_string();
+        rt.kv_put(crate::job::DASHBOARD_KEY, published.into_bytes().into(), true)?;
+        Ok(Self { jobs, dashboard })
+    }
+}
+
+/// The dashboard's view of a head: its cluster table and its jobs.
+struct HeadSource {
+    rt: Runtime,
+    jobs: std::sync::Arc<crate::job::manager::JobManager>,
+}
+
+impl crate::dashboard::DashboardSource for HeadSource {
+    fn status(&self) -> Result<serde_json::Value> {
+        let reply = self.rt.cluster_status()?;
+        Ok(crate::status::document(&self.rt.address(), &reply, serde_json::to_value(self.jobs.list())?))
+    }
+
+    fn job_run_dir(&self, id: &str) -> Option<PathBuf> {
+        self.jobs.run_dir(id)
     }
 }
 

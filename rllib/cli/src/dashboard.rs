@@ -120,6 +120,16 @@ impl Dashboard {
     /// Fails only if the listener cannot be used (its address read, made non-blocking) or the
     /// server's thread cannot start.
     pub fn serve(listener: std::net::TcpListener, token: Token, source: Arc<dyn DashboardSource>) -> Result<Dashboard> {
+        Self::serve_with_routes(listener, token, source, Router::new())
+    }
+
+    /// [`Dashboard::serve`] with more routes (the head's jobs API), behind the same token.
+    pub fn serve_with_routes(
+        listener: std::net::TcpListener,
+        token: Token,
+        source: Arc<dyn DashboardSource>,
+        routes: Router,
+    ) -> Result<Dashboard> {
         let addr = listener.local_addr().context("the dashboard's listener has no address")?;
         listener.set_nonblocking(true).context("cannot make the dashboard's listener non-blocking")?;
         let shared = Arc::new(Shared {
@@ -127,7 +137,7 @@ impl Dashboard {
             source,
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
         });
-        let app = router(shared);
+        let app = router(shared, routes);
         let (stop, stopped) = oneshot::channel();
         // The runtime is built, and dropped, on the server's thread only: the caller may be
         // inside a runtime of its own, where dropping another one panics.
@@ -228,16 +238,17 @@ struct Shared {
     in_flight: Semaphore,
 }
 
-fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>, routes: Router) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/app.js", get(script))
         .route("/api/status", get(status))
         .route("/api/jobs/{id}/progress", get(progress))
         .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(shared.clone())
+        .merge(routes)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(shared.clone(), gate))
-        .with_state(shared)
+        .layer(middleware::from_fn_with_state(shared, gate))
 }
 
 /// Authenticates every request but `/healthz`, then bounds the requests in progress.

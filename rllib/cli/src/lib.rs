@@ -17,6 +17,8 @@
 //! - [`bench`](mod@bench): `rl bench`.
 //! - [`cluster`]: `rl start`, `rl stop` and the driver of `rl train --address`.
 //! - [`dashboard`]: the head's web dashboard (a page over a JSON API, behind the cluster token).
+//! - [`job`]: `rl job`, and the head's job manager that runs submitted drivers.
+//! - [`status`]: `rl status`, as text or JSON.
 #![deny(missing_docs)]
 
 pub mod bench;
@@ -24,6 +26,7 @@ pub mod bench_cluster;
 pub mod cluster;
 pub mod dashboard;
 pub mod experiment;
+pub mod job;
 pub mod plot;
 pub mod progress;
 pub mod status;
@@ -43,6 +46,7 @@ const EXAMPLES: &str = "Examples:
   rl train --config configs/ppo.yaml
   rl train --config configs/ppo.yaml --seed 2 --set lr=3e-4 --set model.fcnet_hiddens=[128,128]
   rl start --head --num-cpus 0 && rl start --address 127.0.0.1:6380 && rl train --config configs/ppo.yaml --address 127.0.0.1:6380
+  rl job submit --address 127.0.0.1:6380 -- train --config configs/ppo.yaml
   rl stop
   rl evaluate --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --episodes 20
   rl rollout --checkpoint runs/PPO_CartPole-v1_seed1_20261128-120000/checkpoints/final --steps 500 --out traj.jsonl
@@ -83,6 +87,16 @@ enum Command {
         /// Train on the cluster whose head listens here (`rl start --head` prints it): rollout
         /// workers run on its worker nodes, the learner in this process.
         #[arg(long, value_name = "HOST:PORT")]
+        address: Option<String>,
+        #[command(flatten)]
+        access: cluster::ClusterAccess,
+    },
+    /// Submit training jobs to a cluster's head and manage them (the head runs their drivers).
+    Job {
+        #[command(subcommand)]
+        command: job::JobCommand,
+        /// The head (default: the one of the session directory).
+        #[arg(long, value_name = "HOST:PORT", global = true)]
         address: Option<String>,
         #[command(flatten)]
         access: cluster::ClusterAccess,
@@ -275,6 +289,7 @@ fn execute(command: Command) -> Result<()> {
                 None => train(&config, &output, &mut callbacks)?,
                 Some(address) => {
                     let rt = cluster::connect_driver(&address, &access)?;
+                    cluster::leave_on_signal(&rt);
                     let summary = rllib::train_on(&rt, &config, &output, &mut callbacks);
                     rt.shutdown();
                     summary?
@@ -286,6 +301,13 @@ fn execute(command: Command) -> Result<()> {
         Command::Start(args) => {
             let raw = std::env::args_os().skip(1).collect();
             cluster::start(&args, raw, &mut std::io::stdout().lock())
+        }
+        Command::Job { command, address, access } => {
+            let code = job::run(command, address.as_deref(), &access, &mut std::io::stdout().lock())?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
         }
         Command::Status { address, json, access } => {
             status::run(address.as_deref(), &access, json, &mut std::io::stdout().lock())

@@ -70,7 +70,7 @@ pub fn document(head: &str, reply: &proto::ListNodesReply, jobs: Value) -> Value
         .map(|a| {
             json!({
                 "id": a.actor_id, "name": a.name, "type": a.type_name, "node": a.node_id,
-                "state": if a.alive { "ALIVE" } else { "DEAD" }, "restarts": 0,
+                "state": if a.alive { "ALIVE" } else { "DEAD" }, "restarts": a.restarts,
                 "death_reason": (!a.alive).then(|| a.death_reason.clone()),
             })
         })
@@ -176,7 +176,11 @@ pub fn render(doc: &Value, out: &mut dyn Write) -> Result<()> {
     for a in &actors {
         let state =
             if a["state"] == "ALIVE" { "alive".to_string() } else { format!("dead: {}", s(&a["death_reason"])) };
-        writeln!(out, "  {} ({}) on node {}: {state}", s(&a["name"]), s(&a["type"]), s(&a["node"]))?;
+        let restarts = match a["restarts"].as_u64() {
+            Some(n) if n > 0 => format!(", restarted {n}x"),
+            _ => String::new(),
+        };
+        writeln!(out, "  {} ({}) on node {}: {state}{restarts}", s(&a["name"]), s(&a["type"]), s(&a["node"]))?;
     }
     let groups = doc["placement_groups"].as_array().cloned().unwrap_or_default();
     writeln!(out, "placement groups: {}", groups.len())?;

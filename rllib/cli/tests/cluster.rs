@@ -67,6 +67,12 @@ fn ppo_across_a_head_and_two_nodes_learns_and_matches_the_local_run() {
         assert!(node_pids.contains(&pid) && pid != u64::from(driver_pid), "{r}");
     }
     assert_ne!(runners[0]["node_id"], runners[1]["node_id"], "spread over both nodes");
+    // Through one SPREAD placement group, worker i in bundle i.
+    let group = &placed["placement_groups"][0];
+    assert_eq!((group["name"].as_str(), group["strategy"].as_str()), (Some("env_runners"), Some("SPREAD")), "{placed}");
+    for (i, r) in runners.iter().enumerate() {
+        assert_eq!(group["bundle_nodes"][i], r["node_id"], "{placed}");
+    }
     let learner = actors.iter().find(|a| a["name"] == "learner").unwrap();
     assert_eq!(learner["pid"].as_u64(), Some(u64::from(driver_pid)));
 

@@ -21,6 +21,7 @@
 
 pub mod loss;
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use candle_core::{Device, Tensor};
 use rl_env::rng::Pcg64;
 use rl_env::{Kwargs, Space};
 use rl_policies::{ActorCritic, PolicyConfig};
+use rl_runtime::cluster::PlacementGroup;
 use rl_runtime::{
     Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, ObjectRef, Placement, Runtime,
 };
@@ -151,6 +153,36 @@ pub struct Ppo {
     config: TrainConfig,
     learner: ActorHandle<Learner>,
     workers: Vec<ActorHandle<RolloutWorker>>,
+    /// On a cluster: the placement group holding the workers' bundles, removed on drop.
+    group: Option<PlacementGroup>,
+}
+
+impl Drop for Ppo {
+    fn drop(&mut self) {
+        if let Some(g) = self.group.take()
+            && let Err(e) = g.remove()
+        {
+            tracing::warn!("cannot remove the env runners' placement group {}: {e}", g.id());
+        }
+    }
+}
+
+/// On a cluster, the placement group of the rollout workers: a bundle of
+/// `num_cpus_per_env_runner` CPUs per worker under `placement_strategy`, placed before any
+/// worker starts (gang scheduling: all workers or none). `None` on the embedded runtime.
+fn env_runner_group(rt: &Runtime, config: &TrainConfig) -> Result<Option<PlacementGroup>> {
+    if rt.address().is_empty() {
+        return Ok(None);
+    }
+    let strategy = rl_runtime::cluster::placement_group::parse_strategy(&config.placement_strategy)?;
+    let bundle = BTreeMap::from([("CPU".to_string(), config.num_cpus_per_env_runner)]);
+    let group = rt.create_placement_group("env_runners", strategy, vec![bundle; config.num_env_runners])?;
+    let timeout = ActorOptions::default().placement_timeout;
+    if let Err(e) = group.wait(timeout) {
+        let _ = group.remove();
+        return Err(e.into());
+    }
+    Ok(Some(group))
 }
 
 impl Ppo {
@@ -173,17 +205,19 @@ impl Ppo {
             ..Default::default()
         };
         let learner = rt.spawn::<Learner>(learner_init, learner_opts)?;
+        let group = env_runner_group(rt, config)?;
         let workers = (0..config.num_env_runners as u32)
             .map(|i| {
                 let opts = ActorOptions {
                     name: Some(format!("env_runner_{i}")),
                     num_cpus: config.num_cpus_per_env_runner,
+                    placement: group.as_ref().map_or(Placement::Any, |g| g.bundle(Some(i))),
                     ..Default::default()
                 };
                 rt.spawn::<RolloutWorker>(RolloutWorkerInit { config: config.clone(), worker_index: i }, opts)
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Self { rt: rt.clone(), config: config.clone(), learner, workers })
+        Ok(Self { rt: rt.clone(), config: config.clone(), learner, workers, group })
     }
 
     fn learner_state(&self) -> Result<LearnerState> {

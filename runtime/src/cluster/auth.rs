@@ -6,7 +6,7 @@
 //! request's extensions. TLS (rustls, ring) is builder configuration, never handler code.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use tonic::metadata::MetadataValue;
@@ -199,7 +199,10 @@ pub fn build_id() -> &'static str {
             return declared_build(&declared);
         }
         let exe = std::env::current_exe().ok();
-        let hash = exe.as_ref().and_then(|p| std::fs::read(p).ok()).map_or(0, |bytes| hash64(&bytes));
+        // On Linux /proc/self/exe is this process's image even after the file was replaced
+        // (a rebuild or an upgrade while the cluster runs).
+        let image = if cfg!(target_os = "linux") { Some(PathBuf::from("/proc/self/exe")) } else { exe.clone() };
+        let hash = image.and_then(|p| std::fs::read(p).ok()).map_or(0, |bytes| hash64(&bytes));
         let path = exe.map(|p| p.display().to_string()).unwrap_or_else(|| "unknown executable".into());
         format!("{} {} #{hash:016x} ({path})", env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
     })

@@ -229,6 +229,7 @@ impl HeadCore {
                     node_id: slot.node,
                     alive: true,
                     death_reason: String::new(),
+                    restarts: 0,
                 });
             }
         }

@@ -180,6 +180,14 @@ impl Runtime {
     pub fn cluster_nodes(&self) -> Result<(Vec<NodeInfo>, Vec<ActorInfo>)> {
         let core = self.cluster_core()?;
         let c = core.clone();
+        let reply = core.block_on(async move { c.list_nodes().await })??;
+        Ok((reply.nodes, reply.actors))
+    }
+
+    /// The head's whole table: nodes, actors and placement groups (what `rl status` shows).
+    pub fn cluster_status(&self) -> Result<proto::ListNodesReply> {
+        let core = self.cluster_core()?;
+        let c = core.clone();
         core.block_on(async move { c.list_nodes().await })?
     }
 

@@ -89,6 +89,7 @@ struct LocalActor {
     name: String,
     type_name: &'static str,
     death: DeathNote,
+    restarts: Option<crate::actor::Restarts>,
 }
 
 /// Why and whether this node has been asked to stop.
@@ -208,7 +209,7 @@ impl NodeCore {
         if let Some(a) = lock(&self.addresses).get(&node) {
             return Ok(a.clone());
         }
-        let (nodes, _) = self.list_nodes().await?;
+        let nodes = self.list_nodes().await?.nodes;
         lock(&self.addresses).extend(nodes.iter().map(|n| (n.node_id, n.address.clone())));
         lock(&self.addresses)
             .get(&node)
@@ -217,15 +218,9 @@ impl NodeCore {
     }
 
     /// The head's node table and actor directory.
-    pub(crate) async fn list_nodes(&self) -> Result<(Vec<proto::NodeInfo>, Vec<proto::ActorInfo>)> {
-        let reply = self
-            .head
-            .clone()
-            .list_nodes(proto::ListNodesRequest {})
-            .await
-            .map_err(|s| status_error(&s, 0, &self.head_address))?
-            .into_inner();
-        Ok((reply.nodes, reply.actors))
+    pub(crate) async fn list_nodes(&self) -> Result<proto::ListNodesReply> {
+        let reply = self.head.clone().list_nodes(proto::ListNodesRequest {}).await;
+        Ok(reply.map_err(|s| status_error(&s, 0, &self.head_address))?.into_inner())
     }
 
     /// Stores `value` under `key` in the head's KV store; with `overwrite` false an existing key
@@ -351,8 +346,15 @@ impl NodeCore {
     }
 
     /// Records an actor of this node for the head's directory.
-    pub(crate) fn record_actor(&self, id: u64, name: &str, type_name: &'static str, death: DeathNote) {
-        lock(&self.directory).insert(id, LocalActor { name: name.to_string(), type_name, death });
+    pub(crate) fn record_actor(
+        &self,
+        id: u64,
+        name: &str,
+        type_name: &'static str,
+        death: DeathNote,
+        restarts: Option<crate::actor::Restarts>,
+    ) {
+        lock(&self.directory).insert(id, LocalActor { name: name.to_string(), type_name, death, restarts });
     }
 
     /// Asks node `node` to stop actor `actor_id`, without waiting.
@@ -607,6 +609,7 @@ impl NodeCore {
                 node_id: self.node_id,
                 alive: a.death.get().is_none(),
                 death_reason: a.death.get().cloned().unwrap_or_default(),
+                restarts: a.restarts.as_ref().map_or(0, |r| r.load(Ordering::Relaxed)),
             })
             .collect();
         let request = proto::HeartbeatRequest {

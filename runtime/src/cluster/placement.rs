@@ -221,8 +221,17 @@ impl Groups {
         changed
     }
 
-    /// `node` died: bundles on it lose their node and actors; their groups wait for room again.
+    /// `node` died: groups it created are removed (a group shares its creator's fate, as a
+    /// non-detached group in Ray shares its job's); bundles on it lose their node and actors, and
+    /// their groups wait for room again.
     pub(crate) fn node_dead(&mut self, node: u32) {
+        let created: Vec<u64> =
+            self.groups.values().filter(|g| g.creator == node && g.state != State::Removed).map(|g| g.id).collect();
+        for id in created {
+            // Their actors were the creator's: they stop with it (fate-sharing of actors).
+            self.remove(id);
+            tracing::info!(group = id, node, "placement group removed with the node that created it");
+        }
         for g in self.groups.values_mut().filter(|g| g.holds_resources()) {
             let mut lost = false;
             for b in g.bundles.iter_mut().filter(|b| b.node == Some(node)) {
@@ -318,8 +327,10 @@ mod tests {
         assert_eq!(groups.reserved(&alive)[&2], res(0.0));
         // Once the actor is dead, the bundle holds its CPU again.
         assert_eq!(groups.reserved(&|a| a != 7)[&2], res(1.0));
-        // Node 3 dies: the group reschedules that bundle only.
+        // Node 3 dies: the group reschedules that bundle only; a group node 3 made is removed.
+        let made_by_3 = groups.create("h".into(), Strategy::Pack, vec![res(1.0)], 3);
         groups.node_dead(3);
+        assert_eq!(groups.groups[&made_by_3].state, State::Removed);
         assert_eq!(groups.groups[&id].state, State::Rescheduling);
         let mut free = nodes(&[(2, 1.0), (4, 1.0)]);
         assert!(groups.place_waiting(&mut free));

@@ -132,6 +132,8 @@ pub struct Cluster {
     pub session: String,
     /// The head's address.
     pub address: String,
+    /// The head's dashboard, `http://HOST:PORT`.
+    pub dashboard: String,
     /// The head.
     pub head: Proc,
     /// The worker nodes, in start order.
@@ -175,14 +177,18 @@ impl Cluster {
                 "200",
                 "--node-timeout-ms",
                 &timeout,
+                "--dashboard-port",
+                "0",
             ],
             &env,
             &dir,
             "head",
         );
         let address = head.line("listening on ", Duration::from_secs(60));
+        let dashboard = head.line("dashboard on ", Duration::from_secs(60));
+        let dashboard = dashboard.split(' ').next().unwrap().to_string();
         head.line("ready", Duration::from_secs(60));
-        let mut c = Self { dir, session, address, head, nodes: Vec::new(), build, _scratch: scratch };
+        let mut c = Self { dir, session, address, dashboard, head, nodes: Vec::new(), build, _scratch: scratch };
         for _ in 0..n {
             c.add_node(&[]);
         }
@@ -215,6 +221,20 @@ impl Cluster {
         let rt = rl_runtime::Runtime::join(&self.address, options).unwrap();
         rl_cli::cluster::register_actor_types(&rt);
         rt
+    }
+
+    /// Runs `rl ARGS` (with `--session-dir SESSION`) to its end; returns its stdout (asserting success).
+    pub fn rl(&self, args: &[&str]) -> String {
+        // Right after the subcommand, so it never lands after a `--`.
+        let (first, rest) = args.split_first().expect("a subcommand");
+        let out = Command::new(RL).arg(first).args(["--session-dir", &self.session]).args(rest).output().unwrap();
+        assert!(out.status.success(), "rl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `rl status --json` of this cluster.
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.rl(&["status", "--json"])).unwrap()
     }
 
     /// `rl status` of this cluster.
