@@ -77,6 +77,17 @@
 //! rebuilt (keeping its reservation) or dead and released. A failed constructor returns the
 //! reservation before `spawn` returns the error.
 //!
+//! ## Threads or processes
+//!
+//! By default an actor is a thread of its node's process ([`Isolation::Thread`]). With
+//! [`ActorOptions::isolation`] set to [`Isolation::Process`] (cluster runtimes only) its node
+//! runs it in a worker process of its own, which may have its own environment variables
+//! ([`ActorOptions::env`]): a crash of that process (an abort, a segfault in native code) kills
+//! only that actor, whose calls then fail with an error naming the exit signal or status. The
+//! handle is the same; see [`crate::cluster::run_actor_process_if_asked`] for what the program
+//! must do. A process actor's resources come back when its node has seen the process exit, which
+//! may be a moment after a call in flight failed.
+//!
 //! Messages, replies and init values are serde types: local calls move them, calls to actors on
 //! other nodes serialize them, and the caller's code is the same either way. An
 //! [`ObjectRef`](crate::ObjectRef) inside a message or reply keeps its object alive either way:
@@ -211,6 +222,39 @@ pub struct ActorOptions {
     /// How long a cluster spawn waits for a node with room before failing with
     /// [`RuntimeError::Unschedulable`].
     pub placement_timeout: std::time::Duration,
+    /// A thread of its node's process (the default), or a worker process of its own (see
+    /// [`Isolation`]).
+    pub isolation: Isolation,
+    /// Environment variables set for the actor, on top of its node's environment. Only a
+    /// process actor can have them (threads share their process's environment): `spawn` of a
+    /// thread actor with any fails with [`RuntimeError::InvalidActorOption`]. They travel with
+    /// the spawn and are applied on whichever node the actor lands.
+    pub env: BTreeMap<String, String>,
+}
+
+/// How an actor is isolated from the rest of its node.
+///
+/// - `Thread`: the actor runs on a thread of its node's process. Spawning and calling are
+///   cheapest (no process start, and a caller in the same process moves messages without
+///   encoding them), but a crash of the process (an abort, a segfault in native code, running
+///   out of memory) takes the node and every actor on it along.
+/// - `Process`: the node starts a worker process for the actor (its own program, re-executed;
+///   see [`crate::cluster::run_actor_process_if_asked`]), as Ray runs each actor in a worker
+///   process. A crash of that process kills only this actor: its node notices the exit, marks the
+///   actor dead with the exit status or signal as the reason (calls fail with
+///   [`RuntimeError::DiedDuringCall`] or [`RuntimeError::NotDelivered`] saying it died) and frees
+///   its resources. It can have its own environment variables ([`ActorOptions::env`]). Every
+///   call crosses a process boundary, so it is encoded even from its own node. A panic is still
+///   caught inside the worker and restarted per [`ActorOptions::max_restarts`]; a crash of the
+///   process is not restarted. Process actors need a cluster runtime; an embedded runtime refuses
+///   them with [`RuntimeError::InvalidActorOption`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// A thread of the node's process.
+    #[default]
+    Thread,
+    /// A worker process of its own, started by its node.
+    Process,
 }
 
 /// Where a cluster runtime places an actor.
@@ -252,7 +296,42 @@ impl Default for ActorOptions {
             mailbox_capacity: DEFAULT_MAILBOX_CAPACITY,
             placement: Placement::Any,
             placement_timeout: std::time::Duration::from_secs(60),
+            isolation: Isolation::Thread,
+            env: BTreeMap::new(),
         }
+    }
+}
+
+impl ActorOptions {
+    /// Checks the options that need no runtime to judge: [`ActorOptions::env`] only with process
+    /// isolation, and names and values a process environment can hold.
+    pub(crate) fn check_isolation(&self, actor: &str) -> Result<()> {
+        let invalid = |expected: &str, found: String| RuntimeError::InvalidActorOption {
+            actor: actor.to_string(),
+            option: "env".into(),
+            expected: expected.into(),
+            found,
+        };
+        if self.isolation == Isolation::Thread && !self.env.is_empty() {
+            let names: Vec<&str> = self.env.keys().map(String::as_str).collect();
+            return Err(invalid(
+                "empty for a thread actor (threads share their process's environment; use isolation: \
+                 Isolation::Process)",
+                names.join(", "),
+            ));
+        }
+        for (key, value) in &self.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(invalid("variable names that are not empty and hold no '=' or NUL", format!("{key:?}")));
+            }
+            if value.contains('\0') {
+                return Err(invalid("values without NUL", format!("{key}={value:?}")));
+            }
+            if key == crate::cluster::WORKER_ENV {
+                return Err(invalid("no runtime-reserved variable", key.clone()));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -386,9 +465,11 @@ impl<A: Actor> std::fmt::Debug for ActorHandle<A> {
 /// Where an actor runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActorLocation {
-    /// The node's id (0 in an embedded runtime).
+    /// The node's id (0 in an embedded runtime). A process actor's worker process is a node of
+    /// its own, hidden from placement, so this is that node's id.
     pub node_id: u32,
-    /// The process id of the node.
+    /// The process id of the actor's process: its node's, or for a process actor its worker
+    /// process's.
     pub pid: u32,
     /// The node's address, empty in an embedded runtime.
     pub address: String,

@@ -40,8 +40,8 @@ mod spill;
 mod wire;
 
 pub use actor::{
-    Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, Placement,
-    Reply, TryTellError, Unrecoverable,
+    Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, Isolation,
+    Placement, Reply, TryTellError, Unrecoverable,
 };
 pub use error::{Result, RuntimeError};
 pub use object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::actor::{self, Actor, ActorHandle, ActorOptions, BoxError, Placement};
+use crate::actor::{self, Actor, ActorHandle, ActorOptions, BoxError, Isolation, Placement};
 use crate::cluster::{Hosted, HostedActor, NodeCore};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::{ObjectRef, ObjectStore, StoreOptions, StoreStats};
@@ -356,6 +356,18 @@ impl Runtime {
         Ok(Reservation { inner: Arc::downgrade(&self.inner), request })
     }
 
+    /// Reserves the resources `options` ask for, for actor `name`, until the reservation drops.
+    pub(crate) fn reserve_for(&self, name: &str, options: &ActorOptions) -> Result<Reservation> {
+        let mut request: BTreeMap<String, f64> =
+            options.resources.iter().filter(|(_, v)| **v > 0.0).map(|(k, v)| (k.clone(), *v)).collect();
+        for (key, value) in [("CPU", options.num_cpus), ("GPU", options.num_gpus)] {
+            if value > 0.0 {
+                request.insert(key.into(), value);
+            }
+        }
+        self.reserve(name, request)
+    }
+
     /// Registers a spawn as under way, unless the runtime is shut down.
     fn begin_spawn(&self) -> Result<Spawning<'_>> {
         let mut actors = lock(&self.inner.actors);
@@ -374,18 +386,28 @@ impl Runtime {
     /// it build the actor from its type name and encoded init. The handle works the same either
     /// way.
     ///
+    /// With [`Isolation::Process`] the node that gets the actor (this one for `Local`) starts a
+    /// worker process for it and keeps its resources reserved until that process exits; the
+    /// handle then talks to the worker process. An embedded runtime has no nodes to run worker
+    /// processes and refuses it with [`RuntimeError::InvalidActorOption`].
+    ///
     /// On error nothing stays reserved: the reservation is returned before this returns. A
-    /// `mailbox_capacity` of 0 fails with [`RuntimeError::InvalidActorOption`]. After
-    /// [`Runtime::shutdown`] it fails with [`RuntimeError::Shutdown`].
+    /// `mailbox_capacity` of 0, or `env` on a thread actor, fails with
+    /// [`RuntimeError::InvalidActorOption`]. After [`Runtime::shutdown`] it fails with
+    /// [`RuntimeError::Shutdown`].
     pub fn spawn<A: Actor>(&self, init: A::Init, options: ActorOptions) -> Result<ActorHandle<A>> {
         if !lock(&self.inner.actor_types).contains_key(A::TYPE_NAME) {
             return Err(RuntimeError::UnknownActorType(A::TYPE_NAME.into()));
         }
-        match (self.inner.cluster.get(), options.placement) {
-            (Some(core), Placement::Any | Placement::Node(_) | Placement::Group { .. }) => {
+        let name = options.name.clone().unwrap_or_else(|| A::TYPE_NAME.to_string());
+        options.check_isolation(&name)?;
+        match (self.inner.cluster.get(), options.isolation, options.placement) {
+            (None, Isolation::Process, _) => Err(process_needs_cluster(&name)),
+            (Some(core), _, Placement::Any | Placement::Node(_) | Placement::Group { .. }) => {
                 core.spawn_remote::<A>(&init, &options)
             }
-            _ => self.spawn_local(init, options),
+            (Some(core), Isolation::Process, Placement::Local) => core.spawn_process::<A>(&init, &options),
+            (_, Isolation::Thread, _) => self.spawn_local(init, options),
         }
     }
 
@@ -399,6 +421,10 @@ impl Runtime {
         let index = self.inner.next_actor.fetch_add(1, Ordering::Relaxed);
         let id = (u64::from(self.inner.node_id) << crate::object_store::NODE_SHIFT) | index;
         let name = options.name.clone().unwrap_or_else(|| format!("{}#{index}", A::TYPE_NAME));
+        if options.isolation == Isolation::Process {
+            // Worker processes are started by their node (`NodeCore::spawn_worker`), never here.
+            return Err(process_needs_cluster(&name));
+        }
         if options.mailbox_capacity == 0 {
             return Err(RuntimeError::InvalidActorOption {
                 actor: name,
@@ -407,14 +433,7 @@ impl Runtime {
                 found: "0".into(),
             });
         }
-        let mut request: BTreeMap<String, f64> =
-            options.resources.iter().filter(|(_, v)| **v > 0.0).map(|(k, v)| (k.clone(), *v)).collect();
-        for (key, value) in [("CPU", options.num_cpus), ("GPU", options.num_gpus)] {
-            if value > 0.0 {
-                request.insert(key.into(), value);
-            }
-        }
-        let reservation = self.reserve(&name, request)?;
+        let reservation = self.reserve_for(&name, &options)?;
         // On failure the reservation is already back: the actor thread returns it before
         // reporting a constructor error, and a thread that never started dropped it.
         let (handle, thread) = actor::start::<A>(init, &options, id, name, self.clone(), reservation)?;
@@ -534,6 +553,18 @@ impl Runtime {
             return Err(RuntimeError::UnknownTask(name.into()).to_string());
         };
         run_one(&func, name, args)
+    }
+}
+
+/// The error for a process actor where no node can start its worker process.
+fn process_needs_cluster(actor: &str) -> RuntimeError {
+    RuntimeError::InvalidActorOption {
+        actor: actor.to_string(),
+        option: "isolation".into(),
+        expected: "Isolation::Thread on an embedded runtime (process actors run in worker processes of cluster \
+                   nodes: start one with Runtime::start_head or join one with Runtime::join)"
+            .into(),
+        found: "Isolation::Process".into(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rl_runtime::cluster::{ClusterOptions, TlsConfig, Token};
 use rl_runtime::{
-    Actor, ActorContext, ActorOptions, BoxError, ObjectRef, Placement, Runtime, RuntimeError, decode, encode,
+    Actor, ActorContext, ActorOptions, BoxError, Isolation, ObjectRef, Placement, Runtime, RuntimeError, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -169,6 +169,28 @@ fn a_spawn_that_fits_nowhere_waits_then_fails_clearly() {
     let err = c.driver.spawn::<Store>((), opts).unwrap_err();
     let RuntimeError::Unschedulable { message, .. } = &err else { panic!("{err}") };
     assert!(message.contains("CPU 2/2 free"), "{message}");
+    c.stop();
+}
+
+/// A node whose worker program does not run process actors (it has no
+/// `run_actor_process_if_asked`) fails the spawn with a hint, and keeps nothing reserved.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_worker_program_that_runs_no_worker_fails_the_spawn_and_returns_its_resources() {
+    let token = Token::generate();
+    let c = Cluster::start(0, &token, None);
+    let mut o = ClusterOptions::new(token.clone());
+    o.num_cpus = 1.0;
+    o.is_driver = true;
+    o.worker_program = Some("/bin/true".into());
+    let driver = Runtime::join(&c.head.address(), o).unwrap();
+    driver.register_actor::<Store>();
+    let opts = ActorOptions { placement: Placement::Local, isolation: Isolation::Process, ..Default::default() };
+    let err = driver.spawn::<Store>((), opts).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("exited before it was ready") && text.contains("run_actor_process_if_asked"), "{text}");
+    assert_eq!(driver.available_resources()["CPU"], 1.0);
+    driver.shutdown();
     c.stop();
 }
 

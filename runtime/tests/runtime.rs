@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rl_runtime::{
-    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, ObjectRef, Reply, Runtime,
-    RuntimeError, RuntimeOptions, TryTellError, Unrecoverable, decode, encode,
+    Actor, ActorContext, ActorHandle, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, Isolation, ObjectRef, Reply,
+    Runtime, RuntimeError, RuntimeOptions, TryTellError, Unrecoverable, decode, encode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -570,6 +570,35 @@ fn a_zero_mailbox_capacity_is_refused_before_anything_is_reserved() {
     assert_eq!(cpus_free(&rt), 1.0);
     let w = rt.spawn::<Worker>(0, ActorOptions::default()).unwrap();
     assert_eq!(w.mailbox_capacity(), DEFAULT_MAILBOX_CAPACITY);
+    rt.shutdown();
+}
+
+#[test]
+fn env_needs_process_isolation_and_process_isolation_needs_a_cluster() {
+    let rt = runtime(1.0);
+    let env = BTreeMap::from([("RL_TEST_VAR".to_string(), "x".to_string())]);
+    let threaded = ActorOptions { name: Some("threaded".into()), env: env.clone(), ..Default::default() };
+    let err = rt.spawn::<Worker>(0, threaded).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::InvalidActorOption { option, found, .. } if option == "env" && found == "RL_TEST_VAR"),
+        "{err}"
+    );
+    let bad_name = ActorOptions {
+        isolation: Isolation::Process,
+        env: BTreeMap::from([("A=B".to_string(), "x".to_string())]),
+        ..Default::default()
+    };
+    let err = rt.spawn::<Worker>(0, bad_name).unwrap_err();
+    assert!(err.to_string().contains("no '='"), "{err}");
+    let process =
+        ActorOptions { name: Some("isolated".into()), isolation: Isolation::Process, env, ..Default::default() };
+    let err = rt.spawn::<Worker>(0, process).unwrap_err();
+    assert!(
+        matches!(&err, RuntimeError::InvalidActorOption { option, .. } if option == "isolation")
+            && err.to_string().contains("embedded runtime"),
+        "{err}"
+    );
+    assert_eq!(cpus_free(&rt), 1.0, "nothing was reserved");
     rt.shutdown();
 }
 

@@ -1,6 +1,7 @@
 //! `rl bench`'s cluster figures, each beside a baseline measured in the same run: an actor call
-//! across processes against one in-process, an object pull between nodes against a memcpy, and a
-//! PPO run on a head and two nodes against the same run in one process.
+//! across processes against one in-process, the spawn time and call round trip of a process
+//! actor against a thread actor on the same node, an object pull between nodes against a memcpy,
+//! and a PPO run on a head and two nodes against the same run in one process.
 //!
 //! The head and the nodes are this program started with `rl start --block` in a private session
 //! directory on 127.0.0.1; this process joins them as the driver. They are stopped (SIGTERM, then
@@ -15,7 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use rl_runtime::cluster::{ClusterOptions, Token};
-use rl_runtime::{Actor, ActorContext, ActorOptions, BoxError, ObjectRef, Runtime, RuntimeOptions};
+use rl_runtime::{
+    Actor, ActorContext, ActorOptions, BoxError, Isolation, ObjectRef, Placement, Runtime, RuntimeOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use rllib::{TrainConfig, train, train_on};
@@ -27,6 +30,13 @@ pub enum ProbeMsg {
     Echo(u64),
     /// Put an object of this many bytes and answer its ref.
     Make(u64),
+    /// Answer the id of the process the probe runs in.
+    Pid,
+    /// Answer the value of this environment variable in the probe's process, if set.
+    Env(String),
+    /// Abort the process the probe runs in (`std::process::abort`), as a crash would: for tests
+    /// of process actors, whose crash must take only their worker process along.
+    Abort,
 }
 
 /// The probe's answers.
@@ -36,6 +46,10 @@ pub enum ProbeReply {
     Echo(u64),
     /// The object made.
     Made(ObjectRef),
+    /// The probe's process id.
+    Pid(u32),
+    /// The environment variable's value.
+    Env(Option<String>),
 }
 
 /// The actor the cluster benchmarks call on a node.
@@ -55,6 +69,15 @@ impl Actor for Probe {
         Ok(match msg {
             ProbeMsg::Echo(x) => ProbeReply::Echo(x),
             ProbeMsg::Make(n) => ProbeReply::Made(ctx.runtime().put(Bytes::from(vec![7u8; n as usize]))?),
+            ProbeMsg::Pid => ProbeReply::Pid(std::process::id()),
+            ProbeMsg::Env(name) => ProbeReply::Env(std::env::var(name).ok()),
+            ProbeMsg::Abort => {
+                // No core file: the abort is the test, not a bug to debug.
+                let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                // SAFETY: setrlimit reads the struct passed by reference and nothing else.
+                unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+                std::process::abort()
+            }
         })
     }
 }
@@ -133,8 +156,7 @@ fn run_in(program: &Path, session: &Path, quick: bool, out: &mut dyn std::io::Wr
     options.is_driver = true;
     options.num_cpus = 0.0;
     let driver = Runtime::join(&address, options)?;
-    register_actors(&driver);
-    rllib::register_actors(&driver);
+    crate::cluster::register_actor_types(&driver);
     let result = measure(&driver, quick, out);
     driver.shutdown();
     result
@@ -142,6 +164,7 @@ fn run_in(program: &Path, session: &Path, quick: bool, out: &mut dyn std::io::Wr
 
 fn measure(driver: &Runtime, quick: bool, out: &mut dyn std::io::Write) -> Result<()> {
     calls(driver, if quick { 200 } else { 20_000 }, out)?;
+    isolation(driver, if quick { 3 } else { 20 }, if quick { 200 } else { 20_000 }, out)?;
     pulls(driver, quick, out)?;
     training(driver, if quick { 2_048 } else { 100_000 }, out)
 }
@@ -185,6 +208,59 @@ fn calls(driver: &Runtime, calls: usize, out: &mut dyn std::io::Write) -> Result
         median / local_median
     )?;
     remote.stop();
+    Ok(())
+}
+
+/// Spawn time and call round trip of a process actor against a thread actor, placed on a node
+/// (so calls from the driver cross a process boundary either way) and in the driver's own node
+/// (where a call to the thread actor stays in the process and one to the process actor does
+/// not). The process actor's spawn also starts, joins and connects its worker process.
+fn isolation(driver: &Runtime, spawns: usize, calls: usize, out: &mut dyn std::io::Write) -> Result<()> {
+    let first = driver.spawn::<Probe>((), ActorOptions { num_cpus: 0.0, ..ActorOptions::default() })?;
+    let node = first.location().node_id;
+    first.stop();
+    for (placement, where_) in [(Placement::Node(node), "on a node"), (Placement::Local, "in the driver's node")] {
+        // No CPUs (the driver offers none), so a stopped actor's resources need not be back
+        // before the next spawn.
+        let options = |isolation| ActorOptions { num_cpus: 0.0, placement, isolation, ..ActorOptions::default() };
+        let spawn_ms = |isolation: Isolation| -> Result<f64> {
+            let mut times = (0..spawns)
+                .map(|_| {
+                    let t = Instant::now();
+                    let probe = driver.spawn::<Probe>((), options(isolation))?;
+                    let took = t.elapsed();
+                    probe.stop();
+                    Ok(took)
+                })
+                .collect::<Result<Vec<Duration>>>()?;
+            times.sort();
+            Ok(times[times.len() / 2].as_secs_f64() * 1e3)
+        };
+        let (thread_ms, process_ms) = (spawn_ms(Isolation::Thread)?, spawn_ms(Isolation::Process)?);
+        writeln!(
+            out,
+            "cluster spawn  process actor {where_}, from the driver: median {process_ms:.1} ms over {spawns} spawns \
+             (thread actor, same run: {thread_ms:.2} ms; {:.0}x)",
+            process_ms / thread_ms
+        )?;
+        let thread = driver.spawn::<Probe>((), options(Isolation::Thread))?;
+        let process = driver.spawn::<Probe>((), options(Isolation::Process))?;
+        let echo = |probe: &rl_runtime::ActorHandle<Probe>| {
+            round_trips(calls, |i| {
+                black_box(probe.call(ProbeMsg::Echo(i)).wait().expect("the probe answers"));
+            })
+        };
+        let (thread_median, _) = echo(&thread);
+        let (median, p99) = echo(&process);
+        writeln!(
+            out,
+            "cluster call   process actor {where_}, from the driver: round trip median {median:.1} us, p99 {p99:.1} us \
+             over {calls} calls (thread actor, same run: median {thread_median:.1} us; {:.1}x)",
+            median / thread_median
+        )?;
+        thread.stop();
+        process.stop();
+    }
     Ok(())
 }
 

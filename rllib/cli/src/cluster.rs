@@ -407,8 +407,7 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
         None => Runtime::start_head(options)?,
         Some(head) => Runtime::join(head, options)?,
     };
-    rllib::register_actors(&rt);
-    crate::bench_cluster::register_actors(&rt);
+    register_actor_types(&rt);
     rt.stop_on_signal();
     let services = if args.head && !args.no_dashboard { Some(HeadServices::start(&rt, args, session)?) } else { None };
     let role = if args.head { "head" } else { "node" };
@@ -503,8 +502,16 @@ pub fn connect_driver(address: &str, access: &ClusterAccess) -> Result<Runtime> 
     options.listen = SocketAddr::new(local_ip_towards(address)?, 0);
     options.tls = tls_from_env()?;
     let rt = Runtime::join(address, options).with_context(|| format!("cannot join the cluster at {address}"))?;
-    rllib::register_actors(&rt);
+    register_actor_types(&rt);
     Ok(rt)
+}
+
+/// Registers every actor type an `rl` process can build (the library's and the benchmark
+/// probe), on a node, a driver, or a process actor's worker: they must agree, since one builds
+/// the actors another asks for by name.
+pub fn register_actor_types(rt: &Runtime) {
+    rllib::register_actors(rt);
+    crate::bench_cluster::register_actors(rt);
 }
 
 /// Makes SIGTERM and SIGINT end a driver cleanly: it leaves the cluster at once (its actors

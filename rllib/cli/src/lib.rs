@@ -222,6 +222,11 @@ enum ExperimentCommand {
 /// `main`, before any other thread is started (it may set `RAYON_NUM_THREADS`).
 pub fn main() -> ExitCode {
     configure_threads();
+    // A node re-executes this program to run a process actor: that worker never reaches clap.
+    if std::env::var_os(rl_runtime::cluster::WORKER_ENV).is_some() {
+        init_logging();
+    }
+    rl_runtime::cluster::run_actor_process_if_asked(cluster::register_actor_types);
     run(std::env::args_os())
 }
 

@@ -6,7 +6,7 @@
 //!
 //! ```json
 //! {"head": "127.0.0.1:6380",
-//!  "nodes": [{"id": 1, "address": "…", "state": "ALIVE", "role": "head", "pid": 1,
+//!  "nodes": [{"id": 1, "address": "…", "state": "ALIVE", "role": "head", "pid": 1, "parent": null,
 //!             "resources_total": {"CPU": 2.0}, "resources_free": {"CPU": 1.0},
 //!             "store_used_bytes": 0, "store_capacity_bytes": 0, "spilled_bytes": 0,
 //!             "bytes_pulled": 0, "bytes_served": 0, "last_heartbeat_ms_ago": 12, "death_reason": null}],
@@ -45,13 +45,16 @@ pub fn document(head: &str, reply: &proto::ListNodesReply, jobs: Value) -> Value
                 "head"
             } else if n.is_driver {
                 "driver"
+            } else if n.parent != 0 {
+                // The worker process of a process actor, started by node `parent`.
+                "actor process"
             } else {
                 "node"
             };
             let t = n.transfers.unwrap_or_default();
             json!({
                 "id": n.node_id, "address": n.address, "state": if alive { "ALIVE" } else { "DEAD" },
-                "role": role, "pid": n.pid,
+                "role": role, "pid": n.pid, "parent": (n.parent != 0).then_some(n.parent),
                 "resources_total": amounts(&n.total), "resources_free": amounts(&n.available),
                 "store_used_bytes": t.store_bytes, "store_capacity_bytes": t.store_capacity_bytes,
                 "spilled_bytes": t.spilled_bytes,

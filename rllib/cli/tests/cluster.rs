@@ -214,6 +214,10 @@ fn bench_reports_the_cluster_figures_beside_their_baselines() {
     let text = String::from_utf8(out.stdout).unwrap();
     for (what, baseline) in [
         ("cluster call   across processes", "in process, same run"),
+        ("cluster spawn  process actor on a node", "thread actor, same run"),
+        ("cluster spawn  process actor in the driver's node", "thread actor, same run"),
+        ("cluster call   process actor on a node", "thread actor, same run"),
+        ("cluster call   process actor in the driver's node", "thread actor, same run"),
         ("cluster pull    1 MiB", "memcpy of the same bytes"),
         ("cluster pull   64 MiB", "memcpy of the same bytes"),
         ("cluster train  PPO", "in one process, same run"),

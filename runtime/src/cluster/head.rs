@@ -48,6 +48,12 @@ impl NodeEntry {
         self.info.state == NodeState::Alive as i32
     }
 
+    /// Whether placement may pick it without being asked by id: alive, not a driver, not a
+    /// process actor's worker process.
+    fn takes_work(&self) -> bool {
+        self.alive() && !self.info.is_driver && self.info.parent == 0
+    }
+
     /// Free amount of `resource` for work outside placement groups: what the node reports, less
     /// what spawns in flight will take and what bundles hold back.
     fn free(&self, resource: &str) -> f64 {
@@ -259,7 +265,7 @@ impl HeadCore {
             let mut free: BTreeMap<u32, Res> = st
                 .nodes
                 .iter()
-                .filter(|(_, e)| e.alive() && !e.info.is_driver)
+                .filter(|(_, e)| e.takes_work())
                 .map(|(id, e)| {
                     let names = e.info.total.iter().flat_map(|t| t.amounts.keys());
                     (*id, names.map(|r| (r.clone(), e.free(r))).collect())
@@ -333,6 +339,13 @@ impl HeadCore {
     fn pick(st: &HeadState, need: &BTreeMap<String, f64>, wanted: u32) -> Result<u32, String> {
         if wanted != 0 {
             let entry = st.nodes.get(&wanted).filter(|e| e.alive()).ok_or(format!("node {wanted} is not alive"))?;
+            if entry.info.parent != 0 {
+                return Err(format!(
+                    "node {wanted} is the worker process of an actor of node {}, which runs nothing else; place \
+                     actors on node {} instead",
+                    entry.info.parent, entry.info.parent
+                ));
+            }
             return if entry.fits(need) {
                 Ok(wanted)
             } else {
@@ -342,7 +355,7 @@ impl HeadCore {
         let best = st
             .nodes
             .iter()
-            .filter(|(_, e)| e.alive() && !e.info.is_driver && e.fits(need))
+            .filter(|(_, e)| e.takes_work() && e.fits(need))
             .max_by(|(a_id, a), (b_id, b)| a.free("CPU").total_cmp(&b.free("CPU")).then(b_id.cmp(a_id)));
         if let Some((id, _)) = best {
             return Ok(*id);
@@ -350,7 +363,7 @@ impl HeadCore {
         let workers: Vec<String> = st
             .nodes
             .iter()
-            .filter(|(_, e)| e.alive() && !e.info.is_driver)
+            .filter(|(_, e)| e.takes_work())
             .map(|(id, e)| format!("node {id}: {}", describe(e, need)))
             .collect();
         if workers.is_empty() {
@@ -414,6 +427,7 @@ impl Head for HeadService {
             death_reason: String::new(),
             transfers: None,
             build: req.build,
+            parent: req.parent,
         };
         st.nodes.insert(
             id,
@@ -439,8 +453,13 @@ impl Head for HeadService {
         let req = req.into_inner();
         let mut st = lock(&head.state);
         let dead_nodes = st.dead.clone();
+        let death_reasons = dead_nodes
+            .iter()
+            .filter_map(|n| st.nodes.get(n).map(|e| (*n, e.info.death_reason.clone())))
+            .filter(|(_, reason)| !reason.is_empty())
+            .collect();
         let Some(entry) = st.nodes.get_mut(&req.node_id).filter(|e| e.alive()) else {
-            return Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: false }));
+            return Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: false, death_reasons }));
         };
         if req.resource_version >= entry.version {
             entry.version = req.resource_version;
@@ -452,12 +471,13 @@ impl Head for HeadService {
         HeadCore::refresh(&mut st);
         drop(st);
         head.changed.notify_waiters();
-        Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: true }))
+        Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: true, death_reasons }))
     }
 
     async fn leave(&self, req: Request<proto::LeaveRequest>) -> Result<Response<proto::LeaveReply>, Status> {
         let req = req.into_inner();
-        self.0.mark_dead(req.node_id, &format!("left ({})", req.reason));
+        let reason = if req.died { req.reason } else { format!("left ({})", req.reason) };
+        self.0.mark_dead(req.node_id, &reason);
         Ok(Response::new(proto::LeaveReply {}))
     }
 

@@ -13,7 +13,7 @@ use tonic::Status;
 use super::node::NodeCore;
 use super::peer::PeerRefs;
 use super::proto::{self, CallFrame, ReplyFrame};
-use crate::actor::{Actor, ActorHandle, ActorOptions, Placement, died_during_call, not_delivered};
+use crate::actor::{Actor, ActorHandle, ActorOptions, Isolation, Placement, died_during_call, not_delivered};
 use crate::error::Result;
 use crate::wire;
 
@@ -36,6 +36,8 @@ pub(crate) trait Hosted: Send + Sync {
     fn id(&self) -> u64;
     /// Itself, for a typed handle when the head placed the actor on the asking node.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// Whether the actor still runs.
+    fn is_alive(&self) -> bool;
 }
 
 /// A local actor of type `A`, hosted for other nodes.
@@ -111,6 +113,10 @@ impl<A: Actor> Hosted for HostedActor<A> {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+
+    fn is_alive(&self) -> bool {
+        self.handle.is_alive()
+    }
 }
 
 /// Queues a reply frame from any thread: at once if there is room, else from a task (on a
@@ -166,6 +172,8 @@ pub(crate) fn options_proto(o: &ActorOptions) -> proto::ActorOptionsProto {
             Placement::Group { bundle: Some(i), .. } => i as i32,
             _ => -1,
         },
+        process: o.isolation == Isolation::Process,
+        env: o.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
     }
 }
 
@@ -183,6 +191,8 @@ pub(crate) fn options_from_proto(p: proto::ActorOptionsProto) -> ActorOptions {
         mailbox_capacity: usize::try_from(p.mailbox_capacity).unwrap_or(usize::MAX),
         placement: Placement::Local,
         placement_timeout: Duration::from_millis(p.placement_timeout_ms),
+        isolation: if p.process { Isolation::Process } else { Isolation::Thread },
+        env: p.env.into_iter().collect(),
     }
 }
 

@@ -17,6 +17,9 @@
 //!   [`crate::object_store`]).
 //! - **Failure**: a node silent past `node_timeout` is declared dead by the head; every node
 //!   hears it with its next heartbeat, fails calls to that node's actors, and drops its borrows.
+//! - **Processes**: an actor with [`Isolation::Process`](crate::Isolation::Process) runs in a
+//!   worker process its node starts (a hidden node of its own, see [`run_actor_process_if_asked`]);
+//!   its crash kills only it, and it dies with its node.
 
 pub mod auth;
 pub mod failure;
@@ -26,6 +29,7 @@ mod node;
 mod peer;
 mod placement;
 pub mod placement_group;
+mod process;
 pub mod proto;
 mod service;
 
@@ -43,6 +47,7 @@ use tonic::transport::{Channel, Endpoint};
 pub use self::auth::{BUILD_ENV, TOKEN_ENV, TlsConfig, Token, build_id, declared_build};
 pub use self::failure::FailureDetector;
 pub use self::placement_group::{PlacementGroup, PlacementGroupInfo, PlacementGroupState, PlacementStrategy};
+pub use self::process::{WORKER_ENV, run_actor_process_if_asked};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::StoreOptions;
 use crate::runtime::{Runtime, RuntimeOptions};
@@ -89,12 +94,22 @@ pub struct ClusterOptions {
     pub build: String,
     /// Threads of the node's network runtime.
     pub network_threads: usize,
+    /// The program this node re-executes to run a process actor's worker (default `None`: this
+    /// process's own executable). It must call [`run_actor_process_if_asked`] first thing in
+    /// `main` and register the same actor types; a driver embedded in another program (a test
+    /// binary, which would rerun its tests instead) names the cluster's `rl` binary here.
+    pub worker_program: Option<std::path::PathBuf>,
 }
 
 impl ClusterOptions {
     /// Defaults for a node with `token`: loopback, this machine's CPUs, heartbeats every second,
     /// a node declared dead after 30 s of silence (wide enough for a loaded 2-core machine).
     pub fn new(token: Token) -> Self {
+        Self::with_build(token, build_id().to_string())
+    }
+
+    /// [`ClusterOptions::new`] declaring `build` (without computing this binary's own).
+    pub(crate) fn with_build(token: Token, build: String) -> Self {
         let local = RuntimeOptions::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -109,8 +124,9 @@ impl ClusterOptions {
             heartbeat_interval: Duration::from_secs(1),
             node_timeout: Duration::from_secs(30),
             is_driver: false,
-            build: build_id().to_string(),
+            build,
             network_threads: 2,
+            worker_program: None,
         }
     }
 
@@ -135,14 +151,14 @@ impl Runtime {
     /// Starts a cluster head in this process, with a node of its own offering
     /// `options.num_cpus`. Other processes join it at [`Runtime::address`].
     pub fn start_head(options: ClusterOptions) -> Result<Self> {
-        node::start(None, options)
+        node::start(None, options, 0)
     }
 
     /// Joins the head at `head_address` (`host:port`) as a worker node, or as a driver if
     /// `options.is_driver`. Fails with [`RuntimeError::BuildMismatch`] if the head runs another
     /// build, [`RuntimeError::Unauthenticated`] on a wrong token.
     pub fn join(head_address: &str, options: ClusterOptions) -> Result<Self> {
-        node::start(Some(head_address.to_string()), options)
+        node::start(Some(head_address.to_string()), options, 0)
     }
 
     /// The address this node's server listens on (`host:port`); empty for an embedded runtime.

@@ -20,12 +20,13 @@ use super::auth::{AddToken, CheckToken};
 use super::head::HeadCore;
 use super::hosted::{Hosted, HostedActor, options_from_proto, options_proto, resources};
 use super::peer::{Peer, RemoteActor};
+use super::process::{WorkerSettings, Workers};
 use super::proto;
 use super::proto::head_client::HeadClient;
 use super::proto::node_server::NodeServer;
 use super::service::NodeService;
 use super::{ClusterOptions, MAX_MESSAGE_BYTES, TlsConfig, Token, endpoint, error_chain, status_error};
-use crate::actor::{Actor, ActorHandle, ActorOptions, DeathNote};
+use crate::actor::{Actor, ActorHandle, ActorOptions, DeathNote, Isolation};
 use crate::error::{Result, RuntimeError};
 use crate::object_store::{ObjectRef, ObjectStore, owner_node};
 use crate::runtime::{Runtime, WeakRuntime};
@@ -127,6 +128,10 @@ pub(crate) struct NodeCore {
     stopped: Condvar,
     /// Tells the server and the heartbeat loop to end.
     shutdown_tx: tokio::sync::watch::Sender<bool>,
+    /// Worker processes of this node's process actors.
+    pub(super) workers: Arc<Workers>,
+    /// How to start them.
+    pub(super) worker: WorkerSettings,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -232,12 +237,16 @@ impl NodeCore {
         Ok(reply.found.then_some(reply.value))
     }
 
-    /// Node `node` was declared dead: fail calls to it, mark its actors dead, drop its borrows.
-    fn node_dead(&self, node: u32) {
+    /// Node `node` was declared dead (for `why`, if known): fail calls to it, mark its actors
+    /// dead, drop its borrows.
+    pub(super) fn node_dead(&self, node: u32, why: Option<&str>) {
         if !lock(&self.dead).insert(node) {
             return;
         }
-        let reason = format!("node {node} is gone (the head declared it dead or it left)");
+        let reason = match why {
+            Some(why) => format!("node {node} is gone: {why}"),
+            None => format!("node {node} is gone (the head declared it dead or it left)"),
+        };
         tracing::info!("{reason}");
         if let Some(peer) = lock(&self.peers).remove(&node) {
             peer.fail_all(&reason);
@@ -294,6 +303,25 @@ impl NodeCore {
                 return Ok(local.handle.clone());
             }
         }
+        Ok(self.remote_handle(reply, options.mailbox_capacity))
+    }
+
+    /// Starts a process actor whose worker is a child of this process (placement `Local`).
+    pub(crate) fn spawn_process<A: Actor>(
+        self: &Arc<Self>,
+        init: &A::Init,
+        options: &ActorOptions,
+    ) -> Result<ActorHandle<A>> {
+        let reply = self.spawn_worker(A::TYPE_NAME, crate::encode(init)?, options.clone(), self.node_id)?;
+        Ok(self.remote_handle(reply, options.mailbox_capacity))
+    }
+
+    /// A handle to the actor a spawn reply names, on another node (or a worker process).
+    fn remote_handle<A: Actor>(
+        self: &Arc<Self>,
+        reply: proto::SpawnActorReply,
+        mailbox_capacity: usize,
+    ) -> ActorHandle<A> {
         lock(&self.addresses).insert(reply.node_id, reply.address.clone());
         let remote = Arc::new(RemoteActor {
             actor_id: reply.actor_id,
@@ -301,7 +329,7 @@ impl NodeCore {
             address: reply.address,
             pid: reply.pid,
             name: reply.name.clone().into(),
-            mailbox_capacity: options.mailbox_capacity,
+            mailbox_capacity,
             death: Arc::new(OnceLock::new()),
             core: self.clone(),
         });
@@ -314,7 +342,7 @@ impl NodeCore {
         if lock(&self.dead).contains(&reply.node_id) {
             let _ = remote.death.set(format!("node {} died", reply.node_id));
         }
-        Ok(ActorHandle::remote(reply.name, remote))
+        ActorHandle::remote(reply.name, remote)
     }
 
     /// Records an actor of this node for the head's directory.
@@ -345,6 +373,13 @@ impl NodeCore {
         let factory = rt.factory(&req.type_name)?;
         let options = options_from_proto(req.options.unwrap_or_default());
         let (init, owner) = (req.init, req.owner);
+        if options.isolation == Isolation::Process {
+            let me = self.clone();
+            let type_name = req.type_name.clone();
+            return tokio::task::spawn_blocking(move || me.spawn_worker(&type_name, init, options, owner))
+                .await
+                .map_err(|e| RuntimeError::Cluster(format!("spawning {} panicked: {e}", req.type_name)))?;
+        }
         let built = tokio::task::spawn_blocking(move || {
             let hosted = factory(&rt, &init, options)?;
             let (available, version) = rt.available_with_version();
@@ -592,7 +627,7 @@ impl NodeCore {
             .map_err(|s| status_error(&s, 0, &self.head_address))?
             .into_inner();
         for node in reply.dead_nodes {
-            self.node_dead(node);
+            self.node_dead(node, reply.death_reasons.get(&node).map(String::as_str));
         }
         if !reply.accepted {
             self.request_stop("the head declared this node dead");
@@ -607,6 +642,19 @@ impl NodeCore {
             stop.reason = Some(reason.to_string());
         }
         self.stopped.notify_all();
+    }
+
+    /// Whether the node has been asked to stop.
+    pub(crate) fn is_stopping(&self) -> bool {
+        lock(&self.stop).reason.is_some()
+    }
+
+    /// Waits up to `limit` for the node to be asked to stop; returns why, if it was.
+    pub(crate) fn wait_for_stop_timeout(&self, limit: Duration) -> Option<String> {
+        let stop = lock(&self.stop);
+        let (stop, _) =
+            self.stopped.wait_timeout_while(stop, limit, |s| s.reason.is_none()).unwrap_or_else(|e| e.into_inner());
+        stop.reason.clone()
     }
 
     /// Blocks until the node is asked to stop; returns why.
@@ -631,20 +679,24 @@ impl NodeCore {
     /// calls, tell the head this node leaves.
     pub(crate) fn begin_shutdown(self: &Arc<Self>) {
         self.request_stop("shut down");
+        let reason = lock(&self.stop).reason.clone().unwrap_or_default();
         let mut head = self.head.clone();
         let node_id = self.node_id;
         let _ = self.block_on(async move {
-            let leave = head.leave(proto::LeaveRequest { node_id, reason: "shut down".into() });
+            let leave = head.leave(proto::LeaveRequest { node_id, reason, died: false });
             let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
         });
         let _ = self.shutdown_tx.send(true);
+        self.workers.terminate_all();
         for (_, (h, _)) in lock(&self.hosted).drain() {
             h.stop();
         }
     }
 
-    /// The last half: drop connections and stop the network runtime.
+    /// The last half: wait for (or kill) the worker processes, drop connections and stop the
+    /// network runtime.
     pub(crate) fn finish_shutdown(&self) {
+        self.workers.wait_all();
         for (_, peer) in lock(&self.peers).drain() {
             peer.fail_all("this node shut down");
         }
@@ -697,7 +749,8 @@ async fn wait_for_signal() -> String {
 // === Start ===
 
 /// Starts this process's node: binds, serves, joins `head` (or is the head when `None`).
-pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Runtime> {
+/// `parent` is nonzero for a process actor's worker: the node that started it.
+pub(crate) fn start(head: Option<String>, options: ClusterOptions, parent: u32) -> Result<Runtime> {
     let network = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(options.network_threads.max(1))
         .thread_name("rl-net")
@@ -735,6 +788,7 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Run
         })),
         is_driver: options.is_driver,
         build: options.build.clone(),
+        parent,
     };
     let channel = {
         let _context = handle.enter();
@@ -784,6 +838,12 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions) -> Result<Run
         stop: Mutex::new(StopState::default()),
         stopped: Condvar::new(),
         shutdown_tx,
+        workers: Arc::new(Workers::default()),
+        worker: WorkerSettings {
+            program: options.worker_program.clone(),
+            build: options.build.clone(),
+            listen_ip: options.listen.ip(),
+        },
     });
     let weak = Arc::downgrade(&core);
     let _ = core.release.set(Arc::new(move |id| {

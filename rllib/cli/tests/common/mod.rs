@@ -216,9 +216,10 @@ impl Cluster {
         options.is_driver = true;
         options.num_cpus = 0.0;
         options.build = rl_runtime::cluster::declared_build(&build);
+        // This test binary cannot serve as a process actor's worker; `rl` can.
+        options.worker_program = Some(PathBuf::from(RL));
         let rt = rl_runtime::Runtime::join(&self.address, options).unwrap();
-        rllib::register_actors(&rt);
-        rl_cli::bench_cluster::register_actors(&rt);
+        rl_cli::cluster::register_actor_types(&rt);
         rt
     }
 
