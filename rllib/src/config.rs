@@ -115,6 +115,12 @@ pub struct TrainConfig {
     /// embedded runtime.
     #[serde(default = "default_placement_strategy")]
     pub placement_strategy: String,
+    /// On a cluster, run the learner in the first bundle (1 CPU) of that placement group, on a
+    /// worker node, instead of in the driver's process (where `rl train --address` runs). Our own
+    /// key; RLlib places its learners through its trial's group too. Ignored by the embedded
+    /// runtime.
+    #[serde(default)]
+    pub learner_in_placement_group: bool,
     /// Sub-envs per rollout worker (CleanRL: 4 envs in total).
     #[serde(default = "default_num_envs_per_env_runner")]
     pub num_envs_per_env_runner: usize,

@@ -226,3 +226,35 @@ fn bench_reports_the_cluster_figures_beside_their_baselines() {
         assert!(line.contains(baseline), "{line}");
     }
 }
+
+#[test]
+fn the_learner_can_run_on_a_worker_node_in_the_placement_group_with_the_same_curve() {
+    let c = Cluster::start("learner-pg", 2, 30_000);
+    let (cluster_run, local_run) = (c.dir.join("cluster-run"), c.dir.join("local-run"));
+    let short = ["--set", "stop.num_env_steps_sampled_lifetime=8192", "--set", "learner_in_placement_group=true"];
+    let run = cluster_run.display().to_string();
+    let mut args = vec!["train", "--config", PPO, "--address", &c.address, "--session-dir", &c.session];
+    args.extend(["--output", &run, "--quiet"]);
+    args.extend(short);
+    let mut driver = Proc::spawn(Path::new(RL), &args, &c.dir, "driver");
+    assert!(driver.exit(Duration::from_secs(300)).success(), "{}", driver.err());
+    let local = Command::new(RL)
+        .args(["train", "--config", PPO, "--output", local_run.to_str().unwrap(), "--quiet"])
+        .args(short)
+        .output()
+        .unwrap();
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    assert_eq!(progress_without_timing(&cluster_run), progress_without_timing(&local_run));
+
+    // The learner ran in a worker node's process, in bundle 0; the workers in bundles 1 and 2.
+    let placed = read_json(&cluster_run.join("cluster.json"));
+    let node_pids: Vec<u64> = c.nodes.iter().map(|n| u64::from(n.pid())).collect();
+    let actors = placed["actors"].as_array().unwrap();
+    let node_of = |name: &str| actors.iter().find(|a| a["name"] == name).unwrap_or_else(|| panic!("{placed}"));
+    assert!(node_pids.contains(&node_of("learner")["pid"].as_u64().unwrap()), "{placed}");
+    let bundles = &placed["placement_groups"][0]["bundle_nodes"];
+    assert_eq!(bundles.as_array().unwrap().len(), 3, "{placed}");
+    assert_eq!(bundles[0], node_of("learner")["node_id"], "{placed}");
+    assert_eq!(bundles[1], node_of("env_runner_0")["node_id"], "{placed}");
+    assert_eq!(bundles[2], node_of("env_runner_1")["node_id"], "{placed}");
+}

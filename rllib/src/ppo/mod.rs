@@ -168,15 +168,20 @@ impl Drop for Ppo {
 }
 
 /// On a cluster, the placement group of the rollout workers: a bundle of
-/// `num_cpus_per_env_runner` CPUs per worker under `placement_strategy`, placed before any
-/// worker starts (gang scheduling: all workers or none). `None` on the embedded runtime.
+/// `num_cpus_per_env_runner` CPUs per worker under `placement_strategy` (after a first bundle of
+/// [`LEARNER_CPUS`] for the learner with `learner_in_placement_group`), placed before any actor
+/// starts (gang scheduling: all or none). `None` on the embedded runtime.
 fn env_runner_group(rt: &Runtime, config: &TrainConfig) -> Result<Option<PlacementGroup>> {
     if rt.address().is_empty() {
         return Ok(None);
     }
     let strategy = rl_runtime::cluster::placement_group::parse_strategy(&config.placement_strategy)?;
-    let bundle = BTreeMap::from([("CPU".to_string(), config.num_cpus_per_env_runner)]);
-    let group = rt.create_placement_group("env_runners", strategy, vec![bundle; config.num_env_runners])?;
+    let cpus = |n: f64| BTreeMap::from([("CPU".to_string(), n)]);
+    let mut bundles = vec![cpus(config.num_cpus_per_env_runner); config.num_env_runners];
+    if config.learner_in_placement_group {
+        bundles.insert(0, cpus(LEARNER_CPUS));
+    }
+    let group = rt.create_placement_group("env_runners", strategy, bundles)?;
     let timeout = ActorOptions::default().placement_timeout;
     if let Err(e) = group.wait(timeout) {
         let _ = group.remove();
@@ -185,33 +190,44 @@ fn env_runner_group(rt: &Runtime, config: &TrainConfig) -> Result<Option<Placeme
     Ok(Some(group))
 }
 
+/// CPUs the learner's bundle holds when it runs in the placement group.
+pub const LEARNER_CPUS: f64 = 1.0;
+
 impl Ppo {
     /// Registers PPO's actor types on `rt` and spawns the learner and the rollout workers.
     pub fn new(rt: &Runtime, config: &TrainConfig) -> Result<Self> {
         register_actors(rt);
         // The learner and the workers take turns in a synchronous iteration, so the learner
         // reserves no CPU of its own; each worker reserves num_cpus_per_env_runner. On a
-        // cluster the learner lives in the driver's process and the workers on worker nodes.
+        // cluster the workers run on worker nodes through one placement group, and the learner
+        // in the driver's process (or, with learner_in_placement_group, in the group's first
+        // bundle, holding a CPU there).
         let learner_init = LearnerInit {
             env: config.env.clone(),
             env_config: config.env_config.clone(),
             model: config.model.clone(),
             seed: config.seed,
         };
+        let group = env_runner_group(rt, config)?;
+        // Bundle 0 is the learner's when it runs in the group; the workers' follow.
+        let (learner_placement, first_worker_bundle) = match &group {
+            Some(g) if config.learner_in_placement_group => (g.bundle(Some(0)), 1),
+            _ => (Placement::Local, 0),
+        };
+        let in_group = first_worker_bundle == 1;
         let learner_opts = ActorOptions {
             name: Some("learner".into()),
-            num_cpus: 0.0,
-            placement: Placement::Local,
+            num_cpus: if in_group { LEARNER_CPUS } else { 0.0 },
+            placement: learner_placement,
             ..Default::default()
         };
         let learner = rt.spawn::<Learner>(learner_init, learner_opts)?;
-        let group = env_runner_group(rt, config)?;
         let workers = (0..config.num_env_runners as u32)
             .map(|i| {
                 let opts = ActorOptions {
                     name: Some(format!("env_runner_{i}")),
                     num_cpus: config.num_cpus_per_env_runner,
-                    placement: group.as_ref().map_or(Placement::Any, |g| g.bundle(Some(i))),
+                    placement: group.as_ref().map_or(Placement::Any, |g| g.bundle(Some(i + first_worker_bundle))),
                     ..Default::default()
                 };
                 rt.spawn::<RolloutWorker>(RolloutWorkerInit { config: config.clone(), worker_index: i }, opts)
