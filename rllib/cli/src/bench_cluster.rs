@@ -30,6 +30,13 @@ pub enum ProbeMsg {
     Echo(u64),
     /// Put an object of this many bytes and answer its ref.
     Make(u64),
+    /// Put an object of [`seeded_bytes`]`(bytes, seed)` and answer its ref.
+    MakeSeeded {
+        /// Its length.
+        bytes: u64,
+        /// The seed of its contents.
+        seed: u64,
+    },
     /// Answer the id of the process the probe runs in.
     Pid,
     /// Answer the value of this environment variable in the probe's process, if set.
@@ -52,6 +59,22 @@ pub enum ProbeReply {
     Env(Option<String>),
 }
 
+/// `n` pseudo-random bytes from `seed` (SplitMix64), the same on every machine: objects whose
+/// contents a test can check after they crossed nodes or went to disk and back.
+pub fn seeded_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
 /// The actor the cluster benchmarks call on a node.
 pub struct Probe;
 
@@ -69,6 +92,9 @@ impl Actor for Probe {
         Ok(match msg {
             ProbeMsg::Echo(x) => ProbeReply::Echo(x),
             ProbeMsg::Make(n) => ProbeReply::Made(ctx.runtime().put(Bytes::from(vec![7u8; n as usize]))?),
+            ProbeMsg::MakeSeeded { bytes, seed } => {
+                ProbeReply::Made(ctx.runtime().put(Bytes::from(seeded_bytes(bytes as usize, seed)))?)
+            }
             ProbeMsg::Pid => ProbeReply::Pid(std::process::id()),
             ProbeMsg::Env(name) => ProbeReply::Env(std::env::var(name).ok()),
             ProbeMsg::Abort => {
