@@ -212,6 +212,31 @@ pub struct ClusterAccess {
     pub session_dir: Option<PathBuf>,
 }
 
+/// A head to talk to without joining: its address, the cluster token, TLS settings.
+pub struct HeadAccess {
+    /// `HOST:PORT`.
+    pub address: String,
+    /// The cluster token.
+    pub token: Token,
+    /// TLS, from the environment.
+    pub tls: Option<TlsConfig>,
+}
+
+impl ClusterAccess {
+    /// The head at `address`, else the one this session directory started, with the token.
+    pub fn head(&self, address: Option<&str>) -> Result<HeadAccess> {
+        let session = SessionDir::resolve(self.session_dir.as_deref())?;
+        let address = match address {
+            Some(a) => a.to_string(),
+            None => session
+                .head_address()
+                .with_context(|| format!("no head runs in {} (pass --address HOST:PORT)", session.path().display()))?,
+        };
+        let token = find_token(self.token_file.as_deref(), &session)?;
+        Ok(HeadAccess { address, token, tls: tls_from_env()? })
+    }
+}
+
 /// What `rl start` was asked for (its command-line flags).
 #[derive(Debug, Clone, clap::Args)]
 pub struct StartArgs {

@@ -23,7 +23,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cluster::{ClusterAccess, SessionDir, find_token};
+use crate::cluster::{ClusterAccess, HeadAccess};
 
 /// The KV key under which the head publishes its dashboard's `HOST:PORT`.
 pub const DASHBOARD_KEY: &str = "rl/dashboard";
@@ -153,15 +153,7 @@ pub struct JobClient {
 impl JobClient {
     /// Finds the head (`--address`, else the session's) and its dashboard's address.
     pub fn connect(address: Option<&str>, access: &ClusterAccess) -> Result<Self> {
-        let session = SessionDir::resolve(access.session_dir.as_deref())?;
-        let address = match address {
-            Some(a) => a.to_string(),
-            None => session
-                .head_address()
-                .with_context(|| format!("no head runs in {} (pass --address HOST:PORT)", session.path().display()))?,
-        };
-        let token = find_token(access.token_file.as_deref(), &session)?;
-        let tls = crate::cluster::tls_from_env()?;
+        let HeadAccess { address, token, tls } = access.head(address)?;
         let http = rl_runtime::cluster::read_kv(&address, &token, tls.as_ref(), DASHBOARD_KEY)?.with_context(|| {
             format!("the head at {address} serves no jobs API (started with --dashboard-port none?)")
         })?;

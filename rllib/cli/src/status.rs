@@ -25,7 +25,7 @@ use rl_runtime::cluster::placement_group::{state_name, strategy_name};
 use rl_runtime::cluster::proto::{self, NodeState};
 use serde_json::{Value, json};
 
-use crate::cluster::{ClusterAccess, SessionDir, find_token, tls_from_env};
+use crate::cluster::{ClusterAccess, HeadAccess};
 
 /// The KV key under which the head's job manager keeps the job table (a JSON array).
 pub const JOBS_KEY: &str = "rl/jobs";
@@ -103,15 +103,7 @@ pub fn jobs_from_kv(value: Option<bytes::Bytes>) -> Result<Value> {
 
 /// `rl status [--address A] [--json]`.
 pub fn run(address: Option<&str>, access: &ClusterAccess, as_json: bool, out: &mut dyn Write) -> Result<()> {
-    let session = SessionDir::resolve(access.session_dir.as_deref())?;
-    let address = match address {
-        Some(a) => a.to_string(),
-        None => session
-            .head_address()
-            .with_context(|| format!("no head runs in {} (pass --address HOST:PORT)", session.path().display()))?,
-    };
-    let token = find_token(access.token_file.as_deref(), &session)?;
-    let tls = tls_from_env()?;
+    let HeadAccess { address, token, tls } = access.head(address)?;
     let reply = rl_runtime::cluster::status(&address, &token, tls.as_ref())?;
     let jobs = jobs_from_kv(rl_runtime::cluster::read_kv(&address, &token, tls.as_ref(), JOBS_KEY)?)?;
     let doc = document(&address, &reply, jobs);

@@ -24,6 +24,15 @@ fn wait_for_state(c: &Cluster, id: &str, want: &str, limit: Duration) -> String 
     }
 }
 
+/// Submits a training that runs until stopped, named `name`; waits until it runs; returns its id.
+fn submit_long(c: &Cluster, name: &str) -> String {
+    let stop = "stop.num_env_steps_sampled_lifetime=100000000";
+    let out = c.rl(&["job", "submit", "--name", name, "--", "train", "--config", PPO, "--set", stop]);
+    let id = out.strip_prefix("submitted ").and_then(|r| r.split(' ').next()).unwrap_or_else(|| panic!("{out}"));
+    wait_for_state(c, id, "RUNNING", Duration::from_secs(60));
+    id.to_string()
+}
+
 /// The CPUs in use on worker nodes, from `rl status --json`.
 fn cpus_in_use(c: &Cluster) -> f64 {
     let doc = c.status_json();
@@ -91,20 +100,7 @@ fn a_submitted_job_runs_on_the_head_after_the_submitter_exits_and_a_stopped_one_
     assert!(fetched.join("checkpoints").is_dir());
 
     // A long job: stop it, and its actors' CPUs are free again.
-    let out = c.rl(&[
-        "job",
-        "submit",
-        "--name",
-        "long",
-        "--",
-        "train",
-        "--config",
-        PPO,
-        "--set",
-        "stop.num_env_steps_sampled_lifetime=100000000",
-    ]);
-    assert!(out.starts_with("submitted job-2"), "{out}");
-    wait_for_state(&c, "job-2", "RUNNING", Duration::from_secs(60));
+    assert_eq!(submit_long(&c, "long"), "job-2");
     let deadline = Instant::now() + Duration::from_secs(120);
     while cpus_in_use(&c) < 2.0 {
         assert!(Instant::now() < deadline, "the long job's workers never ran: {}", c.status());
@@ -130,20 +126,7 @@ fn the_dashboard_shows_the_cluster_and_a_training_job_and_refuses_requests_witho
         assert_eq!(http_get(&c.dashboard, path, None).0, 401, "{path} without the token");
         assert_eq!(http_get(&c.dashboard, path, Some("0123")).0, 401, "{path} with a wrong token");
     }
-    let out = c.rl(&[
-        "job",
-        "submit",
-        "--name",
-        "live",
-        "--",
-        "train",
-        "--config",
-        PPO,
-        "--set",
-        "stop.num_env_steps_sampled_lifetime=100000000",
-    ]);
-    assert!(out.starts_with("submitted job-1"), "{out}");
-    wait_for_state(&c, "job-1", "RUNNING", Duration::from_secs(60));
+    assert_eq!(submit_long(&c, "live"), "job-1");
     // The API: the job with its growing curve.
     let points = || {
         let (code, body) = http_get(&c.dashboard, "/api/jobs/job-1/progress", Some(&token));
