@@ -51,7 +51,13 @@ pub struct JobManager {
     head_address: String,
     session: PathBuf,
     rt: Runtime,
-    jobs: Mutex<BTreeMap<String, Entry>>,
+    /// By sequence number (`job-N` is number N), so listings go oldest first.
+    jobs: Mutex<BTreeMap<u64, Entry>>,
+}
+
+/// The sequence number of job id `job-N`.
+fn seq(id: &str) -> Option<u64> {
+    id.strip_prefix("job-")?.parse().ok()
 }
 
 impl JobManager {
@@ -72,7 +78,8 @@ impl JobManager {
 
     /// The run directory of job `id`, if it exists.
     pub fn run_dir(&self, id: &str) -> Option<PathBuf> {
-        lock(&self.jobs).contains_key(id).then(|| self.dir.join(id).join("run"))
+        let known = seq(id).is_some_and(|n| lock(&self.jobs).contains_key(&n));
+        known.then(|| self.dir.join(id).join("run"))
     }
 
     /// Every job's record, oldest first.
@@ -82,49 +89,68 @@ impl JobManager {
 
     /// Job `id`'s record.
     pub fn get(&self, id: &str) -> Option<JobRecord> {
-        lock(&self.jobs).get(id).map(|e| e.record.clone())
+        lock(&self.jobs).get(&seq(id)?).map(|e| e.record.clone())
     }
 
     /// Accepts a job: writes its files, starts its driver. Returns its record (RUNNING, or
     /// FAILED if the driver could not start).
     pub fn submit(self: &Arc<Self>, req: SubmitRequest) -> Result<JobRecord> {
         let args = driver_args(&req.entrypoint)?;
-        let id = {
-            let jobs = lock(&self.jobs);
-            format!("job-{}", jobs.len() + 1)
-        };
-        let job_dir = self.dir.join(&id);
-        let workdir = job_dir.join("workdir");
+        // Check everything the request carries before it becomes a job.
         let shipped: usize = req.files.values().map(String::len).sum::<usize>() * 3 / 4;
         if shipped > MAX_SHIPPED_BYTES {
             bail!("the job ships {shipped} bytes of files; at most {MAX_SHIPPED_BYTES} are taken");
         }
-        std::fs::create_dir_all(&workdir).with_context(|| format!("cannot create {}", workdir.display()))?;
-        for (rel, data) in &req.files {
-            let path = workdir.join(safe_relative(rel)?);
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data)
-                .with_context(|| format!("file {rel:?} is not valid base64"))?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
-        }
-        let name = req.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| id.clone());
-        let run_dir = job_dir.join("run");
-        let record = JobRecord {
-            id: id.clone(),
-            name,
-            state: JobState::Pending,
-            entrypoint: req.entrypoint.join(" "),
-            submitted_at_ms: now_ms(),
-            ended_at_ms: None,
-            exit_code: None,
-            message: String::new(),
-            run_dir: run_dir.display().to_string(),
-            env: req.env.clone(),
+        let files = req
+            .files
+            .iter()
+            .map(|(rel, data)| {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .with_context(|| format!("file {rel:?} is not valid base64"))?;
+                Ok((safe_relative(rel)?, bytes))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The id and the record, under one lock: concurrent submissions get distinct ids.
+        let (id, job_dir) = {
+            let mut jobs = lock(&self.jobs);
+            let seq = jobs.keys().next_back().map_or(1, |k| k + 1);
+            let id = format!("job-{seq}");
+            let job_dir = self.dir.join(&id);
+            let record = JobRecord {
+                id: id.clone(),
+                name: req.name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| id.clone()),
+                state: JobState::Pending,
+                entrypoint: req.entrypoint.join(" "),
+                submitted_at_ms: now_ms(),
+                ended_at_ms: None,
+                exit_code: None,
+                message: String::new(),
+                run_dir: job_dir.join("run").display().to_string(),
+                env: req.env.clone(),
+            };
+            jobs.insert(seq, Entry { record, pid: None, stop_requested: false });
+            (id, job_dir)
         };
-        lock(&self.jobs).insert(id.clone(), Entry { record, pid: None, stop_requested: false });
+        let workdir = job_dir.join("workdir");
+        let run_dir = job_dir.join("run");
+        let written = (|| -> Result<()> {
+            for (rel, bytes) in &files {
+                let path = workdir.join(rel);
+                std::fs::create_dir_all(path.parent().expect("under the working directory"))
+                    .with_context(|| format!("cannot create the directory of {}", path.display()))?;
+                std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            std::fs::create_dir_all(&workdir).with_context(|| format!("cannot create {}", workdir.display()))
+        })();
+        if let Err(e) = written {
+            self.update(&id, |entry| {
+                entry.record.state = JobState::Failed;
+                entry.record.message = format!("{e:#}");
+                entry.record.ended_at_ms = Some(now_ms());
+            });
+            return Ok(self.get(&id).expect("just inserted"));
+        }
         self.save(&id);
         let log_path = job_dir.join("logs");
         let started = (|| -> Result<Child> {
@@ -206,7 +232,7 @@ impl JobManager {
     pub fn stop(&self, id: &str) -> Result<JobRecord> {
         let pid = {
             let mut jobs = lock(&self.jobs);
-            let e = jobs.get_mut(id).with_context(|| format!("no job {id:?}"))?;
+            let e = seq(id).and_then(|n| jobs.get_mut(&n)).with_context(|| format!("no job {id:?}"))?;
             if e.record.state.is_terminal() {
                 return Ok(e.record.clone());
             }
@@ -235,7 +261,7 @@ impl JobManager {
     /// Stops every running job (the head is stopping).
     pub fn stop_all(&self) {
         let running: Vec<String> =
-            lock(&self.jobs).iter().filter(|(_, e)| !e.record.state.is_terminal()).map(|(id, _)| id.clone()).collect();
+            lock(&self.jobs).values().filter(|e| !e.record.state.is_terminal()).map(|e| e.record.id.clone()).collect();
         for id in running {
             if let Err(e) = self.stop(&id) {
                 tracing::warn!("cannot stop {id}: {e:#}");
@@ -244,7 +270,9 @@ impl JobManager {
     }
 
     fn update(&self, id: &str, f: impl FnOnce(&mut Entry)) {
-        if let Some(e) = lock(&self.jobs).get_mut(id) {
+        if let Some(n) = seq(id)
+            && let Some(e) = lock(&self.jobs).get_mut(&n)
+        {
             f(e);
         }
         self.save(id);
@@ -446,6 +474,14 @@ mod tests {
         assert!(driver_args(&[]).unwrap_err().to_string().contains("after `--`"));
         let e = driver_args(&args("train --config a.yaml --output /x")).unwrap_err().to_string();
         assert!(e.contains("--output") && e.contains("rl job fetch"), "{e}");
+    }
+
+    #[test]
+    fn job_ids_carry_their_order() {
+        assert_eq!(seq("job-12"), Some(12));
+        assert!(seq("job-2") < seq("job-10"), "job-10 lists after job-2");
+        assert_eq!(seq("job-"), None);
+        assert_eq!(seq("12"), None);
     }
 
     #[test]
