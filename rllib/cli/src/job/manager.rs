@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -53,6 +53,8 @@ pub struct JobManager {
     rt: Runtime,
     /// By sequence number (`job-N` is number N), so listings go oldest first.
     jobs: Mutex<BTreeMap<u64, Entry>>,
+    /// Notified on every change of a record (a stop waits on it for the driver's end).
+    changed: Condvar,
 }
 
 /// The sequence number of job id `job-N`.
@@ -65,12 +67,14 @@ impl JobManager {
     pub fn new(rt: &Runtime, session: &Path) -> Result<Arc<Self>> {
         let dir = session.join("jobs");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let jobs = load_records(&dir);
         let manager = Arc::new(Self {
             dir,
             head_address: rt.address(),
             session: session.to_path_buf(),
             rt: rt.clone(),
-            jobs: Mutex::new(BTreeMap::new()),
+            jobs: Mutex::new(jobs),
+            changed: Condvar::new(),
         });
         manager.publish();
         Ok(manager)
@@ -241,21 +245,23 @@ impl JobManager {
         };
         if let Some(pid) = pid {
             signal(pid, libc::SIGTERM);
-            let deadline = std::time::Instant::now() + STOP_GRACE;
-            while self.get(id).is_some_and(|r| !r.state.is_terminal()) {
-                if std::time::Instant::now() >= deadline {
-                    signal(pid, libc::SIGKILL);
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if !self.wait_ended(id, STOP_GRACE) {
+                signal(pid, libc::SIGKILL);
+                // SIGKILL ends it at once; its watcher records it.
+                self.wait_ended(id, Duration::from_secs(5));
             }
         }
-        // SIGKILL ends it at once; its watcher records it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while self.get(id).is_some_and(|r| !r.state.is_terminal()) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
         self.get(id).with_context(|| format!("no job {id:?}"))
+    }
+
+    /// Waits up to `limit` for job `id` to end (its watcher to record it); returns whether it did.
+    fn wait_ended(&self, id: &str, limit: Duration) -> bool {
+        let ended = |jobs: &BTreeMap<u64, Entry>| {
+            seq(id).and_then(|n| jobs.get(&n)).is_none_or(|e| e.record.state.is_terminal())
+        };
+        let jobs = lock(&self.jobs);
+        let (jobs, _) = self.changed.wait_timeout_while(jobs, limit, |j| !ended(j)).unwrap_or_else(|e| e.into_inner());
+        ended(&jobs)
     }
 
     /// Stops every running job (the head is stopping).
@@ -275,6 +281,7 @@ impl JobManager {
         {
             f(e);
         }
+        self.changed.notify_all();
         self.save(id);
     }
 
@@ -308,6 +315,31 @@ impl JobManager {
             .route("/api/jobs/{id}/files/{*path}", get(file))
             .with_state(self.clone())
     }
+}
+
+/// The records of an earlier head's jobs in `dir` (`ID/job.json`). A job that was still pending
+/// or running lost its driver with that head: it is recorded as FAILED, saying so.
+fn load_records(dir: &Path) -> BTreeMap<u64, Entry> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path().join("job.json");
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let mut record: JobRecord = match serde_json::from_str(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("skipping {}: {e}", path.display());
+                continue;
+            }
+        };
+        let Some(n) = seq(&record.id) else { continue };
+        if !record.state.is_terminal() {
+            record.state = JobState::Failed;
+            record.message = "the head stopped while it ran".into();
+            record.ended_at_ms.get_or_insert_with(now_ms);
+        }
+        out.insert(n, Entry { record, pid: None, stop_requested: false });
+    }
+    out
 }
 
 /// The driver's arguments for an entrypoint (`train --config F …`): only `train` runs as a job,
@@ -474,6 +506,36 @@ mod tests {
         assert!(driver_args(&[]).unwrap_err().to_string().contains("after `--`"));
         let e = driver_args(&args("train --config a.yaml --output /x")).unwrap_err().to_string();
         assert!(e.contains("--output") && e.contains("rl job fetch"), "{e}");
+    }
+
+    #[test]
+    fn an_earlier_heads_jobs_are_kept_and_its_running_ones_marked_failed() {
+        let dir = std::env::temp_dir().join(format!("rl-job-records-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let record = |id: &str, state: JobState| JobRecord {
+            id: id.into(),
+            name: id.into(),
+            state,
+            entrypoint: "train --config a.yaml".into(),
+            submitted_at_ms: 1,
+            ended_at_ms: None,
+            exit_code: None,
+            message: String::new(),
+            run_dir: String::new(),
+            env: BTreeMap::new(),
+        };
+        for r in [record("job-1", JobState::Succeeded), record("job-2", JobState::Running)] {
+            std::fs::create_dir_all(dir.join(&r.id)).unwrap();
+            std::fs::write(dir.join(&r.id).join("job.json"), serde_json::to_string(&r).unwrap()).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("job-3")).unwrap();
+        std::fs::write(dir.join("job-3/job.json"), "{not json").unwrap();
+        let loaded = load_records(&dir);
+        assert_eq!(loaded.keys().copied().collect::<Vec<_>>(), [1, 2], "the unreadable record is skipped");
+        assert_eq!(loaded[&1].record.state, JobState::Succeeded);
+        assert_eq!(loaded[&2].record.state, JobState::Failed);
+        assert!(loaded[&2].record.message.contains("head stopped") && loaded[&2].record.ended_at_ms.is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
