@@ -458,3 +458,36 @@ fn the_directory_counts_an_actors_restarts() {
     });
     c.stop();
 }
+
+#[test]
+fn heartbeats_carry_only_the_deaths_a_node_has_not_heard_of() {
+    use rl_runtime::cluster::proto::{self, head_client::HeadClient};
+    let token = Token::generate();
+    let c = Cluster::start(2, &token, None);
+    let Cluster { head, mut nodes, driver } = c;
+    let gone: Vec<u32> = nodes
+        .drain(..)
+        .map(|n| {
+            let id = n.node_id();
+            n.shutdown();
+            id
+        })
+        .collect();
+    let beat = |dead_seen: u64| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut client = HeadClient::new(raw_channel_async(&head.address()).await);
+            let req = proto::HeartbeatRequest { node_id: driver.node_id(), dead_seen, ..Default::default() };
+            client.heartbeat(with_token(&token, req)).await.unwrap().into_inner()
+        })
+    };
+    let all = beat(0);
+    assert_eq!(all.dead_nodes, gone);
+    assert_eq!(all.dead_total, 2);
+    let rest = beat(1);
+    assert_eq!(rest.dead_nodes, gone[1..], "only what came after the first");
+    assert!(beat(all.dead_total).dead_nodes.is_empty(), "nothing new");
+    assert!(beat(99).dead_nodes.is_empty(), "a count past the list's end asks for nothing");
+    driver.shutdown();
+    head.shutdown();
+}

@@ -452,14 +452,17 @@ impl Head for HeadService {
         let head = &self.0;
         let req = req.into_inner();
         let mut st = lock(&head.state);
-        let dead_nodes = st.dead.clone();
+        // Only the deaths this node has not heard of: the list grows with every process actor.
+        let dead_total = st.dead.len() as u64;
+        let seen = usize::try_from(req.dead_seen).unwrap_or(usize::MAX).min(st.dead.len());
+        let dead_nodes = st.dead[seen..].to_vec();
         let death_reasons = dead_nodes
             .iter()
             .filter_map(|n| st.nodes.get(n).map(|e| (*n, e.info.death_reason.clone())))
             .filter(|(_, reason)| !reason.is_empty())
             .collect();
         let Some(entry) = st.nodes.get_mut(&req.node_id).filter(|e| e.alive()) else {
-            return Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: false, death_reasons }));
+            return Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: false, death_reasons, dead_total }));
         };
         if req.resource_version >= entry.version {
             entry.version = req.resource_version;
@@ -471,7 +474,7 @@ impl Head for HeadService {
         HeadCore::refresh(&mut st);
         drop(st);
         head.changed.notify_waiters();
-        Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: true, death_reasons }))
+        Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: true, death_reasons, dead_total }))
     }
 
     async fn leave(&self, req: Request<proto::LeaveRequest>) -> Result<Response<proto::LeaveReply>, Status> {

@@ -117,6 +117,8 @@ pub(crate) struct NodeCore {
     connecting: tokio::sync::Mutex<()>,
     addresses: Mutex<HashMap<u32, String>>,
     dead: Mutex<HashSet<u32>>,
+    /// How much of the head's list of dead nodes this node has heard (see `HeartbeatRequest`).
+    dead_seen: AtomicU64,
     /// Actors built for other nodes, with the node that asked for each (its owner).
     pub(super) hosted: Mutex<HashMap<u64, HostedEntry>>,
     directory: Mutex<BTreeMap<u64, LocalActor>>,
@@ -618,6 +620,7 @@ impl NodeCore {
             resource_version,
             actors,
             transfers: Some(self.transfer_stats()),
+            dead_seen: self.dead_seen.load(Ordering::Relaxed),
         };
         let reply = self
             .head
@@ -629,6 +632,7 @@ impl NodeCore {
         for node in reply.dead_nodes {
             self.node_dead(node, reply.death_reasons.get(&node).map(String::as_str));
         }
+        self.dead_seen.store(reply.dead_total, Ordering::Relaxed);
         if !reply.accepted {
             self.request_stop("the head declared this node dead");
         }
@@ -825,6 +829,7 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions, parent: u32) 
         connecting: tokio::sync::Mutex::new(()),
         addresses: Mutex::new(HashMap::new()),
         dead: Mutex::new(HashSet::new()),
+        dead_seen: AtomicU64::new(0),
         hosted: Mutex::new(HashMap::new()),
         directory: Mutex::new(BTreeMap::new()),
         remote_deaths: Mutex::new(HashMap::new()),
