@@ -32,6 +32,7 @@ pub mod placement_group;
 mod process;
 pub mod proto;
 mod service;
+mod start;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -151,14 +152,14 @@ impl Runtime {
     /// Starts a cluster head in this process, with a node of its own offering
     /// `options.num_cpus`. Other processes join it at [`Runtime::address`].
     pub fn start_head(options: ClusterOptions) -> Result<Self> {
-        node::start(None, options, 0)
+        start::start(None, options, 0)
     }
 
     /// Joins the head at `head_address` (`host:port`) as a worker node, or as a driver if
     /// `options.is_driver`. Fails with [`RuntimeError::BuildMismatch`] if the head runs another
     /// build, [`RuntimeError::Unauthenticated`] on a wrong token.
     pub fn join(head_address: &str, options: ClusterOptions) -> Result<Self> {
-        node::start(Some(head_address.to_string()), options, 0)
+        start::start(Some(head_address.to_string()), options, 0)
     }
 
     /// The address this node's server listens on (`host:port`); empty for an embedded runtime.

@@ -179,7 +179,7 @@ fn run_worker(register: impl FnOnce(&Runtime), ready: &mut bool) -> Result<()> {
         domain: t.domain,
         require_client_cert: t.require_client_cert,
     });
-    let rt = super::node::start(Some(spec.head_address.clone()), options, spec.parent)?;
+    let rt = super::start::start(Some(spec.head_address.clone()), options, spec.parent)?;
     let core = rt.cluster_core()?;
     register(&rt);
     // The parent holds the actor's resources; here it reserves none.
