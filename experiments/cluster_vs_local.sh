@@ -12,7 +12,7 @@ RL=target/release/rl
 WORK=$(mktemp -d)
 export RL_SESSION_DIR=$WORK/session
 trap '$RL stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-$RL start --head --port 0 --num-cpus 0 >/dev/null
+$RL start --head --port 0 --num-cpus 0 --dashboard-port 0 >/dev/null
 ADDR=$(cat "$RL_SESSION_DIR/head_address")
 $RL start --address "$ADDR" --num-cpus 2 >/dev/null
 $RL start --address "$ADDR" --num-cpus 2 >/dev/null

@@ -174,7 +174,8 @@ pub fn run(program: &Path, quick: bool, out: &mut dyn std::io::Write) -> Result<
 
 fn run_in(program: &Path, session: &Path, quick: bool, out: &mut dyn std::io::Write) -> Result<()> {
     let s = session.display().to_string();
-    let head_args = ["start", "--head", "--block", "--port", "0", "--num-cpus", "0", "--session-dir", &s];
+    let head_args =
+        ["start", "--head", "--block", "--port", "0", "--num-cpus", "0", "--no-dashboard", "--session-dir", &s];
     let (_head, address) = NodeProcess::start(program, &head_args)?;
     let node_args = ["start", "--address", &address, "--block", "--num-cpus", "2", "--session-dir", &s];
     let _nodes = [NodeProcess::start(program, &node_args)?, NodeProcess::start(program, &node_args)?];
