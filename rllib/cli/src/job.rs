@@ -155,7 +155,7 @@ impl JobClient {
     pub fn connect(address: Option<&str>, access: &ClusterAccess) -> Result<Self> {
         let HeadAccess { address, token, tls } = access.head(address)?;
         let http = rl_runtime::cluster::read_kv(&address, &token, tls.as_ref(), DASHBOARD_KEY)?.with_context(|| {
-            format!("the head at {address} serves no jobs API (started with --dashboard-port none?)")
+            format!("the head at {address} serves no jobs API (was it started with --no-dashboard?)")
         })?;
         let http = String::from_utf8(http.to_vec()).context("the head's dashboard address is not text")?;
         // A dashboard on every interface (0.0.0.0) is reached where the head was.
