@@ -303,6 +303,19 @@ impl Default for ActorOptions {
 }
 
 impl ActorOptions {
+    /// Checks `mailbox_capacity`: a mailbox holds at least one message.
+    pub(crate) fn check_mailbox(&self, actor: &str) -> Result<()> {
+        if self.mailbox_capacity == 0 {
+            return Err(RuntimeError::InvalidActorOption {
+                actor: actor.to_string(),
+                option: "mailbox_capacity".into(),
+                expected: "at least 1".into(),
+                found: "0".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks the options that need no runtime to judge: [`ActorOptions::env`] only with process
     /// isolation, and names and values a process environment can hold.
     pub(crate) fn check_isolation(&self, actor: &str) -> Result<()> {

@@ -425,14 +425,7 @@ impl Runtime {
             // Worker processes are started by their node (`NodeCore::spawn_worker`), never here.
             return Err(process_needs_cluster(&name));
         }
-        if options.mailbox_capacity == 0 {
-            return Err(RuntimeError::InvalidActorOption {
-                actor: name,
-                option: "mailbox_capacity".into(),
-                expected: "at least 1".into(),
-                found: "0".into(),
-            });
-        }
+        options.check_mailbox(&name)?;
         let reservation = self.reserve_for(&name, &options)?;
         // On failure the reservation is already back: the actor thread returns it before
         // reporting a constructor error, and a thread that never started dropped it.

@@ -256,8 +256,7 @@ impl HeadCore {
     /// change of nodes, resources, actors or groups.
     fn refresh(st: &mut HeadState) {
         loop {
-            let alive: std::collections::HashSet<u64> =
-                st.nodes.values().flat_map(|e| e.actors.iter().filter(|a| a.alive).map(|a| a.actor_id)).collect();
+            let alive = alive_actors(st);
             let held = st.groups.reserved(&|a| alive.contains(&a));
             for (id, e) in &mut st.nodes {
                 e.held = held.get(id).cloned().unwrap_or_default();
@@ -292,8 +291,7 @@ impl HeadCore {
             };
         }
         let id = options.placement_group_id;
-        let alive: std::collections::HashSet<u64> =
-            st.nodes.values().flat_map(|e| e.actors.iter().filter(|a| a.alive).map(|a| a.actor_id)).collect();
+        let alive = alive_actors(st);
         let Some(group) = st.groups.groups.get_mut(&id) else {
             return Placed::Never(Status::not_found(format!("no placement group {id}")));
         };
@@ -324,7 +322,7 @@ impl HeadCore {
             })
         });
         let Some(i) = chosen else {
-            let name = state.as_str_name().trim_start_matches("PLACEMENT_GROUP_STATE_");
+            let name = super::placement_group::state_name(state);
             return Placed::Wait(format!("placement group {id} ({name}) has no bundle with {} free", show(need)));
         };
         let bundle = &mut group.bundles[i];
@@ -375,6 +373,11 @@ impl HeadCore {
             workers.join("; ")
         ))
     }
+}
+
+/// The actors the nodes' latest reports (and settled spawns) say are alive.
+fn alive_actors(st: &HeadState) -> std::collections::HashSet<u64> {
+    st.nodes.values().flat_map(|e| e.actors.iter().filter(|a| a.alive).map(|a| a.actor_id)).collect()
 }
 
 /// Adds `sign * need` to `to`.

@@ -313,8 +313,9 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The one mapping from a gRPC status to a runtime error (`node` 0 stands for the head). A status raised by a node's handler
-/// carries the runtime error itself (postcard in its details) and comes back unchanged.
+/// The one mapping from a gRPC status to a runtime error (`node` 0 stands for the head). A
+/// status raised by a node's handler carries the runtime error itself (postcard in its details)
+/// and comes back unchanged.
 pub(crate) fn status_error(status: &tonic::Status, node: u32, address: &str) -> RuntimeError {
     if !status.details().is_empty()
         && let Ok(e) = crate::decode::<RuntimeError>(status.details())
@@ -327,10 +328,7 @@ pub(crate) fn status_error(status: &tonic::Status, node: u32, address: &str) -> 
             "cannot reach the head at {address}: {} (is `rl start --head` running there, and is the address right?)",
             status.message()
         )),
-        tonic::Code::Unavailable | tonic::Code::Cancelled => {
-            RuntimeError::NodeUnreachable { node, address: address.to_string(), message: status.message().to_string() }
-        }
-        _ if connection_lost(status) => {
+        code if matches!(code, tonic::Code::Unavailable | tonic::Code::Cancelled) || connection_lost(status) => {
             RuntimeError::NodeUnreachable { node, address: address.to_string(), message: status.message().to_string() }
         }
         code => RuntimeError::Cluster(format!("{code:?} from node {node} at {address}: {}", status.message())),

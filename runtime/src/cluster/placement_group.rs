@@ -131,11 +131,6 @@ impl Runtime {
 
     /// Every placement group the head knows, removed ones included.
     pub fn placement_groups(&self) -> Result<Vec<PlacementGroupInfo>> {
-        let core = self.cluster_core()?;
-        let c = core.clone();
-        core.block_on(async move {
-            let reply = c.head.clone().list_nodes(proto::ListNodesRequest {}).await;
-            Ok(reply.map_err(|s| status_error(&s, 0, &c.head_address))?.into_inner().placement_groups)
-        })?
+        Ok(self.cluster_status()?.placement_groups)
     }
 }

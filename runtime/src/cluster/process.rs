@@ -425,14 +425,7 @@ impl NodeCore {
         rt.factory(type_name)?;
         let label = options.name.clone().unwrap_or_else(|| type_name.to_string());
         options.check_isolation(&label)?;
-        if options.mailbox_capacity == 0 {
-            return Err(RuntimeError::InvalidActorOption {
-                actor: label,
-                option: "mailbox_capacity".into(),
-                expected: "at least 1".into(),
-                found: "0".into(),
-            });
-        }
+        options.check_mailbox(&label)?;
         let reservation = rt.reserve_for(&label, &options)?;
         let program = match &self.worker.program {
             Some(p) => p.clone(),
