@@ -313,7 +313,7 @@ async fn not_found(req: Request) -> Response {
 }
 
 /// `{"error": message}` with `status`.
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     json_response(status, &json!({ "error": message }))
 }
 

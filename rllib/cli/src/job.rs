@@ -45,6 +45,17 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Its name, as it travels in JSON (`RUNNING`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Stopped => "STOPPED",
+        }
+    }
+
     /// Whether the job has ended.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Stopped)
@@ -330,10 +341,6 @@ fn add_dir(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) -> Re
     Ok(())
 }
 
-fn state_word(s: JobState) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
 /// Runs `rl job …`; returns the process's exit code.
 pub fn run(command: JobCommand, address: Option<&str>, access: &ClusterAccess, out: &mut dyn Write) -> Result<i32> {
     let client = JobClient::connect(address, access)?;
@@ -353,26 +360,26 @@ pub fn run(command: JobCommand, address: Option<&str>, access: &ClusterAccess, o
             let req = SubmitRequest { name, entrypoint, files, env };
             let record: JobRecord =
                 serde_json::from_value(client.json("POST", "/api/jobs", Some(&serde_json::to_vec(&req)?))?)?;
-            writeln!(out, "submitted {} ({})", record.id, state_word(record.state))?;
+            writeln!(out, "submitted {} ({})", record.id, record.state.name())?;
             writeln!(out, "follow it:  rl job logs {} --follow", record.id)?;
             if !wait {
                 return Ok(0);
             }
             let record = client.follow(&record.id, out)?;
-            writeln!(out, "{} {}", record.id, state_word(record.state))?;
+            writeln!(out, "{} {}", record.id, record.state.name())?;
             Ok(if record.state == JobState::Succeeded { 0 } else { 1 })
         }
         JobCommand::List => {
             let records: Vec<JobRecord> = serde_json::from_value(client.json("GET", "/api/jobs", None)?)?;
             writeln!(out, "{:<8} {:<10} {:<16} entrypoint", "id", "state", "name")?;
             for r in records {
-                writeln!(out, "{:<8} {:<10} {:<16} {}", r.id, state_word(r.state), r.name, r.entrypoint)?;
+                writeln!(out, "{:<8} {:<10} {:<16} {}", r.id, r.state.name(), r.name, r.entrypoint)?;
             }
             Ok(0)
         }
         JobCommand::Status { id } => {
             let r = client.record(&id)?;
-            writeln!(out, "{} {}", r.id, state_word(r.state))?;
+            writeln!(out, "{} {}", r.id, r.state.name())?;
             if !r.message.is_empty() {
                 writeln!(out, "{}", r.message)?;
             }
@@ -388,7 +395,7 @@ pub fn run(command: JobCommand, address: Option<&str>, access: &ClusterAccess, o
         }
         JobCommand::Stop { id } => {
             let r: JobRecord = serde_json::from_value(client.json("POST", &format!("/api/jobs/{id}/stop"), None)?)?;
-            writeln!(out, "{} {}", r.id, state_word(r.state))?;
+            writeln!(out, "{} {}", r.id, r.state.name())?;
             Ok(0)
         }
         JobCommand::Fetch { id, dir } => {
@@ -414,6 +421,13 @@ pub fn run(command: JobCommand, address: Option<&str>, access: &ClusterAccess, o
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_states_name_is_its_json() {
+        for s in [JobState::Pending, JobState::Running, JobState::Succeeded, JobState::Failed, JobState::Stopped] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        }
+    }
 
     #[test]
     fn chunked_bodies_are_joined() {

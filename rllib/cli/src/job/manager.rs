@@ -26,6 +26,7 @@ use rl_runtime::Runtime;
 use serde_json::json;
 
 use super::{JobRecord, JobState, SubmitRequest, now_ms};
+use crate::dashboard::error;
 use crate::status::JOBS_KEY;
 
 /// How long `stop` waits after SIGTERM before SIGKILL.
@@ -376,10 +377,6 @@ fn signal(pid: u32, sig: libc::c_int) {
     }
 }
 
-fn error(status: StatusCode, message: String) -> Response {
-    (status, axum::Json(json!({ "error": message }))).into_response()
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| anyhow::anyhow!("the request's task failed: {e}"))?
 }
@@ -435,10 +432,9 @@ async fn logs(
     };
     match blocking(read).await {
         Ok(bytes) => {
-            let state = serde_json::to_value(record.state).ok().and_then(|v| v.as_str().map(str::to_string));
             let headers = [
-                (CONTENT_TYPE, "text/plain; charset=utf-8".to_string()),
-                (axum::http::HeaderName::from_static("x-job-state"), state.unwrap_or_default()),
+                (CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (axum::http::HeaderName::from_static("x-job-state"), record.state.name()),
             ];
             (headers, bytes).into_response()
         }
