@@ -1,4 +1,5 @@
-//! The [`Env`] trait: Gymnasium 1.x `reset` / `step` semantics over flat `f32` observations.
+//! The [`Env`] trait: Gymnasium 1.x `reset` / `step` semantics over flat `f32` observations, the
+//! [`EnvContext`] an env is built in, and saving and restoring an env's full state.
 
 use serde_json::Value;
 
@@ -31,6 +32,23 @@ impl StepResult {
     pub fn done(&self) -> bool {
         self.terminated || self.truncated
     }
+}
+
+/// Where an env instance runs: which rollout worker, which sub-env of its vector env, and how many
+/// times it was rebuilt.
+///
+/// Constructors registered with [`EnvSpec::with_context`](crate::EnvSpec::with_context) receive it
+/// (RLlib's `EnvContext`), so an env can behave differently per worker or sub-env, for example
+/// inject faults on one worker only. [`make`](crate::make) builds with the default: worker 0,
+/// sub-env 0, no restarts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct EnvContext {
+    /// The rollout worker the env runs in (0 for a local or single worker).
+    pub worker_index: u32,
+    /// The env's index in its worker's vector env.
+    pub vector_index: u32,
+    /// How many times this env (or the worker holding it) was rebuilt after a failure.
+    pub restarts: u32,
 }
 
 /// One full step with an owned observation, as returned by [`Env::step`].
@@ -92,6 +110,43 @@ pub trait Env: Send {
     /// Applies `action` and writes the next observation into `obs`.
     fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult>;
 
+    /// The env's full state (physics, generator, counters), for exact resume mid-episode: an env
+    /// made with the same id and keyword arguments and given this state by
+    /// [`Env::restore_state`] continues bit for bit as this one would. `None` when the env cannot
+    /// save it (the default).
+    ///
+    /// The value round-trips through JSON text exactly (floats are stored as their bit patterns;
+    /// see [`state`](crate::state)). Constructor arguments are not part of it.
+    ///
+    /// ```
+    /// use rl_env::{Action, Env, Kwargs, make};
+    ///
+    /// let mut env = make("CartPole-v1", &Kwargs::new())?;
+    /// env.reset(Some(0), None)?;
+    /// env.step(Action::Discrete(1))?;
+    /// let saved = serde_json::to_string(&env.save_state().unwrap()).unwrap();
+    /// let next = env.step(Action::Discrete(0))?;
+    ///
+    /// let mut resumed = make("CartPole-v1", &Kwargs::new())?;
+    /// resumed.restore_state(&serde_json::from_str(&saved).unwrap())?;
+    /// assert_eq!(resumed.step(Action::Discrete(0))?, next);
+    /// # Ok::<(), rl_env::EnvError>(())
+    /// ```
+    fn save_state(&self) -> Option<Value> {
+        None
+    }
+
+    /// Restores a state [`Env::save_state`] returned. A malformed state, or one saved by another env
+    /// or wrapper, is [`EnvError::InvalidState`]; the default, for envs that cannot save their
+    /// state, refuses with that error naming the env.
+    fn restore_state(&mut self, state: &Value) -> Result<()> {
+        let _ = state;
+        Err(EnvError::InvalidState {
+            env: self.id().to_string(),
+            message: "this env does not support saving and restoring its state".to_string(),
+        })
+    }
+
     /// Gymnasium's `reset(seed, options) -> (obs, info)`.
     fn reset(&mut self, seed: Option<u64>, options: Option<&Kwargs>) -> Result<(Vec<f32>, Info)> {
         let mut obs = vec![0.0; self.observation_space().flat_dim()];
@@ -122,6 +177,12 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
         (**self).step_into(action, obs)
+    }
+    fn save_state(&self) -> Option<Value> {
+        (**self).save_state()
+    }
+    fn restore_state(&mut self, state: &Value) -> Result<()> {
+        (**self).restore_state(state)
     }
 }
 

@@ -47,6 +47,17 @@ pub enum EnvError {
         message: String,
     },
 
+    // === Saved state ===
+    /// A state given to [`Env::restore_state`](crate::Env::restore_state) that this env cannot take:
+    /// malformed, saved by another env or wrapper, or the env cannot save and restore at all.
+    #[error("{env}: cannot restore state: {message}")]
+    InvalidState {
+        /// The env id.
+        env: String,
+        /// What was wrong, naming the key and what was expected.
+        message: String,
+    },
+
     // === Random numbers ===
     /// [`NpRandom::integers`](crate::rng::NpRandom::integers) asked for an empty range.
     #[error("random integers: low ({low}) must be less than high ({high})")]
@@ -108,6 +119,7 @@ impl EnvError {
             | EnvError::StepBeforeReset { env }
             | EnvError::Custom { env, .. }
             | EnvError::InvalidKwarg { env, .. }
+            | EnvError::InvalidState { env, .. }
                 if env != id =>
             {
                 *env = id.to_string();

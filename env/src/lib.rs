@@ -172,13 +172,14 @@ pub mod kwargs_serde;
 mod registry;
 pub mod rng;
 mod space;
+pub mod state;
 pub mod vector;
 pub mod wrappers;
 
 pub use checker::{Check, CheckReport, Finding, Outcome, check_env, check_env_with};
-pub use env::{Env, Info, Kwargs, Step, StepResult, check_obs_len, reset_bounds, seeded_rng};
+pub use env::{Env, EnvContext, Info, Kwargs, Step, StepResult, check_obs_len, reset_bounds, seeded_rng};
 pub use error::{EnvError, Result};
-pub use registry::{Constructor, EnvSpec, KwargReader, Registry, ids, make, register, spec};
+pub use registry::{Constructor, EnvSpec, KwargReader, Registry, ids, make, make_with_context, register, spec};
 pub use space::{Action, BoxSpace, OwnedAction, Space};
-pub use vector::{Actions, FinishedEpisode, SyncVectorEnv};
+pub use vector::{Actions, FinishedEpisode, SubEnvRestart, SyncVectorEnv, seed_for_restart};
 pub use wrappers::{EnvExt, EpisodeStats, RecordEpisodeStatistics, TimeLimit, Wrapper};

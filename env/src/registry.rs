@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use serde_json::Value;
 
-use crate::env::{Env, Info, Kwargs, StepResult};
+use crate::env::{Env, EnvContext, Info, Kwargs, StepResult};
 use crate::error::{EnvError, Result};
 use crate::space::{Action, Space};
 use crate::wrappers::TimeLimit;
@@ -33,11 +33,15 @@ use crate::wrappers::TimeLimit;
 /// Builds an env from its keyword arguments (without `max_episode_steps`, which the registry handles).
 pub type Constructor = Arc<dyn Fn(&Kwargs) -> Result<Box<dyn Env>> + Send + Sync>;
 
+/// What a spec stores: a constructor that also sees the [`EnvContext`] (one registered with
+/// [`EnvSpec::new`] ignores it).
+type ContextConstructor = Arc<dyn Fn(&Kwargs, &EnvContext) -> Result<Box<dyn Env>> + Send + Sync>;
+
 /// How to make one env id: its constructor and the wrappers `make` adds.
 #[derive(Clone)]
 pub struct EnvSpec {
     id: String,
-    constructor: Constructor,
+    constructor: ContextConstructor,
     max_episode_steps: Option<u64>,
     reward_threshold: Option<f64>,
 }
@@ -59,6 +63,34 @@ impl EnvSpec {
     pub fn new<F>(id: &str, constructor: F) -> Self
     where
         F: Fn(&Kwargs) -> Result<Box<dyn Env>> + Send + Sync + 'static,
+    {
+        Self::with_context(id, move |kwargs: &Kwargs, _: &EnvContext| constructor(kwargs))
+    }
+
+    /// Like [`EnvSpec::new`], for a constructor that also receives the [`EnvContext`] the env is
+    /// made in (which worker, which sub-env, how many restarts), as RLlib's env creators do.
+    ///
+    /// ```
+    /// use rl_env::envs::CartPole;
+    /// use rl_env::{EnvContext, EnvSpec, Kwargs, Registry};
+    ///
+    /// let mut registry = Registry::empty();
+    /// registry.register(EnvSpec::with_context("PerWorker-v0", |kw: &Kwargs, ctx: &EnvContext| {
+    ///     // Only worker 0 may build this env, say because it holds the one license.
+    ///     if ctx.worker_index != 0 {
+    ///         return Err(rl_env::EnvError::custom("PerWorker-v0", format!("worker {} has no license", ctx.worker_index)));
+    ///     }
+    ///     Ok(Box::new(CartPole::from_kwargs(kw)?))
+    /// }))?;
+    /// assert!(registry.make("PerWorker-v0", &Kwargs::new()).is_ok());
+    /// let ctx = EnvContext { worker_index: 2, ..EnvContext::default() };
+    /// let err = registry.make_with_context("PerWorker-v0", &Kwargs::new(), &ctx).err().unwrap();
+    /// assert_eq!(err.to_string(), "PerWorker-v0: worker 2 has no license");
+    /// # Ok::<(), rl_env::EnvError>(())
+    /// ```
+    pub fn with_context<F>(id: &str, constructor: F) -> Self
+    where
+        F: Fn(&Kwargs, &EnvContext) -> Result<Box<dyn Env>> + Send + Sync + 'static,
     {
         Self { id: id.to_string(), constructor: Arc::new(constructor), max_episode_steps: None, reward_threshold: None }
     }
@@ -130,8 +162,15 @@ impl Registry {
     }
 
     /// Makes the env `id`. The keyword `max_episode_steps` overrides the spec's time limit
-    /// (`null` removes it); every other keyword goes to the env's constructor.
+    /// (`null` removes it); every other keyword goes to the env's constructor. The env is made in
+    /// the default [`EnvContext`] (worker 0, sub-env 0, no restarts).
     pub fn make(&self, id: &str, kwargs: &Kwargs) -> Result<Box<dyn Env>> {
+        self.make_with_context(id, kwargs, &EnvContext::default())
+    }
+
+    /// [`Registry::make`] in the context `ctx`, which constructors registered with
+    /// [`EnvSpec::with_context`] receive.
+    pub fn make_with_context(&self, id: &str, kwargs: &Kwargs, ctx: &EnvContext) -> Result<Box<dyn Env>> {
         let spec = self.spec(id)?;
         let mut kwargs = kwargs.clone();
         let limit = match kwargs.remove("max_episode_steps") {
@@ -142,7 +181,7 @@ impl Registry {
                 message: format!("max_episode_steps must be a positive integer or null, got {v}"),
             })?),
         };
-        let env = (spec.constructor)(&kwargs).map_err(|e| e.for_env(&spec.id))?;
+        let env = (spec.constructor)(&kwargs, ctx).map_err(|e| e.for_env(&spec.id))?;
         Ok(match limit {
             Some(n) => Box::new(Registered { id: spec.id.clone(), inner: TimeLimit::new(env, n) }),
             None => Box::new(Registered { id: spec.id.clone(), inner: env }),
@@ -183,6 +222,12 @@ impl<E: Env> Env for Registered<E> {
     fn step_into(&mut self, action: Action<'_>, obs: &mut [f32]) -> Result<StepResult> {
         self.inner.step_into(action, obs).map_err(|e| e.for_env(&self.id))
     }
+    fn save_state(&self) -> Option<Value> {
+        self.inner.save_state()
+    }
+    fn restore_state(&mut self, state: &Value) -> Result<()> {
+        self.inner.restore_state(state).map_err(|e| e.for_env(&self.id))
+    }
 }
 
 fn global() -> &'static RwLock<Registry> {
@@ -198,6 +243,12 @@ pub fn register(spec: EnvSpec) -> Result<()> {
 /// Makes an env from the process-wide registry; see [`Registry::make`].
 pub fn make(id: &str, kwargs: &Kwargs) -> Result<Box<dyn Env>> {
     global().read().unwrap_or_else(|e| e.into_inner()).make(id, kwargs)
+}
+
+/// Makes an env from the process-wide registry in the context `ctx`; see
+/// [`Registry::make_with_context`].
+pub fn make_with_context(id: &str, kwargs: &Kwargs, ctx: &EnvContext) -> Result<Box<dyn Env>> {
+    global().read().unwrap_or_else(|e| e.into_inner()).make_with_context(id, kwargs, ctx)
 }
 
 /// The ids in the process-wide registry, sorted.

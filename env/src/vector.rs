@@ -12,6 +12,26 @@
 //!
 //! Seeding follows Gymnasium's vector envs: `reset(Some(seed))` seeds sub-env `i` with `seed + i`.
 //!
+//! ## Exact resume
+//!
+//! [`SyncVectorEnv::save_state`] returns every sub-env's [`Env::save_state`] together with the
+//! vector env's own buffers (observations, last rewards and flags, episode accumulators, restart
+//! counts, reset seeds), as JSON that round-trips through text bit for bit;
+//! [`SyncVectorEnv::restore_state`] puts it into a vector env made the same way. Finished episodes
+//! and restart records not drained yet are not part of it: drain them before saving.
+//!
+//! ## Restarting failed sub-envs
+//!
+//! With [`SyncVectorEnv::set_restart_failed_sub_envs`] on (RLlib's
+//! `restart_failed_sub_environments`), a sub-env whose step (or autoreset) returns an error or
+//! panics is rebuilt from the registry with its [`EnvContext::restarts`] one higher and reset with
+//! [`seed_for_restart`] of its reset seed. That step reports, for that sub-env only: the new reset
+//! observation, reward 0.0, `terminated` false, `truncated` true, and as final observation the one
+//! from before the failed step. The aborted episode is not reported by
+//! [`SyncVectorEnv::drain_episodes`]; each restart is, by [`SyncVectorEnv::drain_sub_env_restarts`].
+//! A failed rebuild or reset makes `step` return its error. Off (the default), errors are returned
+//! and panics propagate, as for any env.
+//!
 //! ```
 //! use rl_env::{Actions, Kwargs, SyncVectorEnv};
 //!
@@ -26,10 +46,16 @@
 //! # Ok::<(), rl_env::EnvError>(())
 //! ```
 
-use crate::env::{Env, Info, Kwargs};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde_json::{Value, json};
+
+use crate::env::{Env, EnvContext, Info, Kwargs, StepResult};
 use crate::error::{EnvError, Result};
-use crate::registry::make;
+use crate::registry::make_with_context;
+use crate::rng::mix_seed;
 use crate::space::{Action, Space};
+use crate::state::{StateReader, f32s_bits, f64s_bits};
 
 /// The actions of a whole vector env, one per sub-env, flattened row-major.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +81,40 @@ pub struct FinishedEpisode {
     pub truncated: bool,
 }
 
+/// A sub-env the vector env rebuilt after its step failed (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubEnvRestart {
+    /// The sub-env that failed.
+    pub env_idx: usize,
+    /// Its [`EnvContext::restarts`] after the rebuild.
+    pub restarts: u32,
+    /// The error it returned, or the message it panicked with.
+    pub error: String,
+}
+
+/// The reset seed of an env rebuilt for the `restarts`-th time, from the seed it was first reset
+/// with: `seed` itself for `restarts == 0`, else [`mix_seed`]`(seed, restarts)`. A vector env
+/// uses it for restarted sub-envs; a rollout worker can use it for a restarted worker's seed.
+///
+/// ```
+/// use rl_env::seed_for_restart;
+///
+/// assert_eq!(seed_for_restart(42, 0), 42);
+/// assert_ne!(seed_for_restart(42, 1), 42);
+/// assert_ne!(seed_for_restart(42, 1), seed_for_restart(42, 2));
+/// assert_eq!(seed_for_restart(42, 2), seed_for_restart(42, 2));
+/// ```
+pub fn seed_for_restart(seed: u64, restarts: u32) -> u64 {
+    if restarts == 0 { seed } else { mix_seed(seed, u64::from(restarts)) }
+}
+
+/// How to rebuild a sub-env: the registry id and keyword arguments it was made from.
+#[derive(Debug, Clone)]
+struct Rebuild {
+    id: String,
+    kwargs: Kwargs,
+}
+
 /// Sub-envs stepped one after another on the calling thread.
 pub struct SyncVectorEnv {
     envs: Vec<Box<dyn Env>>,
@@ -70,6 +130,16 @@ pub struct SyncVectorEnv {
     episode_lengths: Vec<u64>,
     finished: Vec<FinishedEpisode>,
     is_reset: bool,
+    /// The context each sub-env was built in.
+    contexts: Vec<EnvContext>,
+    /// Each sub-env's seed from the last seeded reset (`seed + i`).
+    base_seeds: Vec<Option<u64>>,
+    /// Set when the sub-envs came from the registry, so they can be rebuilt.
+    rebuild: Option<Rebuild>,
+    restart_failed: bool,
+    restarts: Vec<SubEnvRestart>,
+    /// A sub-env's observation before its step, kept while restarts are on.
+    prev_obs: Vec<f32>,
 }
 
 impl std::fmt::Debug for SyncVectorEnv {
@@ -83,7 +153,9 @@ impl std::fmt::Debug for SyncVectorEnv {
 }
 
 impl SyncVectorEnv {
-    /// Wraps `envs`, which must be non-empty and share observation and action spaces.
+    /// Wraps `envs`, which must be non-empty and share observation and action spaces. Sub-env `i`
+    /// counts as built in the context `{worker_index: 0, vector_index: i, restarts: 0}`; such a
+    /// vector env cannot restart failed sub-envs (it does not know how to rebuild them).
     pub fn new(envs: Vec<Box<dyn Env>>) -> Result<Self> {
         let first = envs.first().ok_or_else(|| EnvError::InvalidVectorEnv("no sub-envs".into()))?;
         for (i, e) in envs.iter().enumerate().skip(1) {
@@ -116,17 +188,82 @@ impl SyncVectorEnv {
             episode_lengths: vec![0; n],
             finished: Vec::new(),
             is_reset: false,
+            contexts: (0..n).map(|i| EnvContext { vector_index: i as u32, ..EnvContext::default() }).collect(),
+            base_seeds: vec![None; n],
+            rebuild: None,
+            restart_failed: false,
+            restarts: Vec::new(),
+            prev_obs: vec![0.0; obs_dim],
         })
     }
 
-    /// `n_envs` copies of the registered env `id`, made with `kwargs`.
+    /// `n_envs` copies of the registered env `id`, made with `kwargs` (worker 0, no restarts).
     pub fn make(id: &str, kwargs: &Kwargs, n_envs: usize) -> Result<Self> {
-        Self::new((0..n_envs).map(|_| make(id, kwargs)).collect::<Result<_>>()?)
+        Self::make_with_context(id, kwargs, n_envs, 0, 0)
+    }
+
+    /// `n_envs` copies of the registered env `id`, sub-env `i` made in the context
+    /// `{worker_index, vector_index: i, restarts}`. Such a vector env can restart failed sub-envs
+    /// (see [`SyncVectorEnv::set_restart_failed_sub_envs`]).
+    pub fn make_with_context(
+        id: &str,
+        kwargs: &Kwargs,
+        n_envs: usize,
+        worker_index: u32,
+        restarts: u32,
+    ) -> Result<Self> {
+        let contexts: Vec<EnvContext> = (0..n_envs)
+            .map(|i| {
+                let vector_index = u32::try_from(i)
+                    .map_err(|_| EnvError::InvalidVectorEnv(format!("{n_envs} sub-envs is more than u32 indices")))?;
+                Ok(EnvContext { worker_index, vector_index, restarts })
+            })
+            .collect::<Result<_>>()?;
+        let envs = contexts.iter().map(|ctx| make_with_context(id, kwargs, ctx)).collect::<Result<_>>()?;
+        let mut v = Self::new(envs)?;
+        v.contexts = contexts;
+        v.rebuild = Some(Rebuild { id: id.to_string(), kwargs: kwargs.clone() });
+        Ok(v)
+    }
+
+    /// Turns restarting failed sub-envs on or off (off by default; see the module docs). Turning it
+    /// on is [`EnvError::InvalidVectorEnv`] for a vector env built by [`SyncVectorEnv::new`], which
+    /// cannot rebuild its sub-envs.
+    pub fn set_restart_failed_sub_envs(&mut self, on: bool) -> Result<()> {
+        if on && self.rebuild.is_none() {
+            return Err(EnvError::InvalidVectorEnv(
+                "restarting failed sub-envs needs a vector env built by SyncVectorEnv::make or make_with_context, \
+                 which can rebuild them from the registry"
+                    .into(),
+            ));
+        }
+        self.restart_failed = on;
+        Ok(())
+    }
+
+    /// Whether failed sub-envs are restarted.
+    pub fn restarts_failed_sub_envs(&self) -> bool {
+        self.restart_failed
+    }
+
+    /// The context each sub-env was built in; `restarts` grows with each restart.
+    pub fn sub_env_contexts(&self) -> &[EnvContext] {
+        &self.contexts
+    }
+
+    /// Sub-env restarts since the last call, in the order they happened.
+    pub fn drain_sub_env_restarts(&mut self) -> Vec<SubEnvRestart> {
+        std::mem::take(&mut self.restarts)
     }
 
     /// Resets every sub-env; with `Some(seed)`, sub-env `i` gets `seed + i`. Returns the
     /// `[n_envs, obs_dim]` observations.
     pub fn reset(&mut self, seed: Option<u64>) -> Result<&[f32]> {
+        if let Some(seed) = seed {
+            for (i, base) in self.base_seeds.iter_mut().enumerate() {
+                *base = Some(seed.wrapping_add(i as u64));
+            }
+        }
         for (i, (env, row)) in self.envs.iter_mut().zip(self.obs.chunks_exact_mut(self.obs_dim)).enumerate() {
             self.infos[i] = env.reset_into(seed.map(|s| s.wrapping_add(i as u64)), None, row)?;
         }
@@ -164,9 +301,27 @@ impl SyncVectorEnv {
             env.action_space().check(env.id(), action_of(i))?;
         }
         let d = self.obs_dim;
-        for (i, env) in self.envs.iter_mut().enumerate() {
+        for i in 0..n {
+            let env = &mut *self.envs[i];
             let row = &mut self.obs[i * d..(i + 1) * d];
-            let r = env.step_into(action_of(i), row)?;
+            let final_row = &mut self.final_obs[i * d..(i + 1) * d];
+            let r = if self.restart_failed {
+                self.prev_obs.copy_from_slice(row);
+                let error = match catch_unwind(AssertUnwindSafe(|| step_one(env, action_of(i), row, final_row))) {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(panic) => Err(panic_message(&*panic)),
+                };
+                match error {
+                    Ok(r) => r,
+                    Err(error) => {
+                        self.restart_sub_env(i, error)?;
+                        continue;
+                    }
+                }
+            } else {
+                step_one(env, action_of(i), row, final_row)?
+            };
             self.rewards[i] = r.reward;
             self.terminated[i] = r.terminated;
             self.truncated[i] = r.truncated;
@@ -174,7 +329,6 @@ impl SyncVectorEnv {
             self.episode_returns[i] += r.reward;
             self.episode_lengths[i] += 1;
             if r.terminated || r.truncated {
-                self.final_obs[i * d..(i + 1) * d].copy_from_slice(row);
                 self.finished.push(FinishedEpisode {
                     env_idx: i,
                     r: self.episode_returns[i],
@@ -183,9 +337,111 @@ impl SyncVectorEnv {
                 });
                 self.episode_returns[i] = 0.0;
                 self.episode_lengths[i] = 0;
-                env.reset_into(None, None, row)?;
             }
         }
+        Ok(())
+    }
+
+    /// Replaces failed sub-env `i` by a fresh one from the registry and reports the step as a
+    /// truncation (see the module docs).
+    fn restart_sub_env(&mut self, i: usize, error: String) -> Result<()> {
+        let rebuild = self.rebuild.as_ref().expect("restarts are only turned on with a rebuild recipe");
+        let ctx = EnvContext { restarts: self.contexts[i].restarts.saturating_add(1), ..self.contexts[i] };
+        let mut env = make_with_context(&rebuild.id, &rebuild.kwargs, &ctx)?;
+        let d = self.obs_dim;
+        let seed = self.base_seeds[i].map(|s| seed_for_restart(s, ctx.restarts));
+        self.infos[i] = env.reset_into(seed, None, &mut self.obs[i * d..(i + 1) * d])?;
+        self.final_obs[i * d..(i + 1) * d].copy_from_slice(&self.prev_obs);
+        self.envs[i] = env;
+        self.contexts[i] = ctx;
+        self.rewards[i] = 0.0;
+        self.terminated[i] = false;
+        self.truncated[i] = true;
+        self.episode_returns[i] = 0.0;
+        self.episode_lengths[i] = 0;
+        self.restarts.push(SubEnvRestart { env_idx: i, restarts: ctx.restarts, error });
+        Ok(())
+    }
+
+    /// The full state for exact resume: every sub-env's [`Env::save_state`] and the vector env's
+    /// own buffers (see the module docs). `None` when any sub-env cannot save its state.
+    pub fn save_state(&self) -> Option<Value> {
+        let envs = self.envs.iter().map(|e| e.save_state()).collect::<Option<Vec<_>>>()?;
+        Some(json!({
+            "type": "SyncVectorEnv",
+            "n_envs": self.envs.len(),
+            "obs_dim": self.obs_dim,
+            "envs": envs,
+            "obs": f32s_bits(&self.obs),
+            "final_obs": f32s_bits(&self.final_obs),
+            "rewards": f64s_bits(&self.rewards),
+            "terminated": self.terminated,
+            "truncated": self.truncated,
+            "infos": self.infos,
+            "episode_returns": f64s_bits(&self.episode_returns),
+            "episode_lengths": self.episode_lengths,
+            "is_reset": self.is_reset,
+            "restarts": self.contexts.iter().map(|c| c.restarts).collect::<Vec<_>>(),
+            "base_seeds": self.base_seeds,
+        }))
+    }
+
+    /// Restores a state [`SyncVectorEnv::save_state`] returned, into a vector env with as many
+    /// sub-envs, made the same way. A malformed state is [`EnvError::InvalidState`]; when a sub-env
+    /// refuses its part, the vector env counts as not reset (stepping it is an error until
+    /// `reset` or a successful restore).
+    pub fn restore_state(&mut self, state: &Value) -> Result<()> {
+        let id = format!("vector of {}", self.envs[0].id());
+        let r = StateReader::new(&id, state, "SyncVectorEnv")?;
+        let n = self.envs.len();
+        let (nd, n_d) = (n * self.obs_dim, n);
+        if r.u64("n_envs")? != n as u64 || r.u64("obs_dim")? != self.obs_dim as u64 {
+            return Err(r.invalid("n_envs", &format!("{n} sub-envs of {} observation values", self.obs_dim)));
+        }
+        let sized = |key: &str, len: usize, got: usize| {
+            if got == len { Ok(()) } else { Err(r.invalid(key, &format!("a list of {len}"))) }
+        };
+        let envs = r.value("envs")?.as_array().ok_or_else(|| r.invalid("envs", "a list of sub-env states"))?;
+        sized("envs", n, envs.len())?;
+        let (obs, final_obs) = (r.f32_vec("obs")?, r.f32_vec("final_obs")?);
+        sized("obs", nd, obs.len())?;
+        sized("final_obs", nd, final_obs.len())?;
+        let (rewards, terminated, truncated) =
+            (r.f64_vec("rewards")?, r.bool_vec("terminated")?, r.bool_vec("truncated")?);
+        let infos = r.value("infos")?.as_array().ok_or_else(|| r.invalid("infos", "a list of objects"))?;
+        let infos = infos.iter().map(|i| i.as_object().cloned()).collect::<Option<Vec<Info>>>();
+        let infos = infos.ok_or_else(|| r.invalid("infos", "a list of objects"))?;
+        let (returns, lengths) = (r.f64_vec("episode_returns")?, r.u64_vec("episode_lengths")?);
+        let restarts = r.u32_vec("restarts")?;
+        let base_seeds = r.value("base_seeds")?.as_array().ok_or_else(|| r.invalid("base_seeds", "a list"))?;
+        let base_seeds: Option<Vec<Option<u64>>> =
+            base_seeds.iter().map(|v| if v.is_null() { Some(None) } else { v.as_u64().map(Some) }).collect();
+        let base_seeds = base_seeds.ok_or_else(|| r.invalid("base_seeds", "a list of seeds or nulls"))?;
+        for (key, got) in [
+            ("rewards", rewards.len()),
+            ("terminated", terminated.len()),
+            ("truncated", truncated.len()),
+            ("infos", infos.len()),
+            ("episode_returns", returns.len()),
+            ("episode_lengths", lengths.len()),
+            ("restarts", restarts.len()),
+            ("base_seeds", base_seeds.len()),
+        ] {
+            sized(key, n_d, got)?;
+        }
+        let is_reset = r.bool("is_reset")?;
+        self.is_reset = false;
+        for (env, saved) in self.envs.iter_mut().zip(envs) {
+            env.restore_state(saved)?;
+        }
+        (self.obs, self.final_obs, self.rewards, self.terminated, self.truncated) =
+            (obs, final_obs, rewards, terminated, truncated);
+        (self.infos, self.episode_returns, self.episode_lengths, self.base_seeds) =
+            (infos, returns, lengths, base_seeds);
+        for (ctx, restarts) in self.contexts.iter_mut().zip(restarts) {
+            ctx.restarts = restarts;
+        }
+        self.is_reset = is_reset;
         Ok(())
     }
 
@@ -264,10 +520,30 @@ impl SyncVectorEnv {
     }
 }
 
+/// Steps one sub-env and, when its episode ends, keeps the final observation in `final_row` and
+/// resets it (same-step autoreset).
+fn step_one(env: &mut dyn Env, action: Action<'_>, row: &mut [f32], final_row: &mut [f32]) -> Result<StepResult> {
+    let r = env.step_into(action, row)?;
+    if r.terminated || r.truncated {
+        final_row.copy_from_slice(row);
+        env.reset_into(None, None, row)?;
+    }
+    Ok(r)
+}
+
+/// The message a panic carried, when it is a string.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let msg = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    format!("panicked: {}", msg.unwrap_or("(a panic payload that is not a string)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::envs::{CartPole, Pendulum};
+    use crate::registry::make;
+    use crate::rng::NpRandom;
+    use crate::space::OwnedAction;
 
     #[test]
     fn sub_env_seeds_are_seed_plus_index() {
@@ -347,6 +623,77 @@ mod tests {
         assert!(SyncVectorEnv::new(vec![]).is_err());
         let envs: Vec<Box<dyn Env>> = vec![Box::new(CartPole::new()), Box::new(Pendulum::new())];
         assert!(SyncVectorEnv::new(envs).is_err());
+    }
+
+    /// Everything a step exposes, floats as bits, and the episodes it finished.
+    type Record = (Vec<u32>, Vec<u64>, Vec<bool>, Vec<bool>, Vec<Option<Vec<u32>>>, Vec<(usize, u64, u64, bool)>);
+
+    /// Steps `v` `n` times with actions sampled from `actions`, recording everything.
+    pub(crate) fn record(v: &mut SyncVectorEnv, actions: &mut NpRandom, n: usize) -> Vec<Record> {
+        let bits = |xs: &[f32]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        (0..n)
+            .map(|_| {
+                let sampled: Vec<OwnedAction> =
+                    (0..v.n_envs()).map(|_| v.single_action_space().sample(actions.bits_mut())).collect();
+                let (mut discrete, mut continuous) = (Vec::new(), Vec::new());
+                for a in sampled {
+                    match a {
+                        OwnedAction::Discrete(a) => discrete.push(a),
+                        OwnedAction::Continuous(a) => continuous.extend(a),
+                        OwnedAction::MultiDiscrete(_) => unreachable!("no built-in env has MultiDiscrete actions"),
+                    }
+                }
+                if discrete.is_empty() {
+                    v.step(Actions::Continuous(&continuous)).unwrap();
+                } else {
+                    v.step(Actions::Discrete(&discrete)).unwrap();
+                }
+                (
+                    bits(v.observations()),
+                    v.rewards().iter().map(|r| r.to_bits()).collect(),
+                    v.terminated().to_vec(),
+                    v.truncated().to_vec(),
+                    (0..v.n_envs()).map(|i| v.final_observation(i).map(bits)).collect(),
+                    v.drain_episodes().iter().map(|e| (e.env_idx, e.r.to_bits(), e.length, e.truncated)).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn resumes_bit_for_bit_from_saved_json_text() {
+        let kw: Kwargs = serde_json::from_str(r#"{"max_episode_steps": 30}"#).unwrap();
+        for id in ["CartPole-v1", "Pendulum-v1", "Acrobot-v1"] {
+            let mut v = SyncVectorEnv::make(id, &kw, 3).unwrap();
+            v.reset(Some(4)).unwrap();
+            let mut actions = NpRandom::from_seed(2);
+            record(&mut v, &mut actions, 45);
+            let saved = serde_json::to_string(&v.save_state().unwrap()).unwrap();
+            let actions_at_save = actions.clone();
+            let obs_at_save = v.observations().to_vec();
+            let want = record(&mut v, &mut actions, 200);
+            assert!(want.iter().map(|r| r.5.len()).sum::<usize>() >= 6, "{id}: too few episode ends");
+
+            let mut resumed = SyncVectorEnv::make(id, &kw, 3).unwrap();
+            resumed.restore_state(&serde_json::from_str(&saved).unwrap()).unwrap();
+            assert_eq!(resumed.observations(), obs_at_save.as_slice());
+            assert_eq!(record(&mut resumed, &mut actions_at_save.clone(), 200), want, "{id}");
+        }
+    }
+
+    #[test]
+    fn restore_rejects_states_of_other_shapes() {
+        let mut v = SyncVectorEnv::make("CartPole-v1", &Kwargs::new(), 2).unwrap();
+        v.reset(Some(0)).unwrap();
+        let saved = v.save_state().unwrap();
+        let mut three = SyncVectorEnv::make("CartPole-v1", &Kwargs::new(), 3).unwrap();
+        let err = three.restore_state(&saved).unwrap_err().to_string();
+        assert!(err.starts_with("vector of CartPole-v1: cannot restore state: n_envs must be 3 sub-envs"), "{err}");
+        let mut broken = saved.clone();
+        broken["episode_lengths"] = serde_json::json!([1]);
+        assert!(v.restore_state(&broken).unwrap_err().to_string().contains("episode_lengths must be a list of 2"));
+        let mut other = SyncVectorEnv::make("Acrobot-v1", &Kwargs::new(), 2).unwrap();
+        assert!(other.restore_state(&saved).is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@ use serde_json::json;
 use crate::env::{Env, Info, Kwargs, StepResult};
 use crate::error::Result;
 use crate::space::{Action, Space};
+use crate::state::{StateReader, f64_bits};
 
 /// An env that wraps another one.
 pub trait Wrapper: Env {
@@ -95,6 +96,23 @@ impl<E: Env> Env for TimeLimit<E> {
     }
     fn action_space(&self) -> &Space {
         self.inner.action_space()
+    }
+    /// `{"type": "TimeLimit", "elapsed_steps", "inner"}`; the limit itself is configuration.
+    fn save_state(&self) -> Option<serde_json::Value> {
+        let inner = self.inner.save_state()?;
+        Some(json!({"type": "TimeLimit", "elapsed_steps": self.elapsed_steps, "inner": inner}))
+    }
+    fn restore_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        if self.inner.save_state().is_none() {
+            // The inner env's own refusal says more than a wrong-type error would.
+            return self.inner.restore_state(state);
+        }
+        let id = self.inner.id().to_string();
+        let r = StateReader::new(&id, state, "TimeLimit")?;
+        let elapsed_steps = r.u64("elapsed_steps")?;
+        self.inner.restore_state(r.value("inner")?)?;
+        self.elapsed_steps = elapsed_steps;
+        Ok(())
     }
     fn reset_into(&mut self, seed: Option<u64>, options: Option<&Kwargs>, obs: &mut [f32]) -> Result<Info> {
         let info = self.inner.reset_into(seed, options, obs)?;
@@ -182,6 +200,51 @@ impl<E: Env> Env for RecordEpisodeStatistics<E> {
     fn action_space(&self) -> &Space {
         self.inner.action_space()
     }
+    /// The running episode's return, length and elapsed seconds, and the remembered episodes. On
+    /// restore, the running episode's clock restarts from the saved elapsed time.
+    fn save_state(&self) -> Option<serde_json::Value> {
+        let inner = self.inner.save_state()?;
+        let history: Vec<_> = self.history.iter().map(|e| json!([f64_bits(e.r), e.length, f64_bits(e.t)])).collect();
+        Some(json!({
+            "type": "RecordEpisodeStatistics",
+            "episode_return": f64_bits(self.episode_return),
+            "episode_length": self.episode_length,
+            "episode_elapsed_s": f64_bits(self.episode_start.elapsed().as_secs_f64()),
+            "history": history,
+            "inner": inner,
+        }))
+    }
+    fn restore_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        if self.inner.save_state().is_none() {
+            // The inner env's own refusal says more than a wrong-type error would.
+            return self.inner.restore_state(state);
+        }
+        let id = self.inner.id().to_string();
+        let r = StateReader::new(&id, state, "RecordEpisodeStatistics")?;
+        let (episode_return, episode_length) = (r.f64("episode_return")?, r.u64("episode_length")?);
+        let elapsed = r.f64("episode_elapsed_s")?;
+        let expected = "a list of [return bits, length, seconds bits] triples";
+        let history = r.value("history")?.as_array().ok_or_else(|| r.invalid("history", expected))?;
+        let history = history
+            .iter()
+            .map(|e| {
+                let f = |i: usize| e.get(i).and_then(serde_json::Value::as_u64);
+                Some(EpisodeStats { r: f64::from_bits(f(0)?), length: f(1)?, t: f64::from_bits(f(2)?) })
+            })
+            .collect::<Option<VecDeque<_>>>()
+            .ok_or_else(|| r.invalid("history", expected))?;
+        let start = std::time::Duration::try_from_secs_f64(elapsed)
+            .ok()
+            .and_then(|d| Instant::now().checked_sub(d))
+            .ok_or_else(|| r.invalid("episode_elapsed_s", "a non-negative number of seconds"))?;
+        self.inner.restore_state(r.value("inner")?)?;
+        (self.episode_return, self.episode_length, self.episode_start) = (episode_return, episode_length, start);
+        self.history = history;
+        while self.history.len() > self.buffer_length {
+            self.history.pop_front();
+        }
+        Ok(())
+    }
     fn reset_into(&mut self, seed: Option<u64>, options: Option<&Kwargs>, obs: &mut [f32]) -> Result<Info> {
         let info = self.inner.reset_into(seed, options, obs)?;
         self.episode_return = 0.0;
@@ -237,6 +300,30 @@ mod tests {
             let flags: Vec<bool> = (0..6).map(|_| env.step(Action::Continuous(&[0.0])).unwrap().truncated).collect();
             assert_eq!(flags, [false, false, false, false, true, true]);
         }
+    }
+
+    #[test]
+    fn wrapper_states_round_trip() {
+        let mut env = Pendulum::new().time_limit(4).record_episode_statistics();
+        env.reset(Some(3), None).unwrap();
+        for _ in 0..6 {
+            env.step(Action::Continuous(&[0.3])).unwrap();
+        }
+        let saved: serde_json::Value =
+            serde_json::from_str(&serde_json::to_string(&env.save_state().unwrap()).unwrap()).unwrap();
+        let mut resumed = Pendulum::new().time_limit(4).record_episode_statistics();
+        resumed.restore_state(&saved).unwrap();
+        assert_eq!(resumed.inner().elapsed_steps(), 6);
+        assert_eq!(resumed.episodes(), env.episodes());
+        let (a, b) = (env.step(Action::Continuous(&[0.1])).unwrap(), resumed.step(Action::Continuous(&[0.1])).unwrap());
+        assert_eq!((a.obs, a.reward, a.truncated), (b.obs, b.reward, b.truncated));
+        assert_eq!(a.info["episode"]["r"], b.info["episode"]["r"]);
+        let mut unwrapped = Pendulum::new().time_limit(4);
+        let err = unwrapped.restore_state(&saved).unwrap_err().to_string();
+        assert!(
+            err.ends_with("expected a state saved by TimeLimit, got one saved by RecordEpisodeStatistics"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::error::{EnvError, Result};
 use crate::registry::KwargReader;
 use crate::rng::NpRandom;
 use crate::space::{Action, Space};
+use crate::state::{self, StateReader};
 
 use super::{check_range, pow_f64};
 
@@ -103,6 +104,22 @@ impl Env for MountainCarContinuous {
 
     fn action_space(&self) -> &Space {
         &self.action_space
+    }
+
+    fn save_state(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "type": ID,
+            "state": self.state.as_ref().map(|s| state::f64s_bits(s)),
+            "state_is_f32": self.state_is_f32,
+            "rng": state::rng_state(self.rng.as_ref()),
+        }))
+    }
+
+    fn restore_state(&mut self, saved: &serde_json::Value) -> Result<()> {
+        let r = StateReader::new(ID, saved, ID)?;
+        let (st, is_f32, rng) = (r.opt_f64_array("state")?, r.bool("state_is_f32")?, r.rng("rng")?);
+        (self.state, self.state_is_f32, self.rng) = (st, is_f32, rng);
+        Ok(())
     }
 
     fn reset_into(&mut self, seed: Option<u64>, options: Option<&Kwargs>, obs: &mut [f32]) -> Result<Info> {

@@ -94,6 +94,9 @@ fn check_range(env: &str, what: &str, low: f64, high: f64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::NpRandom;
+    use crate::space::Space;
+    use crate::{Env, Kwargs};
 
     #[test]
     fn registers_gymnasium_limits_and_thresholds() {
@@ -112,6 +115,101 @@ mod tests {
             let env = r.make(id, &Default::default()).unwrap();
             assert_eq!(env.id(), id);
         }
+    }
+
+    /// One step's outcome, floats as bits.
+    type Record = (Vec<u32>, u64, bool, bool);
+
+    /// Steps `env` `n` times with actions sampled from `actions`, resetting (unseeded, so the
+    /// env's own generator draws the start) whenever an episode ends.
+    fn run(env: &mut dyn Env, actions: &mut NpRandom, n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|_| {
+                let action = env.action_space().sample(actions.bits_mut());
+                let s = env.step(action.as_action()).unwrap();
+                if s.terminated || s.truncated {
+                    env.reset(None, None).unwrap();
+                }
+                (s.obs.iter().map(|x| x.to_bits()).collect(), s.reward.to_bits(), s.terminated, s.truncated)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_builtin_resumes_bit_for_bit_from_saved_json_text() {
+        let r = Registry::with_builtins();
+        // A short time limit crosses several episode ends, so resets draw from the restored generator.
+        let kw: Kwargs = serde_json::from_str(r#"{"max_episode_steps": 40}"#).unwrap();
+        for id in r.ids() {
+            let mut env = r.make(&id, &kw).unwrap();
+            env.reset(Some(11), None).unwrap();
+            let mut actions = NpRandom::from_seed(5);
+            run(&mut *env, &mut actions, 57);
+            let saved = serde_json::to_string(&env.save_state().expect("built-ins save their state")).unwrap();
+            let actions_at_save = actions.clone();
+            let want = run(&mut *env, &mut actions, 300);
+            assert!(want.iter().filter(|s| s.2 || s.3).count() >= 3, "{id}: too few episode ends");
+
+            let mut resumed = r.make(&id, &kw).unwrap();
+            resumed.restore_state(&serde_json::from_str(&saved).unwrap()).unwrap();
+            assert_eq!(run(&mut *resumed, &mut actions_at_save.clone(), 300), want, "{id}");
+        }
+    }
+
+    #[test]
+    fn restoring_another_envs_state_or_garbage_is_an_error() {
+        let r = Registry::with_builtins();
+        let mut cartpole = r.make("CartPole-v1", &Kwargs::new()).unwrap();
+        cartpole.reset(Some(0), None).unwrap();
+        let saved = cartpole.save_state().unwrap();
+        let mut pendulum = r.make("Pendulum-v1", &Kwargs::new()).unwrap();
+        let err = pendulum.restore_state(&saved).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Pendulum-v1: cannot restore state: expected a state saved by Pendulum-v1, got one saved by CartPole-v1"
+        );
+        // Without its time limit the env is not wrapped in TimeLimit: a state saved with one does not fit.
+        let mut bare = r.make("CartPole-v1", &serde_json::from_str(r#"{"max_episode_steps": null}"#).unwrap()).unwrap();
+        let err = bare.restore_state(&saved).unwrap_err().to_string();
+        assert!(err.contains("expected a state saved by CartPole-v1, got one saved by TimeLimit"), "{err}");
+        let mut broken = saved.clone();
+        broken["inner"]["state"] = serde_json::json!([1, 2]);
+        let err = cartpole.restore_state(&broken).unwrap_err().to_string();
+        assert!(err.starts_with("CartPole-v1: cannot restore state: state must be a list of 4"), "{err}");
+        for garbage in [serde_json::json!(null), serde_json::json!("x"), serde_json::json!({"type": 3})] {
+            assert!(matches!(cartpole.restore_state(&garbage), Err(EnvError::InvalidState { .. })), "{garbage}");
+        }
+        // A failed restore changes nothing.
+        let after: Vec<_> = run(&mut *cartpole, &mut NpRandom::from_seed(1), 20);
+        let mut fresh = r.make("CartPole-v1", &Kwargs::new()).unwrap();
+        fresh.reset(Some(0), None).unwrap();
+        assert_eq!(run(&mut *fresh, &mut NpRandom::from_seed(1), 20), after);
+    }
+
+    #[test]
+    fn envs_that_cannot_save_say_so() {
+        struct Opaque(Space);
+        impl Env for Opaque {
+            fn observation_space(&self) -> &Space {
+                &self.0
+            }
+            fn action_space(&self) -> &Space {
+                &self.0
+            }
+            fn reset_into(&mut self, _: Option<u64>, _: Option<&Kwargs>, _: &mut [f32]) -> Result<crate::Info> {
+                Ok(crate::Info::new())
+            }
+            fn step_into(&mut self, _: crate::Action<'_>, _: &mut [f32]) -> Result<crate::StepResult> {
+                unreachable!("never stepped")
+            }
+        }
+        let mut r = Registry::empty();
+        r.register(EnvSpec::new("Opaque-v0", |_| Ok(Box::new(Opaque(Space::discrete(2)?)))).max_episode_steps(5))
+            .unwrap();
+        let mut env = r.make("Opaque-v0", &Kwargs::new()).unwrap();
+        assert!(env.save_state().is_none());
+        let err = env.restore_state(&serde_json::json!({})).unwrap_err().to_string();
+        assert_eq!(err, "Opaque-v0: cannot restore state: this env does not support saving and restoring its state");
     }
 
     #[test]
