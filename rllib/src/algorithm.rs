@@ -3,26 +3,34 @@
 //!
 //! ```text
 //! start the embedded runtime; the algorithm spawns its actors      (bad input fails here)
-//! create the run directory
-//! for iteration = 1, 2, ...
+//! create the run directory        (or, resuming: restore the newest checkpoint, drop later rows)
+//! for iteration = 1, 2, ...       (or k + 1, k + 2, ... after the checkpoint of iteration k)
 //!     algorithm.training_step()        sample and learn; fills the algorithm's metric columns
 //!     episode and counter metrics, evaluation every evaluation.interval iterations
 //!     progress.csv, result.jsonl, TensorBoard, callbacks
 //!     checkpoint every checkpoint.frequency iterations
+//!     SIGINT/SIGTERM: checkpoint and stop (crate::interrupt)
 //!     stop when the first stop condition is met
 //! final checkpoint, final evaluation, callbacks, summary.txt, summary.json (last)
 //! ```
+//!
+//! A resume is exact: every random stream, the optimizer, the schedules (a function of the
+//! iteration), the episode window and the envs mid-episode (when they can save their state)
+//! continue from the checkpoint, so the rows after it equal those of an uninterrupted run in
+//! every column but the timing ones.
 //!
 //! An algorithm (PPO in [`crate::ppo`]; DQN and SAC to come) implements [`Algorithm`]: its
 //! training step, its metric columns, its policy weights for evaluation, and its state for
 //! checkpoints (where a replay buffer or normalizer statistics go as extra files). Everything
 //! else lives here once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::callbacks::Callbacks;
-use crate::checkpoint::{AlgorithmState, CHECKPOINT_FORMAT_VERSION, CheckpointMetadata, write_checkpoint};
+use crate::checkpoint::{
+    AlgorithmState, CHECKPOINT_FORMAT_VERSION, CheckpointMetadata, ResumePoint, TrainingState, write_checkpoint,
+};
 use crate::config::{StopConfig, TrainConfig};
 use crate::error::Result;
 use crate::evaluation::{EvalStats, evaluate};
@@ -45,6 +53,10 @@ pub trait Algorithm {
 
     /// Everything needed to continue exactly, for a checkpoint.
     fn state(&mut self) -> Result<AlgorithmState>;
+
+    /// Continues from a checkpoint's state; returns false when the envs could not be restored
+    /// exactly (envs without `Env::save_state` are re-seeded instead).
+    fn restore(&mut self, state: &AlgorithmState) -> Result<bool>;
 
     /// Where each of its actors runs, by actor name (written to `cluster.json` on a cluster).
     fn actor_locations(&self) -> Vec<(String, rl_runtime::ActorLocation)> {
@@ -76,17 +88,66 @@ pub fn run(
     callbacks: &mut dyn Callbacks,
 ) -> Result<TrainSummary> {
     let run = RunDir::create(output, config)?;
-    let mut results = ResultWriter::create(&run, columns(algo.metric_columns()))?;
+    let results = ResultWriter::create(&run, columns(algo.metric_columns()))?;
+    drive(algo, config, &run, results, TrainingState::default(), callbacks)
+}
+
+/// Continues the run in `run` from checkpoint `point` (see [`ResumePoint::latest`]): restores
+/// the algorithm, drops the rows and TensorBoard points written after the checkpoint, and runs
+/// the loop from the next iteration.
+pub fn resume(
+    algo: &mut dyn Algorithm,
+    config: &TrainConfig,
+    run: &RunDir,
+    point: ResumePoint,
+    callbacks: &mut dyn Callbacks,
+) -> Result<TrainSummary> {
+    let exact = algo.restore(&point.state)?;
+    if !exact {
+        tracing::warn!(env = %config.env, "the env cannot save its state (Env::save_state): its envs were re-seeded, \
+            so this resume is not exact (episodes in flight start over)");
+    }
+    let k = point.training.training_iteration;
+    let results = ResultWriter::resume(run, columns(algo.metric_columns()), k)?;
+    crate::tensorboard::retain_events(run.path(), point.training.num_env_steps_sampled_lifetime as i64)
+        .map_err(crate::Error::io("rewrite the event files in", run.path()))?;
+    tracing::info!(checkpoint = %point.dir.display(), iteration = k, exact, "resuming");
+    drive(algo, config, run, results, point.training, callbacks)
+}
+
+/// The loop itself, from the state after `state.training_iteration` iterations.
+fn drive(
+    algo: &mut dyn Algorithm,
+    config: &TrainConfig,
+    run: &RunDir,
+    mut results: ResultWriter,
+    state: TrainingState,
+    callbacks: &mut dyn Callbacks,
+) -> Result<TrainSummary> {
     let mut events =
         EventWriter::create(run.path()).map_err(crate::Error::io("create an event file in", run.path()))?;
-    callbacks.on_train_start(&run, config);
+    callbacks.on_train_start(run, config);
     tracing::info!(run_dir = %run.path().display(), algorithm = config.algorithm.name(), env = %config.env,
         seed = config.seed, "training started");
 
     let start = Instant::now();
-    let mut window = EpisodeWindow::new(100);
-    let (mut env_steps, mut episodes, mut iteration) = (0u64, 0u64, 0u64);
+    let elapsed = |start: &Instant| state.time_total_s + start.elapsed().as_secs_f64();
+    let mut window = EpisodeWindow::with_episodes(100, &state.episode_window);
+    let (mut env_steps, mut episodes, mut iteration) =
+        (state.num_env_steps_sampled_lifetime, state.num_episodes_lifetime, state.training_iteration);
+    let snapshot = |iteration, env_steps, episodes, window: &EpisodeWindow, total_s| TrainingState {
+        training_iteration: iteration,
+        num_env_steps_sampled_lifetime: env_steps,
+        num_episodes_lifetime: episodes,
+        time_total_s: total_s,
+        episode_window: window.episodes(),
+    };
     let stop_reason = loop {
+        if iteration > 0
+            && let Some(reason) = stop_reason(&config.stop, iteration, env_steps, window.mean_return(), elapsed(&start))
+        {
+            break reason;
+        }
         iteration += 1;
         let iter_start = Instant::now();
         let mut r = IterationResult::default();
@@ -109,7 +170,7 @@ pub fn run(
             r.set("evaluation/episode_return_std", eval.return_std());
             r.set("evaluation/episode_len_mean", eval.length_mean());
         }
-        let total_s = start.elapsed().as_secs_f64();
+        let total_s = elapsed(&start);
         r.set("time_this_iter_s", iter_start.elapsed().as_secs_f64());
         r.set("time_total_s", total_s);
         r.set("timers/sample_s", step.sample_s);
@@ -118,19 +179,29 @@ pub fn run(
         results.write(&r)?;
         let scalars: Vec<(&str, f32)> = r.numbers(results.columns()).into_iter().map(|(k, v)| (k, v as f32)).collect();
         events.add_scalars(&scalars, env_steps as i64).map_err(crate::Error::io("write", events.path()))?;
+        events.flush().map_err(crate::Error::io("write", events.path()))?;
         callbacks.on_iteration(&r);
 
-        if config.checkpoint.frequency > 0 && iteration % config.checkpoint.frequency == 0 {
-            save_checkpoint(algo, config, &run, &format!("iter_{iteration:06}"), iteration, env_steps)?;
-        }
-        if let Some(reason) = stop_reason(&config.stop, iteration, env_steps, window.mean_return(), total_s) {
-            break reason;
+        let training = snapshot(iteration, env_steps, episodes, &window, total_s);
+        let periodic = config.checkpoint.frequency > 0 && iteration % config.checkpoint.frequency == 0;
+        let signal = crate::interrupt::requested();
+        if periodic || signal.is_some() {
+            let path = save_checkpoint(algo, config, run, &format!("iter_{iteration:06}"), &training)?;
+            if let Some(signal) = signal {
+                return Err(crate::Error::Interrupted {
+                    signal,
+                    iteration,
+                    checkpoint: path,
+                    run_dir: run.path().to_path_buf(),
+                });
+            }
         }
     };
-    let train_seconds = start.elapsed().as_secs_f64();
+    let train_seconds = elapsed(&start);
     events.flush().map_err(crate::Error::io("write", events.path()))?;
 
-    save_checkpoint(algo, config, &run, "final", iteration, env_steps)?;
+    let training = snapshot(iteration, env_steps, episodes, &window, train_seconds);
+    save_checkpoint(algo, config, run, "final", &training)?;
     let summary = TrainSummary {
         run_dir: run.path().to_path_buf(),
         iterations: iteration,
@@ -140,7 +211,7 @@ pub fn run(
         final_evaluation: evaluate_current(algo, config)?,
         stop_reason,
     };
-    callbacks.on_train_end(&run, &summary);
+    callbacks.on_train_end(run, &summary);
     run.write_summary(&summary)?;
     Ok(summary)
 }
@@ -193,22 +264,21 @@ fn save_checkpoint(
     config: &TrainConfig,
     run: &RunDir,
     name: &str,
-    iteration: u64,
-    env_steps: u64,
-) -> Result<()> {
+    training: &TrainingState,
+) -> Result<PathBuf> {
     let state = algo.state()?;
     let metadata = CheckpointMetadata {
         format_version: CHECKPOINT_FORMAT_VERSION,
         algorithm: config.algorithm.name().into(),
         env: config.env.clone(),
-        training_iteration: iteration,
-        num_env_steps_sampled_lifetime: env_steps,
+        training_iteration: training.training_iteration,
+        num_env_steps_sampled_lifetime: training.num_env_steps_sampled_lifetime,
         policy_version: state.policy_version,
         library_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let path = write_checkpoint(&run.checkpoint_dir(name), &metadata, config, &state)?;
-    tracing::info!(checkpoint = %path.display(), iteration, "checkpoint written");
-    Ok(())
+    let path = write_checkpoint(&run.checkpoint_dir(name), &metadata, config, &state, training)?;
+    tracing::info!(checkpoint = %path.display(), iteration = training.training_iteration, "checkpoint written");
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -8,12 +8,17 @@
 //!   policy.safetensors    the policy weights (loadable by candle or PyTorch)
 //!   optimizer.safetensors Adam moments (m.i, v.i) with the step count in the metadata
 //!   rng_state.json        learner shuffle generator and each rollout worker's sampling generator
+//!   env_runners.json      each env runner's restart count, step count and envs' state (physics,
+//!                         generators, episode accumulators) for an exact resume mid-episode
+//!   training_state.json   the loop's counters, elapsed time and the 100-episode window
 //!   ...                   further files an algorithm keeps (a replay buffer, normalizer
 //!                         statistics), named by the algorithm: see `AlgorithmState::extra_files`
 //! ```
 //!
-//! A checkpoint is written to a temporary sibling directory and renamed into place, so a crash
-//! never leaves a half-written checkpoint under the final name.
+//! A checkpoint is written to a temporary sibling directory (`.NAME.tmp`), every file synced,
+//! and renamed into place, so a crash never leaves a half-written checkpoint under the final
+//! name: any directory under a final name is complete. Format versions: 1 (no env runner or loop
+//! state: loadable to act, not to resume) and 2 (this build's).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,13 +28,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::rollout::EnvRunnerState;
 use crate::run_dir::{CHECKPOINTS_DIR, RunDir};
 
 /// Flat `f32` tensors by name.
 pub type NamedTensors = Vec<(String, Vec<f32>)>;
 
 /// The checkpoint layout written by this version.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+
+/// The oldest layout this version reads (to act on its policy; resuming needs version 2).
+pub const OLDEST_READABLE_FORMAT_VERSION: u32 = 1;
 
 /// `metadata.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,11 +88,54 @@ pub struct AlgorithmState {
     pub optimizer: OptimizerState,
     /// The learner's shuffle generator `(state, increment)`.
     pub learner_rng: (u128, u128),
-    /// Each rollout worker's sampling generator, by worker index.
-    pub worker_rngs: Vec<(u128, u128)>,
+    /// Each env runner's state, by worker index.
+    pub env_runners: Vec<EnvRunnerState>,
+    /// Sub-environment restarts so far.
+    pub num_sub_env_restarts: u64,
     /// Further files of algorithm state, by file name (a replay buffer, normalizer statistics).
     /// Names must be plain file names that differ from the files above.
     pub extra_files: Vec<(String, Vec<u8>)>,
+}
+
+/// `training_state.json`: the shared loop's state after the checkpoint's iteration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingState {
+    /// Iterations completed.
+    pub training_iteration: u64,
+    /// Env steps sampled.
+    pub num_env_steps_sampled_lifetime: u64,
+    /// Episodes finished.
+    pub num_episodes_lifetime: u64,
+    /// Wall-clock seconds of training so far.
+    pub time_total_s: f64,
+    /// The recent-episode window, oldest first: `(return, length)`.
+    pub episode_window: Vec<(f64, i64)>,
+}
+
+/// One entry of `env_runners.json` (generator state as decimal strings, like `rng_state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvRunnerFile {
+    worker_index: u32,
+    restarts: u32,
+    steps: u64,
+    rng: [String; 2],
+    /// The vector env's state, or null when its envs cannot save theirs.
+    envs: Option<serde_json::Value>,
+}
+
+/// Everything a resume needs, read back from a checkpoint of this format version.
+#[derive(Debug, Clone)]
+pub struct ResumePoint {
+    /// The checkpoint directory.
+    pub dir: PathBuf,
+    /// Its metadata.
+    pub metadata: CheckpointMetadata,
+    /// The algorithm's state.
+    pub state: AlgorithmState,
+    /// The loop's state.
+    pub training: TrainingState,
 }
 
 /// A checkpoint loaded from disk.
@@ -98,19 +150,28 @@ pub struct Checkpoint {
 }
 
 /// The files a checkpoint always has; `extra_files` may not reuse these names.
-const FILES: [&str; 5] =
-    ["metadata.json", "config.yaml", "policy.safetensors", "optimizer.safetensors", "rng_state.json"];
+const FILES: [&str; 7] = [
+    "metadata.json",
+    "config.yaml",
+    "policy.safetensors",
+    "optimizer.safetensors",
+    "rng_state.json",
+    "env_runners.json",
+    "training_state.json",
+];
 
 fn pair(x: (u128, u128)) -> [String; 2] {
     [x.0.to_string(), x.1.to_string()]
 }
 
-/// Writes a checkpoint to `dir`, replacing one of the same name atomically.
+/// Writes a checkpoint to `dir`, replacing one of the same name atomically (see the module
+/// docs). The failpoint `checkpoint.write` fires between the files.
 pub fn write_checkpoint(
     dir: &Path,
     metadata: &CheckpointMetadata,
     config: &TrainConfig,
     state: &AlgorithmState,
+    training: &TrainingState,
 ) -> Result<PathBuf> {
     for (name, _) in &state.extra_files {
         let plain = Path::new(name).file_name().is_some_and(|f| f == name.as_str());
@@ -123,25 +184,79 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(Error::io("remove", &tmp))?;
     }
     std::fs::create_dir(&tmp).map_err(Error::io("create", &tmp))?;
-    let write =
-        |name: &str, bytes: &[u8]| std::fs::write(tmp.join(name), bytes).map_err(Error::io("write", tmp.join(name)));
+    let write = |name: &str, bytes: &[u8]| {
+        crate::failpoint::hit("checkpoint.write");
+        write_synced(&tmp.join(name), bytes)
+    };
     write("metadata.json", (pretty_json("checkpoint metadata", metadata)? + "\n").as_bytes())?;
     let yaml =
         serde_saphyr::to_string(config).map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
     write("config.yaml", yaml.as_bytes())?;
     write("policy.safetensors", &state.policy)?;
     write("optimizer.safetensors", &optimizer_bytes(&state.optimizer))?;
-    let rngs =
-        RngStates { learner: pair(state.learner_rng), workers: state.worker_rngs.iter().copied().map(pair).collect() };
+    let rngs = RngStates {
+        learner: pair(state.learner_rng),
+        workers: state.env_runners.iter().map(|r| pair(r.rng)).collect(),
+    };
     write("rng_state.json", (pretty_json("generator states", &rngs)? + "\n").as_bytes())?;
+    let runners = state
+        .env_runners
+        .iter()
+        .map(|r| {
+            let envs = match &r.envs {
+                Some(text) => Some(
+                    serde_json::from_str(text)
+                        .map_err(|e| Error::Serialize { what: "an env runner's env state", message: e.to_string() })?,
+                ),
+                None => None,
+            };
+            Ok(EnvRunnerFile {
+                worker_index: r.worker_index,
+                restarts: r.restarts,
+                steps: r.steps,
+                rng: pair(r.rng),
+                envs,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    write("env_runners.json", (pretty_json("env runner states", &runners)? + "\n").as_bytes())?;
+    let training_json = serde_json::json!({
+        "training": training,
+        "num_sub_env_restarts": state.num_sub_env_restarts,
+    });
+    write("training_state.json", (pretty_json("the training state", &training_json)? + "\n").as_bytes())?;
     for (name, bytes) in &state.extra_files {
         write(name, bytes)?;
     }
+    sync_dir(&tmp)?;
+    crate::failpoint::hit("checkpoint.rename");
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(Error::io("remove", dir))?;
+        // Move the old one aside first: at every moment one complete checkpoint has the name
+        // or is recoverable from its `.old` sibling.
+        let old = parent.join(format!(".{}.old", dir.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint")));
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(Error::io("remove", &old))?;
+        }
+        std::fs::rename(dir, &old).map_err(Error::io("move aside", dir))?;
+        std::fs::rename(&tmp, dir).map_err(Error::io("move a checkpoint into", dir))?;
+        std::fs::remove_dir_all(&old).map_err(Error::io("remove", &old))?;
+    } else {
+        std::fs::rename(&tmp, dir).map_err(Error::io("move a checkpoint into", dir))?;
     }
-    std::fs::rename(&tmp, dir).map_err(Error::io("move a checkpoint into", dir))?;
+    sync_dir(parent)?;
     Ok(dir.to_path_buf())
+}
+
+/// Writes `bytes` to `path` and syncs them to disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(Error::io("create", path))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(Error::io("write", path))
+}
+
+/// Syncs a directory's entries (a rename into it) to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("sync", dir))
 }
 
 fn pretty_json<T: Serialize>(what: &'static str, value: &T) -> Result<String> {
@@ -229,12 +344,13 @@ impl Checkpoint {
         let meta_path = dir.join("metadata.json");
         let metadata: CheckpointMetadata = serde_json::from_slice(&read("metadata.json")?)
             .map_err(|e| Error::Format { path: meta_path.clone(), line: Some(e.line()), message: e.to_string() })?;
-        if metadata.format_version != CHECKPOINT_FORMAT_VERSION {
+        if !(OLDEST_READABLE_FORMAT_VERSION..=CHECKPOINT_FORMAT_VERSION).contains(&metadata.format_version) {
             return Err(Error::Format {
                 path: meta_path,
                 line: None,
                 message: format!(
-                    "checkpoint format version {}, this build reads version {CHECKPOINT_FORMAT_VERSION}",
+                    "checkpoint format version {}, this build reads versions {OLDEST_READABLE_FORMAT_VERSION} to \
+                     {CHECKPOINT_FORMAT_VERSION}",
                     metadata.format_version
                 ),
             });
@@ -255,6 +371,141 @@ impl Checkpoint {
         }
         let config = TrainConfig::parse(&text, &source, &[])?;
         Ok(Self { metadata, config, policy: read("policy.safetensors")? })
+    }
+}
+
+fn read_metadata(dir: &Path) -> Result<CheckpointMetadata> {
+    let path = dir.join("metadata.json");
+    let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Format { path, line: Some(e.line()), message: e.to_string() })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        line: Some(e.line()),
+        message: e.to_string(),
+    })
+}
+
+fn parse_pair(p: &[String; 2], path: &Path, what: &str) -> Result<(u128, u128)> {
+    let parse = |s: &String| {
+        s.parse::<u128>().map_err(|_| Error::Format {
+            path: path.to_path_buf(),
+            line: None,
+            message: format!("{what}: {s:?} is not a 128-bit generator word"),
+        })
+    };
+    Ok((parse(&p[0])?, parse(&p[1])?))
+}
+
+impl ResumePoint {
+    /// The newest complete checkpoint of the run directory `run`, by iteration, or `None`.
+    /// Temporary directories of interrupted writes (`.NAME.tmp`) are not checkpoints.
+    pub fn latest(run: &RunDir) -> Result<Option<PathBuf>> {
+        let dir = run.file(CHECKPOINTS_DIR);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
+        let mut best: Option<(u64, PathBuf)> = None;
+        for entry in entries {
+            let path = entry.map_err(Error::io("read", &dir))?.path();
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
+            if hidden || !path.join("metadata.json").is_file() {
+                continue;
+            }
+            let meta = read_metadata(&path)?;
+            if best.as_ref().is_none_or(|(it, _)| meta.training_iteration > *it) {
+                best = Some((meta.training_iteration, path));
+            }
+        }
+        Ok(best.map(|(_, p)| p))
+    }
+
+    /// Reads everything a resume needs from checkpoint `dir`. Each file is checked; an error
+    /// names the file and what is wrong. A checkpoint of format version 1 is refused (it holds
+    /// no env runner or loop state), naming both versions.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let metadata = read_metadata(dir)?;
+        if metadata.format_version != CHECKPOINT_FORMAT_VERSION {
+            return Err(Error::Format {
+                path: dir.join("metadata.json"),
+                line: None,
+                message: format!(
+                    "checkpoint format version {} cannot be resumed by this build, which resumes version \
+                     {CHECKPOINT_FORMAT_VERSION} (version 1 holds no env runner or loop state; its policy can still \
+                     be evaluated)",
+                    metadata.format_version
+                ),
+            });
+        }
+        let policy_path = dir.join("policy.safetensors");
+        let policy = std::fs::read(&policy_path).map_err(Error::io("read", &policy_path))?;
+        let version = rl_policies::weights_version(&policy).map_err(|e| Error::Format {
+            path: policy_path.clone(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        let opt_path = dir.join("optimizer.safetensors");
+        let optimizer = read_optimizer(&std::fs::read(&opt_path).map_err(Error::io("read", &opt_path))?, &opt_path)?;
+        let rng_path = dir.join("rng_state.json");
+        let rngs: RngStates = read_json(&rng_path)?;
+        let runners_path = dir.join("env_runners.json");
+        let runners: Vec<EnvRunnerFile> = read_json(&runners_path)?;
+        let env_runners = runners
+            .iter()
+            .map(|r| {
+                Ok(EnvRunnerState {
+                    worker_index: r.worker_index,
+                    restarts: r.restarts,
+                    rng: parse_pair(&r.rng, &runners_path, &format!("env runner {} rng", r.worker_index))?,
+                    steps: r.steps,
+                    envs: r.envs.as_ref().map(|v| v.to_string()),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let training_path = dir.join("training_state.json");
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct TrainingFile {
+            training: TrainingState,
+            num_sub_env_restarts: u64,
+        }
+        let t: TrainingFile = read_json(&training_path)?;
+        let mismatch = |path: &Path, message: String| Error::Format { path: path.to_path_buf(), line: None, message };
+        if t.training.training_iteration != metadata.training_iteration {
+            return Err(mismatch(
+                &training_path,
+                format!(
+                    "training_iteration {} but metadata.json says {}",
+                    t.training.training_iteration, metadata.training_iteration
+                ),
+            ));
+        }
+        if version != metadata.policy_version {
+            return Err(mismatch(
+                &policy_path,
+                format!("policy version {version} but metadata.json says {}", metadata.policy_version),
+            ));
+        }
+        let mut extra_files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(Error::io("read", dir))? {
+            let path = entry.map_err(Error::io("read", dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            if !FILES.contains(&name.as_str()) && path.is_file() {
+                extra_files.push((name, std::fs::read(&path).map_err(Error::io("read", &path))?));
+            }
+        }
+        extra_files.sort();
+        let state = AlgorithmState {
+            policy,
+            policy_version: metadata.policy_version,
+            optimizer,
+            learner_rng: parse_pair(&rngs.learner, &rng_path, "learner")?,
+            env_runners,
+            num_sub_env_restarts: t.num_sub_env_restarts,
+            extra_files,
+        };
+        Ok(Self { dir: dir.to_path_buf(), metadata, state, training: t.training })
     }
 }
 
@@ -297,13 +548,13 @@ mod tests {
             extra_files: vec![("replay_buffer.safetensors".into(), b"buffer".to_vec())],
             ..Default::default()
         };
-        let ckpt = write_checkpoint(&dir.join("final"), &meta, &config, &state).unwrap();
+        let ckpt = write_checkpoint(&dir.join("final"), &meta, &config, &state, &TrainingState::default()).unwrap();
         for f in FILES {
             assert!(ckpt.join(f).is_file(), "{f}");
         }
         assert_eq!(std::fs::read(ckpt.join("replay_buffer.safetensors")).unwrap(), b"buffer");
         // Rewriting replaces it whole.
-        write_checkpoint(&ckpt, &meta, &config, &AlgorithmState::default()).unwrap();
+        write_checkpoint(&ckpt, &meta, &config, &AlgorithmState::default(), &TrainingState::default()).unwrap();
         assert!(!ckpt.join("replay_buffer.safetensors").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -86,6 +86,67 @@ pub struct CheckpointConfig {
     pub frequency: u64,
 }
 
+/// What happens when an env runner (rollout worker) fails: RLlib's `fault_tolerance` settings,
+/// with RLlib's key names and meanings (`sample_timeout_s` is set through `env_runners()` in
+/// RLlib; here it sits with the rest).
+///
+/// A runner *fails* when its env panics or returns an error, when a sample takes longer than
+/// `sample_timeout_s`, when its process dies (`env_runner_isolation: process`) or when its node
+/// is declared dead. A restarted runner is rebuilt from its constructor (at-most-once calls, as
+/// in Ray: a message in flight when the runner failed is not replayed): same worker index, envs
+/// re-seeded from the index and the restart count, and the current weights before it samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultToleranceConfig {
+    /// Restart a failed runner as an identical copy (same worker index). When true,
+    /// `ignore_env_runner_failures` does not matter (RLlib's default: true).
+    pub restart_failed_env_runners: bool,
+    /// Without restarts, go on with the healthy runners instead of failing the run (RLlib's
+    /// default: false). The run fails once no runner is left.
+    pub ignore_env_runner_failures: bool,
+    /// How many times each runner may be restarted; one more failure fails the run, or, with
+    /// `ignore_env_runner_failures`, drops the runner (RLlib's default: 1000).
+    pub max_num_env_runner_restarts: u32,
+    /// Seconds between a runner's failure and its restart (RLlib's default is 60; ours is 1,
+    /// so a short run does not idle for a minute). Iterations in between use the healthy
+    /// runners.
+    pub delay_between_env_runner_restarts_s: f64,
+    /// Seconds a runner may take for one sample (the weights it loads included) before it
+    /// counts as failed (RLlib's `sample_timeout_s`, default 60). Keep it well above a loaded
+    /// machine's sample time, so slow is not taken for stuck.
+    pub sample_timeout_s: f64,
+    /// When a sub-environment of a runner's vector env fails (error or panic), rebuild and
+    /// reset only that sub-environment and go on: the runner does not fail and its other
+    /// sub-environments keep their episodes (RLlib's default: false).
+    pub restart_failed_sub_environments: bool,
+}
+
+impl Default for FaultToleranceConfig {
+    fn default() -> Self {
+        Self {
+            restart_failed_env_runners: true,
+            ignore_env_runner_failures: false,
+            max_num_env_runner_restarts: 1000,
+            delay_between_env_runner_restarts_s: 1.0,
+            sample_timeout_s: 60.0,
+            restart_failed_sub_environments: false,
+        }
+    }
+}
+
+/// Where each env runner runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvRunnerIsolation {
+    /// A thread of a node's process (the default): cheapest; an abort in env code (a native
+    /// library's crash) takes the whole node down.
+    #[default]
+    Thread,
+    /// A process of its own on its node (needs a cluster, `rl train --address`): an abort kills
+    /// only that runner, and a stalled runner can be killed at once.
+    Process,
+}
+
 /// A full training config. Key names follow RLlib where RLlib has one; defaults follow
 /// CleanRL's `ppo.py` (cited per field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +182,10 @@ pub struct TrainConfig {
     /// runtime.
     #[serde(default)]
     pub learner_in_placement_group: bool,
+    /// Whether each env runner is a thread (default) or a process of its own on its node. Our
+    /// own key (RLlib runs every runner as a Ray actor process).
+    #[serde(default)]
+    pub env_runner_isolation: EnvRunnerIsolation,
     /// Sub-envs per rollout worker (CleanRL: 4 envs in total).
     #[serde(default = "default_num_envs_per_env_runner")]
     pub num_envs_per_env_runner: usize,
@@ -196,6 +261,9 @@ pub struct TrainConfig {
     /// Checkpoint settings.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// What happens when env runners fail.
+    #[serde(default)]
+    pub fault_tolerance: FaultToleranceConfig,
 }
 
 fn default_algorithm() -> AlgorithmId {
@@ -451,6 +519,19 @@ impl TrainConfig {
             return fail(
                 "clip_param_schedule",
                 "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
+            );
+        }
+        let ft = &self.fault_tolerance;
+        if !positive(ft.sample_timeout_s) {
+            return fail(
+                "fault_tolerance.sample_timeout_s",
+                format!("must be a positive number, got {}", ft.sample_timeout_s),
+            );
+        }
+        if !(ft.delay_between_env_runner_restarts_s >= 0.0 && ft.delay_between_env_runner_restarts_s.is_finite()) {
+            return fail(
+                "fault_tolerance.delay_between_env_runner_restarts_s",
+                format!("must be a non-negative number, got {}", ft.delay_between_env_runner_restarts_s),
             );
         }
         if self.evaluation.duration == 0 {

@@ -119,6 +119,26 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A run cannot be resumed from what its directory holds (no complete checkpoint, a
+    /// finished run, a checkpoint without the state an exact resume needs).
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    /// Env runners failed and fault tolerance could not carry the run on: restarts are off or
+    /// used up, or no runner is left. The message names each failure.
+    #[error("env runners failed: {0}")]
+    EnvRunners(String),
+    /// The run was stopped by a signal (SIGINT or SIGTERM) after writing a checkpoint.
+    #[error("interrupted by {signal} after iteration {iteration}; checkpoint {} written; continue with `rl train --resume {}`", checkpoint.display(), run_dir.display())]
+    Interrupted {
+        /// The signal's name.
+        signal: &'static str,
+        /// The last completed iteration.
+        iteration: u64,
+        /// The checkpoint written.
+        checkpoint: PathBuf,
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// A trajectory batch from the object store could not be decoded.
     #[error("trajectory batch: {message}")]
     Batch {

@@ -8,7 +8,7 @@
 //! off-policy algorithms, when they come, slot in at [`Agent::new`].
 
 use rl_env::rng::Pcg64;
-use rl_env::{Action, Actions, OwnedAction, make};
+use rl_env::{Action, Actions, OwnedAction};
 use rl_policies::FastPolicy;
 
 use crate::action::PolicyActions;
@@ -65,6 +65,11 @@ pub struct Agent {
     encoded: Vec<f32>,
 }
 
+/// The worker index in the [`rl_env::EnvContext`] of envs that evaluate or act outside
+/// training: no env runner has it, so an env that depends on its runner (a fault-injection env
+/// crashing only on chosen runners) can tell evaluation apart.
+pub const EVALUATION_WORKER_INDEX: u32 = u32::MAX;
+
 /// What one [`Agent::step`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentStep {
@@ -78,7 +83,8 @@ impl Agent {
     /// Builds the env of `config` and the policy with `weights`. With `deterministic`, actions
     /// are the argmax / mean; otherwise they are sampled with a generator seeded by `sample_seed`.
     pub fn new(config: &TrainConfig, weights: &[u8], deterministic: bool, sample_seed: u64) -> Result<Self> {
-        let env = make(&config.env, &config.env_config)?;
+        let context = rl_env::EnvContext { worker_index: EVALUATION_WORKER_INDEX, ..Default::default() };
+        let env = rl_env::make_with_context(&config.env, &config.env_config, &context)?;
         let (fast, encoder) = match config.algorithm {
             AlgorithmId::Ppo => {
                 let (mut policy, encoder) =

@@ -21,6 +21,9 @@ pub const COMMON_HEAD: &[&str] = &[
     "env_runners/episode_return_max",
     "env_runners/episode_len_mean",
     "env_runners/num_episodes",
+    "fault_tolerance/num_healthy_workers",
+    "fault_tolerance/num_remote_worker_restarts",
+    "fault_tolerance/num_sub_env_restarts",
 ];
 
 /// The columns every algorithm reports last: evaluation and timing.
@@ -103,6 +106,21 @@ impl EpisodeWindow {
     /// A window over the last `capacity` episodes.
     pub fn new(capacity: usize) -> Self {
         Self { episodes: VecDeque::with_capacity(capacity), capacity }
+    }
+
+    /// A window over the last `capacity` episodes holding `episodes` (`(return, length)`,
+    /// oldest first; only the newest `capacity` are kept).
+    pub fn with_episodes(capacity: usize, episodes: &[(f64, i64)]) -> Self {
+        let mut w = Self::new(capacity);
+        for (r, l) in episodes {
+            w.extend(&[*r], &[*l]);
+        }
+        w
+    }
+
+    /// The episodes in the window, oldest first, as `(return, length)`.
+    pub fn episodes(&self) -> Vec<(f64, i64)> {
+        self.episodes.iter().copied().collect()
     }
 
     /// Adds finished episodes in order.

@@ -105,6 +105,40 @@ impl Adam {
         }
         (self.step, out)
     }
+
+    /// Takes over a state from [`Adam::state`]; every moment must be present with its
+    /// variable's element count, else nothing changes and the error names what is wrong.
+    pub fn restore(&mut self, step: u64, moments: &[(String, Vec<f32>)]) -> std::result::Result<(), String> {
+        let mut m = self.m.clone();
+        let mut v = self.v.clone();
+        let mut seen = vec![[false; 2]; self.vars.len()];
+        for (name, values) in moments {
+            let (kind, index) = name.split_once('.').ok_or_else(|| format!("unexpected tensor {name:?}"))?;
+            let i: usize = index.parse().map_err(|_| format!("unexpected tensor {name:?}"))?;
+            let (slot, which) = match kind {
+                "m" => (m.get_mut(i), 0),
+                "v" => (v.get_mut(i), 1),
+                _ => (None, 0),
+            };
+            let slot = slot.ok_or_else(|| {
+                format!("unexpected tensor {name:?} (the model has {} parameter tensors)", self.vars.len())
+            })?;
+            if values.len() != slot.len() {
+                return Err(format!(
+                    "tensor {name} has {} elements, the model's parameter has {}",
+                    values.len(),
+                    slot.len()
+                ));
+            }
+            slot.copy_from_slice(values);
+            seen[i][which] = true;
+        }
+        if let Some(i) = seen.iter().position(|s| !(s[0] && s[1])) {
+            return Err(format!("tensors m.{i} and v.{i} are missing"));
+        }
+        (self.m, self.v, self.step) = (m, v, step);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,15 @@
 //! (ignoring versions older than the one it has); `Sample` steps every sub-env
 //! `rollout_fragment_length` times with one batched forward pass per step, puts the
 //! [`TrajectoryBatch`] into the object store and replies with its ref.
+//!
+//! A worker restarted after a failure (`restarts > 0`, see [`crate::env_runners`]) re-seeds its
+//! envs and its sampling generator from its index and restart count
+//! ([`rl_env::seed_for_restart`]), so a restarted run is as reproducible as any other. `State`
+//! and `Restore` carry everything a resume needs to continue mid-episode: the generator, the
+//! step count and the vector env's state (when its envs can save theirs).
 
-use rl_env::SyncVectorEnv;
 use rl_env::rng::Pcg64;
+use rl_env::{SyncVectorEnv, seed_for_restart};
 use rl_policies::{ActorCritic, FastPolicy};
 use rl_runtime::{Actor, ActorContext, BoxError, ObjectRef};
 use serde::{Deserialize, Serialize};
@@ -26,6 +32,24 @@ pub struct RolloutWorkerInit {
     pub config: TrainConfig,
     /// This worker's index, `0..num_env_runners`.
     pub worker_index: u32,
+    /// How many times a worker of this index was restarted before this one (0 for the first).
+    pub restarts: u32,
+}
+
+/// A rollout worker's state for a checkpoint: enough to continue exactly where it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvRunnerState {
+    /// The worker index.
+    pub worker_index: u32,
+    /// Its restart count.
+    pub restarts: u32,
+    /// `(state, increment)` of the sampling generator.
+    pub rng: (u128, u128),
+    /// Vector-env steps taken.
+    pub steps: u64,
+    /// The vector env's state as JSON text (see [`SyncVectorEnv::save_state`]), or `None` when
+    /// its envs cannot save theirs: a restore then re-seeds them (not exact).
+    pub envs: Option<String>,
 }
 
 /// Messages a rollout worker handles.
@@ -36,8 +60,10 @@ pub enum RolloutMsg {
     SetWeights(ObjectRef),
     /// Sample one fragment and put it into the object store.
     Sample,
-    /// The raw state of the action-sampling generator, for checkpoints.
-    RngState,
+    /// The worker's state, for checkpoints.
+    State,
+    /// Continue from a saved state (same worker index).
+    Restore(Box<EnvRunnerState>),
 }
 
 /// Replies of a rollout worker.
@@ -45,15 +71,20 @@ pub enum RolloutMsg {
 pub enum RolloutReply {
     /// The policy version now loaded.
     Weights(u64),
-    /// The sampled batch.
-    Batch(ObjectRef),
-    /// `(state, increment)` of the sampling generator.
-    RngState(u128, u128),
+    /// The sampled batch, and how many sub-environments were restarted while sampling it
+    /// (`restart_failed_sub_environments`).
+    Batch(ObjectRef, u32),
+    /// The worker's state.
+    State(Box<EnvRunnerState>),
+    /// Restored; `false` when the envs could not be restored exactly and were re-seeded.
+    Restored(bool),
 }
 
 /// The rollout-worker actor.
 pub struct RolloutWorker {
     index: u32,
+    restarts: u32,
+    env_seed: u64,
     envs: SyncVectorEnv,
     policy: ActorCritic,
     fast: FastPolicy,
@@ -76,18 +107,24 @@ impl Actor for RolloutWorker {
     fn new(init: RolloutWorkerInit, _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
         let c = &init.config;
         let n = c.num_envs_per_env_runner;
-        let mut envs = SyncVectorEnv::make(&c.env, &c.env_config, n)?;
-        envs.reset(Some(c.seed + u64::from(init.worker_index) * n as u64))?;
+        let mut envs = SyncVectorEnv::make_with_context(&c.env, &c.env_config, n, init.worker_index, init.restarts)?;
+        if c.fault_tolerance.restart_failed_sub_environments {
+            envs.set_restart_failed_sub_envs(true)?;
+        }
+        let env_seed = seed_for_restart(c.seed + u64::from(init.worker_index) * n as u64, init.restarts);
+        envs.reset(Some(env_seed))?;
         let (policy, encoder) =
             actor_critic(&c.model, envs.single_observation_space(), envs.single_action_space(), c.seed)?;
         Ok(Self {
             index: init.worker_index,
+            restarts: init.restarts,
+            env_seed,
             fast: policy.fast_policy()?,
             acting: PolicyActions::new(envs.single_action_space(), n),
             envs,
             policy,
             version: 0,
-            rng: stream_rng(c.seed, worker_stream(init.worker_index)),
+            rng: stream_rng(seed_for_restart(c.seed, init.restarts), worker_stream(init.worker_index)),
             fragment: c.rollout_fragment_length,
             env_id: c.env.clone(),
             steps: 0,
@@ -110,17 +147,60 @@ impl Actor for RolloutWorker {
             }
             RolloutMsg::Sample => {
                 let batch = self.sample().map_err(Error::into_actor_error)?;
-                Ok(RolloutReply::Batch(ctx.runtime().put(batch.to_bytes().into())?))
+                let sub_env_restarts = self.envs.drain_sub_env_restarts();
+                for r in &sub_env_restarts {
+                    tracing::warn!(worker = self.index, sub_env = r.env_idx, restarts = r.restarts, error = %r.error,
+                        "sub-environment failed and was restarted");
+                }
+                let restarted = u32::try_from(sub_env_restarts.len()).unwrap_or(u32::MAX);
+                Ok(RolloutReply::Batch(ctx.runtime().put(batch.to_bytes().into())?, restarted))
             }
-            RolloutMsg::RngState => {
-                let (s, i) = self.rng.state();
-                Ok(RolloutReply::RngState(s, i))
-            }
+            RolloutMsg::State => Ok(RolloutReply::State(Box::new(self.state()?))),
+            RolloutMsg::Restore(state) => Ok(RolloutReply::Restored(self.restore(&state)?)),
         }
     }
 }
 
 impl RolloutWorker {
+    fn state(&self) -> Result<EnvRunnerState> {
+        let envs = self.envs.save_state().map(|v| v.to_string());
+        Ok(EnvRunnerState {
+            worker_index: self.index,
+            restarts: self.restarts,
+            rng: self.rng.state(),
+            steps: self.steps,
+            envs,
+        })
+    }
+
+    /// Takes over `state`; returns whether the envs were restored exactly.
+    fn restore(&mut self, state: &EnvRunnerState) -> Result<bool> {
+        if state.worker_index != self.index {
+            return Err(Error::Resume(format!(
+                "env runner {} was given the state of env runner {}",
+                self.index, state.worker_index
+            )));
+        }
+        self.rng = Pcg64::from_raw_state(state.rng.0, state.rng.1);
+        self.steps = state.steps;
+        self.restarts = state.restarts;
+        let exact = match &state.envs {
+            Some(text) => {
+                let value: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|e| Error::Resume(format!("env runner {}: env state is not JSON: {e}", self.index)))?;
+                self.envs.restore_state(&value)?;
+                true
+            }
+            None => {
+                // The envs cannot save their state: start fresh episodes from seeds that depend
+                // on where the run stopped, so a resume does not replay the first episodes.
+                self.envs.reset(Some(self.env_seed.wrapping_add(state.steps.wrapping_mul(0x9e37_79b9))))?;
+                false
+            }
+        };
+        Ok(exact)
+    }
+
     /// Fails with [`Error::NonFiniteEnv`] unless the rewards and observations (including final
     /// observations) of the last step are finite.
     fn check_finite(&self) -> Result<()> {

@@ -18,7 +18,7 @@
 //! that the reading program does not have.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -173,6 +173,16 @@ impl RunDir {
     }
 }
 
+/// Replaces `path` with `text` atomically (a synced temporary file renamed over it).
+fn replace_file(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(Error::io("write", &tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(Error::io("replace", path))
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(Error::io("write", path))
 }
@@ -198,6 +208,53 @@ impl ResultWriter {
         let header = columns.join(",");
         writeln!(csv, "{header}").and_then(|()| csv.flush()).map_err(Error::io("write", run.file(PROGRESS_FILE)))?;
         Ok(Self { columns, csv, jsonl: open(RESULT_FILE)?, dir: run.path.clone() })
+    }
+
+    /// Reopens both files of `run` to continue after iteration `keep`: rows of later iterations
+    /// (written by a run that was killed after its last checkpoint) are removed first, each file
+    /// rewritten atomically. Fails if the CSV's header is not `columns`.
+    pub fn resume(run: &RunDir, columns: Vec<&'static str>, keep: u64) -> Result<Self> {
+        let csv_path = run.file(PROGRESS_FILE);
+        let text = std::fs::read_to_string(&csv_path).map_err(Error::io("read", &csv_path))?;
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        if header != columns.join(",") {
+            return Err(Error::Format {
+                path: csv_path,
+                line: Some(1),
+                message: "its columns are not this build's: the run was written by another version".into(),
+            });
+        }
+        // A row torn by a kill mid-write has too few cells and is dropped.
+        let iteration_of = |line: &str| {
+            (line.split(',').count() == columns.len()).then(|| line.split(',').next()?.parse::<u64>().ok()).flatten()
+        };
+        let mut kept: Vec<&str> = vec![header];
+        kept.extend(lines.filter(|l| iteration_of(l).is_some_and(|i| i <= keep)));
+        if (kept.len() as u64) < keep + 1 {
+            return Err(Error::Format {
+                path: csv_path,
+                line: None,
+                message: format!("has {} rows, the checkpoint is at iteration {keep}", kept.len() - 1),
+            });
+        }
+        replace_file(&csv_path, &(kept.join("\n") + "\n"))?;
+        let jsonl_path = run.file(RESULT_FILE);
+        let text = std::fs::read_to_string(&jsonl_path).map_err(Error::io("read", &jsonl_path))?;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("training_iteration").and_then(serde_json::Value::as_u64))
+                    .is_some_and(|i| i <= keep)
+            })
+            .collect();
+        replace_file(&jsonl_path, &kept.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+        let open = |path: &Path| {
+            OpenOptions::new().append(true).open(path).map(BufWriter::new).map_err(Error::io("open", path))
+        };
+        Ok(Self { columns, csv: open(&csv_path)?, jsonl: open(&jsonl_path)?, dir: run.path.clone() })
     }
 
     /// The CSV columns, in order.

@@ -219,14 +219,51 @@ impl Drop for EventWriter {
 /// Fails with [`io::ErrorKind::InvalidData`] naming the record index on a CRC mismatch, a
 /// truncated record (including a partly written last one) or an undecodable event.
 pub fn read_events(path: &Path) -> io::Result<Vec<Event>> {
-    let bytes = std::fs::read(path)?;
+    parse_events(&std::fs::read(path)?, path, false)
+}
+
+/// Keeps only the events at `step <= max_step` (and the file-version event) in every event file
+/// of `dir`, each rewritten atomically: what a resumed run does with the events its killed
+/// predecessor wrote after the checkpoint it resumes from. A torn last record (the process was
+/// killed while writing it) is dropped.
+pub fn retain_events(dir: &Path, max_step: i64) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_events = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains("tfevents"));
+        if !is_events || !path.is_file() {
+            continue;
+        }
+        let events = parse_events(&std::fs::read(&path)?, &path, true)?;
+        let tmp = path.with_extension("retain.tmp");
+        {
+            let mut out = BufWriter::new(std::fs::File::create(&tmp)?);
+            for e in events.iter().filter(|e| e.step <= max_step || matches!(e.what, Some(event::What::FileVersion(_))))
+            {
+                write_record(&mut out, &e.encode_to_vec())?;
+            }
+            out.flush()?;
+            out.get_ref().sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+    }
+    Ok(())
+}
+
+/// The events of TFRecord `bytes`; with `torn_tail_ok`, a truncated last record ends the list
+/// instead of failing.
+fn parse_events(bytes: &[u8], path: &Path, torn_tail_ok: bool) -> io::Result<Vec<Event>> {
     let bad = |index: usize, what: String| {
         io::Error::new(io::ErrorKind::InvalidData, format!("{}: record {index}: {what}", path.display()))
     };
     let mut events = Vec::new();
-    let mut rest = bytes.as_slice();
+    let mut rest = bytes;
     while !rest.is_empty() {
         let index = events.len();
+        let torn = rest.len() < 12
+            || usize::try_from(u64::from_le_bytes(rest[..8].try_into().unwrap())).is_ok_and(|n| n + 16 > rest.len());
+        if torn && torn_tail_ok {
+            break;
+        }
         if rest.len() < 12 {
             return Err(bad(index, format!("truncated header ({} bytes)", rest.len())));
         }

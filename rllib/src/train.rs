@@ -8,8 +8,9 @@ use rl_runtime::{Runtime, RuntimeOptions};
 
 use crate::algorithm::{self, Algorithm};
 use crate::callbacks::Callbacks;
+use crate::checkpoint::ResumePoint;
 use crate::config::{AlgorithmId, TrainConfig};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ppo::Ppo;
 use crate::run_dir::{RunDir, TrainSummary};
 
@@ -48,6 +49,74 @@ pub fn train_on(
             Ok(summary)
         }
     }
+}
+
+/// Continues the unfinished run in `run_dir` from its newest complete checkpoint on an embedded
+/// runtime, with the config the run recorded (see [`crate::algorithm::resume`]).
+pub fn resume(run_dir: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
+    let (run, config, point) = resume_point(run_dir)?;
+    let rt = Runtime::local(runtime_options(&config, RuntimeOptions::default()))?;
+    let result = resume_with(&rt, &run, &config, point, callbacks);
+    rt.shutdown();
+    result
+}
+
+/// [`resume`] on a runtime the caller started (a cluster's driver).
+pub fn resume_on(rt: &Runtime, run_dir: &Path, callbacks: &mut dyn Callbacks) -> Result<TrainSummary> {
+    let (run, config, point) = resume_point(run_dir)?;
+    resume_with(rt, &run, &config, point, callbacks)
+}
+
+fn resume_with(
+    rt: &Runtime,
+    run: &RunDir,
+    config: &TrainConfig,
+    point: ResumePoint,
+    callbacks: &mut dyn Callbacks,
+) -> Result<TrainSummary> {
+    match config.algorithm {
+        AlgorithmId::Ppo => {
+            let mut ppo = Ppo::new(rt, config)?;
+            let summary = algorithm::resume(&mut ppo, config, run, point, callbacks)?;
+            if !rt.address().is_empty() {
+                write_cluster_file(rt, &ppo, run.path())?;
+            }
+            Ok(summary)
+        }
+    }
+}
+
+/// The run directory, its config and the checkpoint to resume from, with what is wrong named.
+fn resume_point(run_dir: &Path) -> Result<(RunDir, TrainConfig, ResumePoint)> {
+    let run = RunDir::open(run_dir)?;
+    if run.is_finished() {
+        return Err(Error::Resume(format!(
+            "{} is a finished run (it has {}); train a new one, e.g. from its checkpoints/final",
+            run_dir.display(),
+            crate::run_dir::SUMMARY_FILE
+        )));
+    }
+    let config_path = run.file(crate::run_dir::CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path).map_err(Error::io("read config", &config_path))?;
+    let config = TrainConfig::parse(&text, &config_path.display().to_string(), &[])?;
+    let Some(dir) = ResumePoint::latest(&run)? else {
+        return Err(Error::Resume(format!(
+            "{} has no complete checkpoint yet (set checkpoint.frequency to write them during training)",
+            run_dir.display()
+        )));
+    };
+    let point = ResumePoint::load(&dir)?;
+    if point.metadata.algorithm != config.algorithm.name() || point.metadata.env != config.env {
+        return Err(Error::Resume(format!(
+            "checkpoint {} is of {} on {}, the run's config trains {} on {}",
+            dir.display(),
+            point.metadata.algorithm,
+            point.metadata.env,
+            config.algorithm.name(),
+            config.env
+        )));
+    }
+    Ok((run, config, point))
 }
 
 /// What fails on bad input before anything starts: the output directory, the env, warnings.

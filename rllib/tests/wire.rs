@@ -13,7 +13,7 @@ use rl_runtime::{Actor, ObjectRef, ObjectStore, RuntimeError, StoreOptions, deco
 use rllib::TrainConfig;
 use rllib::checkpoint::OptimizerState;
 use rllib::ppo::{Learner, LearnerInit, LearnerMsg, LearnerReply, LearnerState, PpoHyperparams, UpdateStats};
-use rllib::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
+use rllib::rollout::{EnvRunnerState, RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -81,33 +81,49 @@ fn check_borrowed(store: &ObjectStore, original: ObjectRef, back: ObjectRef) {
 #[test]
 fn rollout_worker_messages_round_trip() {
     for config in configs() {
-        round_trip(&RolloutWorkerInit { config, worker_index: u32::MAX });
+        round_trip(&RolloutWorkerInit { config, worker_index: u32::MAX, restarts: u32::MAX });
     }
     let (store, weights, batch) = refs();
-    let msgs = vec![RolloutMsg::SetWeights(weights.clone()), RolloutMsg::Sample, RolloutMsg::RngState];
+    // Env state travels as JSON text (postcard cannot carry a self-describing JSON value).
+    let state = EnvRunnerState {
+        worker_index: 3,
+        restarts: 2,
+        rng: (u128::MAX - 3, 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+        steps: 1 << 40,
+        envs: Some(r#"{"envs":[{"x":"0x3ff0000000000000"}]}"#.into()),
+    };
+    let msgs = vec![
+        RolloutMsg::SetWeights(weights.clone()),
+        RolloutMsg::Sample,
+        RolloutMsg::State,
+        RolloutMsg::Restore(Box::new(EnvRunnerState { envs: None, ..state.clone() })),
+    ];
     let replies = vec![
         RolloutReply::Weights(u64::MAX),
-        RolloutReply::Batch(batch.clone()),
-        RolloutReply::RngState(u128::MAX - 3, 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+        RolloutReply::Batch(batch.clone(), 7),
+        RolloutReply::State(Box::new(state)),
+        RolloutReply::Restored(false),
     ];
     let msg_variant = |m: &RolloutMsg| match m {
         RolloutMsg::SetWeights(_) => 0,
         RolloutMsg::Sample => 1,
-        RolloutMsg::RngState => 2,
+        RolloutMsg::State => 2,
+        RolloutMsg::Restore(_) => 3,
     };
     let reply_variant = |r: &RolloutReply| match r {
         RolloutReply::Weights(_) => 0,
-        RolloutReply::Batch(_) => 1,
-        RolloutReply::RngState(..) => 2,
+        RolloutReply::Batch(..) => 1,
+        RolloutReply::State(_) => 2,
+        RolloutReply::Restored(_) => 3,
     };
-    assert_eq!(msgs.iter().map(msg_variant).collect::<BTreeSet<_>>().len(), 3, "every RolloutMsg variant");
-    assert_eq!(replies.iter().map(reply_variant).collect::<BTreeSet<_>>().len(), 3, "every RolloutReply variant");
+    assert_eq!(msgs.iter().map(msg_variant).collect::<BTreeSet<_>>().len(), 4, "every RolloutMsg variant");
+    assert_eq!(replies.iter().map(reply_variant).collect::<BTreeSet<_>>().len(), 4, "every RolloutReply variant");
     let mut backs = msgs.iter().map(round_trip).collect::<Vec<_>>().into_iter();
     let mut reply_backs = replies.iter().map(round_trip).collect::<Vec<_>>().into_iter();
     drop((msgs, replies));
     let Some(RolloutMsg::SetWeights(w)) = backs.next() else { unreachable!() };
     check_borrowed(&store, weights, w);
-    let Some(RolloutReply::Batch(b)) = reply_backs.nth(1) else { unreachable!() };
+    let Some(RolloutReply::Batch(b, 7)) = reply_backs.nth(1) else { unreachable!() };
     check_borrowed(&store, batch, b);
     assert_eq!(RolloutWorker::TYPE_NAME, "RolloutWorker");
 }
@@ -152,24 +168,30 @@ fn learner_messages_round_trip() {
         LearnerMsg::Update { batches: vec![batch.clone(), batch.clone()], hyperparams: PpoHyperparams::at(&a, 1) },
         LearnerMsg::Update { batches: vec![], hyperparams: PpoHyperparams::at(&b, 2) },
         LearnerMsg::State,
+        LearnerMsg::Restore(Box::new(state.clone())),
     ];
     let replies = vec![
         LearnerReply::Weights(weights.clone(), 7),
         LearnerReply::Updated(stats),
         LearnerReply::State(Box::new(state)),
+        LearnerReply::BatchesLost("object 7 is lost: its owner, node 3, died".into()),
+        LearnerReply::Restored,
     ];
     let msg_variant = |m: &LearnerMsg| match m {
         LearnerMsg::PublishWeights => 0,
         LearnerMsg::Update { .. } => 1,
         LearnerMsg::State => 2,
+        LearnerMsg::Restore(_) => 3,
     };
     let reply_variant = |r: &LearnerReply| match r {
         LearnerReply::Weights(..) => 0,
         LearnerReply::Updated(_) => 1,
         LearnerReply::State(_) => 2,
+        LearnerReply::BatchesLost(_) => 3,
+        LearnerReply::Restored => 4,
     };
-    assert_eq!(msgs.iter().map(msg_variant).collect::<BTreeSet<_>>().len(), 3, "every LearnerMsg variant");
-    assert_eq!(replies.iter().map(reply_variant).collect::<BTreeSet<_>>().len(), 3, "every LearnerReply variant");
+    assert_eq!(msgs.iter().map(msg_variant).collect::<BTreeSet<_>>().len(), 4, "every LearnerMsg variant");
+    assert_eq!(replies.iter().map(reply_variant).collect::<BTreeSet<_>>().len(), 5, "every LearnerReply variant");
     // The two hyperparameter sets differ in every optional and scheduled field.
     let (ha, hb) = (PpoHyperparams::at(&a, 1), PpoHyperparams::at(&b, 2));
     assert!(

@@ -621,7 +621,19 @@ impl<A: Actor> ActorHandle<A> {
     pub fn stop(&self) {
         match &self.target {
             Target::Local { outbox, .. } => outbox.request(StopRequest::Now),
-            Target::Remote(r) => r.stop(),
+            Target::Remote(r) => r.stop(false),
+        }
+    }
+
+    /// Ends the actor at once, without waiting for the message in progress (Ray's `ray.kill`):
+    /// an actor in a worker process of its own ([`Isolation::Process`]) has that process ended,
+    /// and its calls in flight fail with [`RuntimeError::DiedDuringCall`]. A thread cannot be
+    /// interrupted, so for a thread actor this is [`ActorHandle::stop`]: it stops once the
+    /// message in progress returns. Never blocks.
+    pub fn kill(&self) {
+        match &self.target {
+            Target::Local { outbox, .. } => outbox.request(StopRequest::Now),
+            Target::Remote(r) => r.stop(true),
         }
     }
 

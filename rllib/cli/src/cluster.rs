@@ -539,25 +539,6 @@ pub fn register_actor_types(rt: &Runtime) {
     crate::bench_cluster::register_actors(rt);
 }
 
-/// Makes SIGTERM and SIGINT end a driver cleanly: it leaves the cluster at once (its actors
-/// and placement groups go with it, so their resources are free again), then exits with
-/// 128 + the signal's number, as a shell reports a signal.
-pub fn leave_on_signal(rt: &Runtime) {
-    rt.stop_on_signal();
-    let rt = rt.clone();
-    std::thread::spawn(move || {
-        let reason = rt.wait_for_stop();
-        let code = match reason.as_str() {
-            "SIGTERM" => 128 + libc::SIGTERM,
-            "SIGINT" => 128 + libc::SIGINT,
-            _ => return,
-        };
-        eprintln!("error: stopped by {reason}; leaving the cluster");
-        rt.shutdown();
-        std::process::exit(code);
-    });
-}
-
 /// Reads `listening on ADDR` from a node's output (what tests and scripts wait for).
 pub fn read_listen_line(reader: &mut dyn BufRead) -> Result<String> {
     let mut line = String::new();

@@ -45,6 +45,7 @@ use rllib::{TrainConfig, train};
 const EXAMPLES: &str = "Examples:
   rl train --config configs/ppo.yaml
   rl train --config configs/ppo.yaml --seed 2 --set lr=3e-4 --set model.fcnet_hiddens=[128,128]
+  rl train --resume runs/PPO_CartPole-v1_seed1_20261128-120000
   rl start --head --num-cpus 0 && rl start --address 127.0.0.1:6380 && rl train --config configs/ppo.yaml --address 127.0.0.1:6380
   rl job submit --address 127.0.0.1:6380 -- train --config configs/ppo.yaml
   rl stop
@@ -66,11 +67,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train a policy from a YAML config; writes a run directory.
+    /// Train a policy from a YAML config; writes a run directory. SIGINT or SIGTERM stop it
+    /// after the iteration in progress with a checkpoint (a second one exits at once); `--resume`
+    /// continues it.
     Train {
         /// The config file (see configs/ for ready ones).
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "resume")]
+        config: Option<PathBuf>,
+        /// Continue the unfinished run in this directory from its newest complete checkpoint,
+        /// with the config it recorded; the rows it wrote after that checkpoint are replaced.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "overrides", "output", "seed"])]
+        resume: Option<PathBuf>,
         /// Override a config key, e.g. `--set lr=3e-4` or `--set stop.training_iteration=10`.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
@@ -274,7 +281,7 @@ fn init_logging() {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Train { config, mut overrides, output, seed, quiet, address, access } => {
+        Command::Train { config, resume, mut overrides, output, seed, quiet, address, access } => {
             if let Some(s) = seed {
                 if let Some(other) = overrides.iter().find(|o| o.split('=').next().is_some_and(|k| k.trim() == "seed"))
                 {
@@ -282,21 +289,46 @@ fn execute(command: Command) -> Result<()> {
                 }
                 overrides.push(format!("seed={s}"));
             }
-            let config = TrainConfig::load(&config, &overrides)?;
-            let output = output.unwrap_or_else(|| default_run_dir(&config));
+            let fresh = match &config {
+                Some(path) => {
+                    let config = TrainConfig::load(path, &overrides)?;
+                    let output = output.unwrap_or_else(|| default_run_dir(&config));
+                    Some((config, output))
+                }
+                None => None,
+            };
             let mut callbacks = progress::TrainProgress::new(quiet);
-            let summary = match address {
-                None => train(&config, &output, &mut callbacks)?,
+            // SIGINT/SIGTERM: checkpoint after the iteration in progress, then stop.
+            rllib::interrupt::install_signal_handlers();
+            let train_here =
+                |rt: Option<&rl_runtime::Runtime>, callbacks: &mut progress::TrainProgress| match (&fresh, &resume, rt)
+                {
+                    (Some((config, output)), _, None) => train(config, output, callbacks),
+                    (Some((config, output)), _, Some(rt)) => rllib::train_on(rt, config, output, callbacks),
+                    (None, Some(run_dir), None) => rllib::resume(run_dir, callbacks),
+                    (None, Some(run_dir), Some(rt)) => rllib::resume_on(rt, run_dir, callbacks),
+                    (None, None, _) => unreachable!("clap requires --config or --resume"),
+                };
+            let result = match address {
+                None => train_here(None, &mut callbacks),
                 Some(address) => {
                     let rt = cluster::connect_driver(&address, &access)?;
-                    cluster::leave_on_signal(&rt);
-                    let summary = rllib::train_on(&rt, &config, &output, &mut callbacks);
+                    let result = train_here(Some(&rt), &mut callbacks);
                     rt.shutdown();
-                    summary?
+                    result
                 }
             };
-            println!("{summary}");
-            Ok(())
+            match result {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(())
+                }
+                Err(e @ rllib::Error::Interrupted { signal, .. }) => {
+                    eprintln!("{e}");
+                    std::process::exit(rllib::interrupt::exit_code(signal));
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Start(args) => {
             let raw = std::env::args_os().skip(1).collect();

@@ -124,6 +124,9 @@ fn a_killed_node_is_declared_dead_and_training_on_it_fails_clearly() {
             "--quiet",
             "--set",
             "stop.num_env_steps_sampled_lifetime=100000000",
+            // Without restarts a lost runner fails the run (tests/chaos.rs has them on).
+            "--set",
+            "fault_tolerance.restart_failed_env_runners=false",
         ],
         &c.dir,
         "driver",

@@ -40,12 +40,13 @@ use crate::algorithm::{Algorithm, StepReport};
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::checkpoint::{AlgorithmState, OptimizerState};
 use crate::config::{Schedule, TrainConfig};
+use crate::env_runners::EnvRunnerGroup;
 use crate::error::{Error, Result};
 use crate::gae::{GaeInput, compute_gae};
 use crate::metrics::IterationResult;
 use crate::observation::{ObservationEncoder, actor_critic};
 use crate::optim::{Adam, AdamStep};
-use crate::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
+use crate::rollout::RolloutWorker;
 use crate::seeding::{LEARNER_STREAM, stream_rng};
 
 // === 1. Hyperparameters ===
@@ -146,26 +147,18 @@ pub const METRIC_COLUMNS: &[&str] = &[
     "learners/policy_version",
 ];
 
-/// PPO on a runtime: one learner actor and `num_env_runners` rollout-worker actors.
+/// PPO on a runtime: one learner actor and `num_env_runners` rollout-worker actors, supervised
+/// per the config's `fault_tolerance` ([`EnvRunnerGroup`]).
 #[derive(Debug)]
 pub struct Ppo {
-    rt: Runtime,
     config: TrainConfig,
     learner: ActorHandle<Learner>,
-    workers: Vec<ActorHandle<RolloutWorker>>,
-    /// On a cluster: the placement group holding the workers' bundles, removed on drop.
-    group: Option<PlacementGroup>,
+    runners: EnvRunnerGroup,
 }
 
-impl Drop for Ppo {
-    fn drop(&mut self) {
-        if let Some(g) = self.group.take()
-            && let Err(e) = g.remove()
-        {
-            tracing::warn!("cannot remove the env runners' placement group {}: {e}", g.id());
-        }
-    }
-}
+/// How many times one iteration samples again after batches were lost with their node before
+/// the iteration fails.
+const MAX_RESAMPLES: usize = 3;
 
 /// On a cluster, the placement group of the rollout workers: a bundle of
 /// `num_cpus_per_env_runner` CPUs per worker under `placement_strategy` (after a first bundle of
@@ -221,19 +214,17 @@ impl Ppo {
             placement: learner_placement,
             ..Default::default()
         };
-        let learner = rt.spawn::<Learner>(learner_init, learner_opts)?;
-        let workers = (0..config.num_env_runners as u32)
-            .map(|i| {
-                let opts = ActorOptions {
-                    name: Some(format!("env_runner_{i}")),
-                    num_cpus: config.num_cpus_per_env_runner,
-                    placement: group.as_ref().map_or(Placement::Any, |g| g.bundle(Some(i + first_worker_bundle))),
-                    ..Default::default()
-                };
-                rt.spawn::<RolloutWorker>(RolloutWorkerInit { config: config.clone(), worker_index: i }, opts)
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Self { rt: rt.clone(), config: config.clone(), learner, workers, group })
+        let learner = match rt.spawn::<Learner>(learner_init, learner_opts) {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some(g) = &group {
+                    let _ = g.remove();
+                }
+                return Err(e.into());
+            }
+        };
+        let runners = EnvRunnerGroup::new(rt, config, group, first_worker_bundle)?;
+        Ok(Self { config: config.clone(), learner, runners })
     }
 
     fn learner_state(&self) -> Result<LearnerState> {
@@ -250,35 +241,39 @@ impl Algorithm for Ppo {
     }
 
     fn training_step(&mut self, iteration: u64, r: &mut IterationResult) -> Result<StepReport> {
-        let start = Instant::now();
         let hp = PpoHyperparams::at(&self.config, iteration);
 
-        // 1. Broadcast the learner's weights: one object, loaded by every worker; then sample.
+        // 1. Broadcast the learner's weights: one object, loaded by every healthy runner; then
+        //    sample (failed runners are restarted or dropped per fault_tolerance).
         let LearnerReply::Weights(weights, _) = self.learner.call(LearnerMsg::PublishWeights).wait()? else {
             unreachable!("PublishWeights answers Weights")
         };
-        let pending: Vec<_> = self
-            .workers
-            .iter()
-            .map(|w| (w.call(RolloutMsg::SetWeights(weights.clone())), w.call(RolloutMsg::Sample)))
-            .collect();
-        let mut batches = Vec::with_capacity(pending.len());
-        for (set, sample) in pending {
-            set.wait()?;
-            let RolloutReply::Batch(b) = sample.wait()? else { unreachable!("Sample answers Batch") };
-            // A batch made on another node starts moving here while the other workers finish.
-            self.rt.prefetch(std::slice::from_ref(&b));
-            batches.push(b);
-        }
-        let sample_s = start.elapsed().as_secs_f64();
+        let mut learn_s = 0.0;
+        let mut sample_s = 0.0;
+        let mut resamples = 0;
+        let stats = loop {
+            let sample_start = Instant::now();
+            let samples = self.runners.sample(&weights)?;
+            sample_s += sample_start.elapsed().as_secs_f64();
 
-        // 2. Learn: GAE and the PPO epochs on the learner.
-        let learn_start = Instant::now();
-        let LearnerReply::Updated(stats) = self.learner.call(LearnerMsg::Update { batches, hyperparams: hp }).wait()?
-        else {
-            unreachable!("Update answers Updated")
+            // 2. Learn: GAE and the PPO epochs on the learner.
+            let learn_start = Instant::now();
+            let reply = self.learner.call(LearnerMsg::Update { batches: samples.batches, hyperparams: hp }).wait()?;
+            learn_s += learn_start.elapsed().as_secs_f64();
+            match reply {
+                LearnerReply::Updated(stats) => break stats,
+                // Batches that lived only on a node that died are gone: sample again (their
+                // runners fail on the next call and are restarted elsewhere).
+                LearnerReply::BatchesLost(why) if resamples < MAX_RESAMPLES => {
+                    resamples += 1;
+                    tracing::warn!(error = %why, attempt = resamples, "batches were lost with their node; sampling again");
+                }
+                LearnerReply::BatchesLost(why) => {
+                    return Err(Error::EnvRunners(format!("batches lost {resamples} times in a row: {why}")));
+                }
+                other => unreachable!("Update answers Updated or BatchesLost, got {other:?}"),
+            }
         };
-        let learn_s = learn_start.elapsed().as_secs_f64();
 
         // 3. Report.
         r.set("learners/policy_loss", stats.policy_loss);
@@ -292,6 +287,9 @@ impl Algorithm for Ppo {
         r.set("learners/clip_param", hp.clip_param);
         r.set("learners/num_minibatch_updates", stats.num_minibatch_updates);
         r.set("learners/policy_version", stats.policy_version);
+        r.set("fault_tolerance/num_healthy_workers", self.runners.num_healthy());
+        r.set("fault_tolerance/num_remote_worker_restarts", self.runners.num_restarts());
+        r.set("fault_tolerance/num_sub_env_restarts", self.runners.num_sub_env_restarts());
         Ok(StepReport {
             num_env_steps: stats.num_env_steps,
             episode_returns: stats.episode_returns,
@@ -307,26 +305,32 @@ impl Algorithm for Ppo {
 
     fn state(&mut self) -> Result<AlgorithmState> {
         let learner = self.learner_state()?;
-        let mut worker_rngs = Vec::with_capacity(self.workers.len());
-        for w in &self.workers {
-            let RolloutReply::RngState(s, i) = w.call(RolloutMsg::RngState).wait()? else {
-                unreachable!("RngState answers RngState")
-            };
-            worker_rngs.push((s, i));
-        }
         Ok(AlgorithmState {
             policy: learner.policy,
             policy_version: learner.policy_version,
             optimizer: learner.optimizer,
             learner_rng: learner.rng,
-            worker_rngs,
+            env_runners: self.runners.states()?,
+            num_sub_env_restarts: self.runners.num_sub_env_restarts(),
             extra_files: Vec::new(),
         })
     }
 
+    fn restore(&mut self, state: &AlgorithmState) -> Result<bool> {
+        let learner = LearnerState {
+            policy: state.policy.clone(),
+            policy_version: state.policy_version,
+            optimizer: state.optimizer.clone(),
+            rng: state.learner_rng,
+        };
+        self.learner.call(LearnerMsg::Restore(Box::new(learner))).wait()?;
+        self.runners.set_num_sub_env_restarts(state.num_sub_env_restarts);
+        self.runners.restore(&state.env_runners)
+    }
+
     fn actor_locations(&self) -> Vec<(String, ActorLocation)> {
         std::iter::once((self.learner.name().to_string(), self.learner.location()))
-            .chain(self.workers.iter().map(|w| (w.name().to_string(), w.location())))
+            .chain(self.runners.locations())
             .collect()
     }
 }
@@ -369,6 +373,8 @@ pub enum LearnerMsg {
     },
     /// The weights, optimizer and shuffle-generator state, for checkpoints and evaluation.
     State,
+    /// Continue from a saved state (a resume).
+    Restore(Box<LearnerState>),
 }
 
 /// Replies of the learner.
@@ -380,6 +386,10 @@ pub enum LearnerReply {
     Updated(UpdateStats),
     /// The learner's state.
     State(Box<LearnerState>),
+    /// Some batches could not be fetched (their node died): nothing was trained; sample again.
+    BatchesLost(String),
+    /// Restored.
+    Restored,
 }
 
 /// Everything needed to continue training exactly: weights, Adam moments, shuffle generator.
@@ -465,7 +475,12 @@ impl Actor for Learner {
             LearnerMsg::Update { batches, hyperparams } => {
                 let mut decoded = Vec::with_capacity(batches.len());
                 for r in &batches {
-                    decoded.push(TrajectoryBatch::from_bytes(&ctx.runtime().get_blocking(r, None)?)?);
+                    let bytes = match ctx.runtime().get_blocking(r, None) {
+                        Ok(bytes) => bytes,
+                        Err(e) if lost_with_node(&e) => return Ok(LearnerReply::BatchesLost(e.to_string())),
+                        Err(e) => return Err(e.into()),
+                    };
+                    decoded.push(TrajectoryBatch::from_bytes(&bytes)?);
                 }
                 Ok(LearnerReply::Updated(self.update(&decoded, &hyperparams).map_err(Error::into_actor_error)?))
             }
@@ -478,11 +493,32 @@ impl Actor for Learner {
                     rng: self.rng.state(),
                 })))
             }
+            LearnerMsg::Restore(state) => {
+                self.restore(&state).map_err(Error::into_actor_error)?;
+                Ok(LearnerReply::Restored)
+            }
         }
     }
 }
 
+/// True for a failed fetch of an object whose node (its owner or the one holding it) is gone.
+fn lost_with_node(e: &rl_runtime::RuntimeError) -> bool {
+    use rl_runtime::RuntimeError as R;
+    matches!(e, R::OwnerDied { .. } | R::NodeUnreachable { .. } | R::ObjectFreed(_))
+}
+
 impl Learner {
+    /// Takes over a saved state: weights (names and shapes checked), Adam, generator, version.
+    fn restore(&mut self, state: &LearnerState) -> Result<()> {
+        self.policy.load_safetensors(&state.policy)?;
+        self.adam
+            .restore(state.optimizer.step, &state.optimizer.moments)
+            .map_err(|m| Error::Resume(format!("the optimizer state does not fit the model: {m}")))?;
+        self.rng = Pcg64::from_raw_state(state.rng.0, state.rng.1);
+        self.version = state.policy_version;
+        Ok(())
+    }
+
     /// One PPO training phase over `batches` (CleanRL's "optimizing the policy and value network").
     fn update(&mut self, batches: &[TrajectoryBatch], hp: &PpoHyperparams) -> Result<UpdateStats> {
         // GAE per worker batch, then flatten (CleanRL's b_obs, b_logprobs, b_advantages, ...).

@@ -568,7 +568,7 @@ impl Head for HeadService {
         if orphan {
             // Its group was removed while it was being built: stop it, as removal stops the rest.
             let actor_id = result.as_ref().map_or(0, |r| r.get_ref().actor_id);
-            let _ = rpc.clone().stop_actor(proto::StopActorRequest { actor_id }).await;
+            let _ = rpc.clone().stop_actor(proto::StopActorRequest { actor_id, force: false }).await;
             return Err(Status::failed_precondition(format!(
                 "placement group {} was removed while {what} was being placed",
                 options.placement_group_id
@@ -637,7 +637,7 @@ impl Head for HeadService {
         tracing::info!(group = id, actors = stops.len(), "placement group removed");
         for (mut rpc, actor_id) in stops {
             // A node that is gone took the actor with it; nothing more to stop there.
-            let _ = rpc.stop_actor(proto::StopActorRequest { actor_id }).await;
+            let _ = rpc.stop_actor(proto::StopActorRequest { actor_id, force: false }).await;
         }
         Ok(Response::new(proto::RemovePlacementGroupReply {}))
     }

@@ -356,11 +356,11 @@ impl NodeCore {
     }
 
     /// Asks node `node` to stop actor `actor_id`, without waiting.
-    pub(crate) fn stop_remote_actor(self: &Arc<Self>, node: u32, address: String, actor_id: u64) {
+    pub(crate) fn stop_remote_actor(self: &Arc<Self>, node: u32, address: String, actor_id: u64, force: bool) {
         let me = self.clone();
         self.handle.spawn(async move {
             if let Ok(peer) = me.peer(node, &address).await {
-                let _ = peer.rpc.clone().stop_actor(proto::StopActorRequest { actor_id }).await;
+                let _ = peer.rpc.clone().stop_actor(proto::StopActorRequest { actor_id, force }).await;
             }
         });
     }

@@ -255,9 +255,9 @@ impl RemoteActor {
         self.peer()?.try_send(self.actor_id, &self.name, payload)
     }
 
-    /// Asks its node to stop it (without waiting).
-    pub(crate) fn stop(&self) {
-        self.core.stop_remote_actor(self.node_id, self.address.clone(), self.actor_id);
+    /// Asks its node to stop it (without waiting); with `force`, to kill it at once.
+    pub(crate) fn stop(&self, force: bool) {
+        self.core.stop_remote_actor(self.node_id, self.address.clone(), self.actor_id, force);
     }
 }
 

@@ -48,6 +48,18 @@ use crate::actor::{ActorOptions, Isolation, Placement};
 use crate::error::{Result, RuntimeError};
 use crate::runtime::{Reservation, Runtime};
 
+/// Set once this process runs as a process actor's worker.
+static IS_WORKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True in a process actor's worker process.
+pub(crate) fn is_worker() -> bool {
+    IS_WORKER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The exit code of a worker process killed by [`crate::ActorHandle::kill`] (128 + SIGKILL's 9,
+/// as a shell reports a killed process).
+pub(crate) const KILLED_EXIT_CODE: i32 = 137;
+
 /// The environment variable that marks a process as a process actor's worker (its value is
 /// unused; the spec comes on stdin). Set by the runtime only; [`ActorOptions::env`] may not.
 pub const WORKER_ENV: &str = "RL_ACTOR_PROCESS";
@@ -130,6 +142,7 @@ pub fn run_actor_process_if_asked(register: impl FnOnce(&Runtime)) {
     // nothing reads the environment concurrently. Removed so that programs the actor starts are
     // not mistaken for workers.
     unsafe { std::env::remove_var(WORKER_ENV) };
+    IS_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut ready = false;
     let result = run_worker(register, &mut ready);
     let code = match result {
@@ -388,7 +401,7 @@ impl Hosted for ProcessActor {
 
     fn stop(&self) {
         if let Some(core) = self.core.upgrade() {
-            core.stop_remote_actor(self.node_id, self.address.clone(), self.actor_id);
+            core.stop_remote_actor(self.node_id, self.address.clone(), self.actor_id, false);
         }
     }
 

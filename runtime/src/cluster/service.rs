@@ -164,7 +164,14 @@ impl Node for NodeService {
         req: Request<proto::StopActorRequest>,
     ) -> std::result::Result<Response<proto::StopActorReply>, Status> {
         let core = self.core()?;
-        if let Some((h, _)) = lock(&core.hosted).get(&req.into_inner().actor_id) {
+        let req = req.into_inner();
+        if let Some((h, _)) = lock(&core.hosted).get(&req.actor_id) {
+            if req.force && super::process::is_worker() {
+                // A worker process hosts one actor: killing the actor is ending the process,
+                // which its node sees and reports like any other death of the worker.
+                tracing::warn!(actor = h.name(), "killed on request");
+                std::process::exit(super::process::KILLED_EXIT_CODE);
+            }
             h.stop();
         }
         Ok(Response::new(proto::StopActorReply {}))

@@ -1,0 +1,356 @@
+//! The env runners (rollout workers) of an algorithm and their fault tolerance: spawning them,
+//! sampling from them under a timeout, restarting or dropping the ones that fail.
+//!
+//! ```text
+//! sample(weights):
+//!     restart the failed runners whose restart delay has passed      (same index, restarts + 1)
+//!     every healthy runner: SetWeights(weights), Sample               (answers within sample_timeout_s)
+//!     a runner that panics, errs, times out, or whose process or node dies has failed:
+//!         kill it; restart it after delay_between_env_runner_restarts_s while restarts remain,
+//!         else drop it (ignore_env_runner_failures) or fail the run
+//!     no batch at all: wait for the next restart and sample again
+//! ```
+//!
+//! The semantics are RLlib's `fault_tolerance` settings ([`FaultToleranceConfig`]). A restarted
+//! runner is built from its constructor: a message in flight when it failed is not replayed
+//! (at-most-once calls, Ray's default for actor tasks), and it re-seeds its envs from its index
+//! and restart count. The iteration goes on with the batches of the runners that answered.
+
+use std::time::{Duration, Instant};
+
+use rl_runtime::cluster::PlacementGroup;
+use rl_runtime::{ActorHandle, ActorLocation, ActorOptions, Isolation, ObjectRef, Placement, Runtime, RuntimeError};
+
+use crate::config::{EnvRunnerIsolation, FaultToleranceConfig, TrainConfig};
+use crate::error::{Error, Result};
+use crate::rollout::{EnvRunnerState, RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
+
+/// Seconds between attempts to restart a runner while there is no room for it.
+const NO_ROOM_RETRY_S: f64 = 0.2;
+
+/// One runner slot: worker index `index` and its current actor, if it has a healthy one.
+#[derive(Debug)]
+struct Slot {
+    index: u32,
+    actor: Option<ActorHandle<RolloutWorker>>,
+    /// Restarts so far.
+    restarts: u32,
+    /// Failed and waiting to be restarted at this time.
+    restart_at: Option<Instant>,
+    /// Failed for good (dropped with `ignore_env_runner_failures`).
+    dropped: bool,
+}
+
+/// What one round of sampling produced.
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// Batch refs, in worker-index order (only the runners that answered).
+    pub batches: Vec<ObjectRef>,
+    /// Sub-environments restarted while sampling (`restart_failed_sub_environments`).
+    pub sub_env_restarts: u32,
+}
+
+/// The env runners of a run, supervised per [`FaultToleranceConfig`].
+#[derive(Debug)]
+pub struct EnvRunnerGroup {
+    rt: Runtime,
+    config: TrainConfig,
+    /// The bundle index of worker 0 in `group` (the learner may take bundle 0).
+    first_bundle: u32,
+    group: Option<PlacementGroup>,
+    slots: Vec<Slot>,
+    restarts_total: u64,
+    sub_env_restarts_total: u64,
+}
+
+impl EnvRunnerGroup {
+    /// Spawns `num_env_runners` runners; on a cluster, worker `i` goes to bundle
+    /// `first_bundle + i` of `group`.
+    pub fn new(rt: &Runtime, config: &TrainConfig, group: Option<PlacementGroup>, first_bundle: u32) -> Result<Self> {
+        if config.env_runner_isolation == EnvRunnerIsolation::Process && rt.address().is_empty() {
+            return Err(Error::config(
+                "env_runner_isolation",
+                "process needs a cluster (`rl train --address`); the embedded runtime runs env runners as threads",
+            ));
+        }
+        let mut me = Self {
+            rt: rt.clone(),
+            config: config.clone(),
+            first_bundle,
+            group,
+            slots: Vec::new(),
+            restarts_total: 0,
+            sub_env_restarts_total: 0,
+        };
+        for index in 0..config.num_env_runners as u32 {
+            let actor = me.spawn(index, 0)?;
+            me.slots.push(Slot { index, actor: Some(actor), restarts: 0, restart_at: None, dropped: false });
+        }
+        Ok(me)
+    }
+
+    /// The placement group the runners live in, if any.
+    pub fn placement_group(&self) -> Option<&PlacementGroup> {
+        self.group.as_ref()
+    }
+
+    fn ft(&self) -> &FaultToleranceConfig {
+        &self.config.fault_tolerance
+    }
+
+    fn spawn(&self, index: u32, restarts: u32) -> Result<ActorHandle<RolloutWorker>> {
+        let opts = ActorOptions {
+            name: Some(format!("env_runner_{index}")),
+            num_cpus: self.config.num_cpus_per_env_runner,
+            placement: self.group.as_ref().map_or(Placement::Any, |g| g.bundle(Some(index + self.first_bundle))),
+            isolation: match self.config.env_runner_isolation {
+                EnvRunnerIsolation::Thread => Isolation::Thread,
+                EnvRunnerIsolation::Process => Isolation::Process,
+            },
+            ..Default::default()
+        };
+        let init = RolloutWorkerInit { config: self.config.clone(), worker_index: index, restarts };
+        Ok(self.rt.spawn::<RolloutWorker>(init, opts)?)
+    }
+
+    /// Runners with a live actor now.
+    pub fn num_healthy(&self) -> usize {
+        self.slots.iter().filter(|s| s.actor.is_some()).count()
+    }
+
+    /// Runner restarts over the run.
+    pub fn num_restarts(&self) -> u64 {
+        self.restarts_total
+    }
+
+    /// Sub-environment restarts over the run.
+    pub fn num_sub_env_restarts(&self) -> u64 {
+        self.sub_env_restarts_total
+    }
+
+    /// The healthy runners' actors, in index order.
+    pub fn actors(&self) -> impl Iterator<Item = &ActorHandle<RolloutWorker>> {
+        self.slots.iter().filter_map(|s| s.actor.as_ref())
+    }
+
+    /// Where each healthy runner runs.
+    pub fn locations(&self) -> Vec<(String, ActorLocation)> {
+        self.actors().map(|a| (a.name().to_string(), a.location())).collect()
+    }
+
+    /// Samples one fragment from every healthy runner with `weights` loaded, restarting failed
+    /// runners first when their delay has passed. See the module docs.
+    pub fn sample(&mut self, weights: &ObjectRef) -> Result<Samples> {
+        loop {
+            self.restart_due()?;
+            if self.num_healthy() == 0 {
+                self.wait_for_restart()?;
+                continue;
+            }
+            let timeout = Duration::from_secs_f64(self.ft().sample_timeout_s);
+            let pending: Vec<_> = self
+                .slots
+                .iter()
+                .filter_map(|s| {
+                    s.actor
+                        .as_ref()
+                        .map(|a| (s.index, a.call(RolloutMsg::SetWeights(weights.clone())), a.call(RolloutMsg::Sample)))
+                })
+                .collect();
+            let deadline = Instant::now() + timeout;
+            let mut out = Samples::default();
+            for (index, set, sample) in pending {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let answer = set
+                    .wait_timeout(left)
+                    .and_then(|_| sample.wait_timeout(deadline.saturating_duration_since(Instant::now())));
+                match answer {
+                    Ok(RolloutReply::Batch(b, restarted)) => {
+                        // A batch made on another node starts moving here while the others finish.
+                        self.rt.prefetch(std::slice::from_ref(&b));
+                        out.batches.push(b);
+                        out.sub_env_restarts += restarted;
+                    }
+                    Ok(other) => unreachable!("Sample answers Batch, got {other:?}"),
+                    Err(RuntimeError::Timeout { .. }) => self.fail(
+                        index,
+                        format!("no sample within sample_timeout_s = {} s", self.ft().sample_timeout_s),
+                        true,
+                    )?,
+                    Err(e) => {
+                        let recoverable = !matches!(e, RuntimeError::ActorFailed { recoverable: false, .. });
+                        self.fail(index, e.to_string(), recoverable)?;
+                    }
+                }
+            }
+            self.sub_env_restarts_total += u64::from(out.sub_env_restarts);
+            if !out.batches.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Marks runner `index` failed because of `why`: kills its actor and schedules a restart,
+    /// drops it, or fails the run, per the fault-tolerance settings. `recoverable` is false for
+    /// errors a rebuilt runner would meet again (a bug in the env), which always fail the run.
+    pub fn fail(&mut self, index: u32, why: String, recoverable: bool) -> Result<()> {
+        let ft = self.config.fault_tolerance.clone();
+        let slot = &mut self.slots[index as usize];
+        let Some(actor) = slot.actor.take() else { return Ok(()) };
+        actor.kill();
+        let name = actor.name().to_string();
+        if !recoverable {
+            return Err(Error::EnvRunners(format!("{name} failed and a restart would fail the same way: {why}")));
+        }
+        if ft.restart_failed_env_runners && slot.restarts < ft.max_num_env_runner_restarts {
+            let delay = ft.delay_between_env_runner_restarts_s;
+            tracing::warn!(runner = %name, error = %why, restart = slot.restarts + 1,
+                max = ft.max_num_env_runner_restarts, delay_s = delay, "env runner failed; restarting it");
+            slot.restart_at = Some(Instant::now() + Duration::from_secs_f64(delay));
+            return Ok(());
+        }
+        let why = if ft.restart_failed_env_runners {
+            format!("{name} failed after {} restarts (max_num_env_runner_restarts): {why}", slot.restarts)
+        } else {
+            format!("{name} failed and restart_failed_env_runners is false: {why}")
+        };
+        if !ft.ignore_env_runner_failures {
+            return Err(Error::EnvRunners(format!(
+                "{why}; set fault_tolerance.ignore_env_runner_failures to go on with the healthy runners"
+            )));
+        }
+        slot.dropped = true;
+        tracing::warn!(error = %why, "env runner dropped (ignore_env_runner_failures); going on with the others");
+        if self.slots.iter().all(|s| s.dropped) {
+            return Err(Error::EnvRunners(format!("no env runner is left: {why}")));
+        }
+        Ok(())
+    }
+
+    /// Restarts the failed runners whose delay has passed.
+    fn restart_due(&mut self) -> Result<()> {
+        let now = Instant::now();
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[i];
+            if slot.actor.is_some() || slot.dropped || slot.restart_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            let (index, restarts) = (slot.index, slot.restarts + 1);
+            match self.spawn(index, restarts) {
+                Ok(actor) => {
+                    tracing::info!(runner = actor.name(), restarts, "env runner restarted");
+                    let slot = &mut self.slots[i];
+                    slot.actor = Some(actor);
+                    slot.restarts = restarts;
+                    slot.restart_at = None;
+                    self.restarts_total += 1;
+                }
+                Err(Error::Runtime(e))
+                    if matches!(
+                        *e,
+                        RuntimeError::InsufficientResources { .. } | RuntimeError::Unschedulable { .. }
+                    ) =>
+                {
+                    // No room yet (a killed thread runner that cannot be interrupted still holds
+                    // its CPUs until its call returns): try again soon, without using a restart.
+                    tracing::debug!(runner = index, error = %e, "no room to restart the env runner yet");
+                    let wait = self.ft().delay_between_env_runner_restarts_s.max(NO_ROOM_RETRY_S);
+                    self.slots[i].restart_at = Some(now + Duration::from_secs_f64(wait));
+                }
+                Err(e) => {
+                    // The restart itself failed (a constructor error): that uses up a restart
+                    // like any other failure.
+                    let slot = &mut self.slots[i];
+                    slot.restarts = restarts;
+                    slot.restart_at = None;
+                    slot.actor = None;
+                    self.fail_restart(i, e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A restart that failed: try again after the delay while restarts remain.
+    fn fail_restart(&mut self, i: usize, why: String) -> Result<()> {
+        let ft = self.config.fault_tolerance.clone();
+        let slot = &mut self.slots[i];
+        if slot.restarts < ft.max_num_env_runner_restarts {
+            tracing::warn!(runner = slot.index, error = %why, "restarting env runner failed; trying again");
+            slot.restart_at = Some(Instant::now() + Duration::from_secs_f64(ft.delay_between_env_runner_restarts_s));
+            return Ok(());
+        }
+        let why = format!("env_runner_{} could not be restarted (max_num_env_runner_restarts): {why}", slot.index);
+        if !ft.ignore_env_runner_failures {
+            return Err(Error::EnvRunners(why));
+        }
+        slot.dropped = true;
+        if self.slots.iter().all(|s| s.dropped) {
+            return Err(Error::EnvRunners(format!("no env runner is left: {why}")));
+        }
+        Ok(())
+    }
+
+    /// Waits for the earliest scheduled restart (none healthy, so nothing else can run).
+    fn wait_for_restart(&self) -> Result<()> {
+        let next = self.slots.iter().filter(|s| !s.dropped).filter_map(|s| s.restart_at).min();
+        match next {
+            // A restart delay is a wait the config asks for, not a synchronization.
+            Some(t) => std::thread::sleep(t.saturating_duration_since(Instant::now())),
+            None => return Err(Error::EnvRunners("no env runner is left".into())),
+        }
+        Ok(())
+    }
+
+    /// Every runner's state, for a checkpoint. A runner that fails to answer fails the
+    /// checkpoint (a checkpoint must be complete).
+    pub fn states(&mut self) -> Result<Vec<EnvRunnerState>> {
+        let mut out = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let Some(actor) = &slot.actor else { continue };
+            let timeout = Duration::from_secs_f64(self.config.fault_tolerance.sample_timeout_s);
+            let RolloutReply::State(s) = actor.call(RolloutMsg::State).wait_timeout(timeout)? else {
+                unreachable!("State answers State")
+            };
+            out.push(*s);
+        }
+        Ok(out)
+    }
+
+    /// Hands each saved state to the runner of its index; returns false if any runner's envs
+    /// could not be restored exactly (they were re-seeded). The restart counts carry over.
+    pub fn restore(&mut self, states: &[EnvRunnerState]) -> Result<bool> {
+        let mut exact = true;
+        for state in states {
+            let Some(slot) = self.slots.get_mut(state.worker_index as usize) else {
+                return Err(Error::Resume(format!(
+                    "the checkpoint has env runner {}, the config only {} (num_env_runners changed?)",
+                    state.worker_index, self.config.num_env_runners
+                )));
+            };
+            slot.restarts = state.restarts;
+            let Some(actor) = &slot.actor else { continue };
+            let RolloutReply::Restored(e) = actor.call(RolloutMsg::Restore(Box::new(state.clone()))).wait()? else {
+                unreachable!("Restore answers Restored")
+            };
+            exact &= e;
+        }
+        self.restarts_total = states.iter().map(|s| u64::from(s.restarts)).sum();
+        Ok(exact)
+    }
+
+    /// Sets the run's sub-environment restart count (from a checkpoint).
+    pub fn set_num_sub_env_restarts(&mut self, n: u64) {
+        self.sub_env_restarts_total = n;
+    }
+}
+
+impl Drop for EnvRunnerGroup {
+    fn drop(&mut self) {
+        if let Some(g) = self.group.take()
+            && let Err(e) = g.remove()
+        {
+            tracing::warn!("cannot remove the env runners' placement group {}: {e}", g.id());
+        }
+    }
+}

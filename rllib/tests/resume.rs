@@ -1,0 +1,132 @@
+//! Exact resume through the library API: a run cut after iteration k (its later checkpoints,
+//! summary and rows as a killed run leaves them, or removed) and resumed writes the same
+//! progress.csv as the uninterrupted run, timing columns aside; damaged checkpoints are refused
+//! with the file named.
+
+use std::path::{Path, PathBuf};
+
+use rllib::checkpoint::ResumePoint;
+use rllib::metrics::{columns, is_timing_column};
+use rllib::ppo::METRIC_COLUMNS;
+use rllib::{RunDir, TrainConfig, resume, train};
+
+fn config(extra: &[&str]) -> TrainConfig {
+    let base = ["stop.training_iteration=8", "evaluation.interval=3", "checkpoint.frequency=1"];
+    let overrides: Vec<String> = base.iter().chain(extra).map(|s| s.to_string()).collect();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
+    TrainConfig::load(&path, &overrides).unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rllib-resume-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// progress.csv without its timing columns.
+fn rows(dir: &Path) -> Vec<Vec<String>> {
+    let cols = columns(METRIC_COLUMNS);
+    let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').zip(&cols).filter(|(_, c)| !is_timing_column(c)).map(|(v, _)| v.to_string()).collect())
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Turns the finished run `dir` into what a run killed after writing iteration `rows_written`
+/// leaves, with its newest checkpoint at iteration `k`.
+fn cut(dir: &Path, k: u64) {
+    for f in ["summary.json", "summary.txt"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(dir.join("checkpoints")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let keep = name.strip_prefix("iter_").and_then(|n| n.parse::<u64>().ok()).is_some_and(|i| i <= k);
+        if !keep {
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_resumed_run_writes_the_rows_of_the_uninterrupted_one() {
+    let full = scratch("full");
+    let c = config(&[]);
+    train(&c, &full, &mut ()).unwrap();
+    let expected = rows(&full);
+    assert_eq!(expected.len(), 8);
+    for k in [3, 5] {
+        let cut_dir = scratch(&format!("cut-{k}"));
+        copy_dir(&full, &cut_dir);
+        // Rows 1..=8 stay in the file: those after k must be replaced, not duplicated.
+        cut(&cut_dir, k);
+        assert_eq!(
+            ResumePoint::latest(&RunDir::open(&cut_dir).unwrap()).unwrap().unwrap().file_name().unwrap(),
+            format!("iter_{k:06}").as_str()
+        );
+        let summary = resume(&cut_dir, &mut ()).unwrap();
+        assert_eq!(summary.iterations, 8);
+        assert_eq!(rows(&cut_dir), expected, "resumed after iteration {k}");
+        let lines = std::fs::read_to_string(cut_dir.join("result.jsonl")).unwrap().lines().count();
+        assert_eq!(lines, 8);
+        std::fs::remove_dir_all(&cut_dir).unwrap();
+    }
+    // A finished run is not resumed.
+    let err = resume(&full, &mut ()).unwrap_err().to_string();
+    assert!(err.contains("is a finished run"), "{err}");
+    std::fs::remove_dir_all(&full).unwrap();
+}
+
+#[test]
+fn damaged_checkpoints_are_refused_naming_the_file() {
+    let dir = scratch("damaged");
+    train(&config(&["stop.training_iteration=2"]), &dir, &mut ()).unwrap();
+    let ckpt = dir.join("checkpoints/iter_000002");
+    let load_err = || ResumePoint::load(&ckpt).unwrap_err().to_string();
+    let damage = |file: &str, bytes: &[u8]| {
+        let path = ckpt.join(file);
+        let old = std::fs::read(&path).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        old
+    };
+    let restore = |file: &str, old: Vec<u8>| std::fs::write(ckpt.join(file), old).unwrap();
+    ResumePoint::load(&ckpt).unwrap();
+
+    // Truncated safetensors.
+    let old = std::fs::read(ckpt.join("policy.safetensors")).unwrap();
+    damage("policy.safetensors", &old[..old.len() / 2]);
+    assert!(load_err().contains("policy.safetensors"), "{}", load_err());
+    restore("policy.safetensors", old);
+    // Corrupt JSON.
+    let old = damage("env_runners.json", b"[{\"worker_index\": 0,");
+    assert!(load_err().contains("env_runners.json"), "{}", load_err());
+    restore("env_runners.json", old);
+    let old = damage("optimizer.safetensors", b"junk");
+    assert!(load_err().contains("optimizer.safetensors"), "{}", load_err());
+    restore("optimizer.safetensors", old);
+    // A newer format version, and the old one (not resumable).
+    let meta = std::fs::read_to_string(ckpt.join("metadata.json")).unwrap();
+    for (v, expect) in [(99, "format version 99"), (1, "format version 1 cannot be resumed")] {
+        let changed = meta.replace("\"format_version\": 2", &format!("\"format_version\": {v}"));
+        std::fs::write(ckpt.join("metadata.json"), changed).unwrap();
+        let err = load_err();
+        assert!(err.contains(expect) && err.contains("metadata.json") && err.contains('2'), "{err}");
+    }
+    std::fs::write(ckpt.join("metadata.json"), meta).unwrap();
+    ResumePoint::load(&ckpt).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
