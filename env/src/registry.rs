@@ -429,7 +429,14 @@ mod tests {
     #[test]
     fn lists_builtin_ids() {
         let ids = Registry::with_builtins().ids();
-        for id in ["Acrobot-v1", "CartPole-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"] {
+        for id in [
+            "Acrobot-v1",
+            "CartPole-v1",
+            "CrashingCartPole-v1",
+            "MountainCar-v0",
+            "MountainCarContinuous-v0",
+            "Pendulum-v1",
+        ] {
             assert!(ids.iter().any(|i| i == id), "{id} missing from {ids:?}");
         }
     }
