@@ -3,11 +3,15 @@
 //! - [`Env`]: `reset(seed, options) -> (obs, info)`, `step(action) -> (obs, reward, terminated,
 //!   truncated, info)`, with observation and action [`Space`]s.
 //! - [`envs`]: CartPole-v1, Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0 and Pendulum-v1,
-//!   matching Gymnasium bit for bit (checked against committed golden trajectories).
+//!   matching Gymnasium bit for bit (checked against committed golden trajectories), and
+//!   CrashingCartPole-v1, CartPole with injected faults for fault-tolerance tests.
 //! - [`wrappers`]: [`TimeLimit`], [`RecordEpisodeStatistics`] and the wrapper pattern.
 //! - [`SyncVectorEnv`]: many envs stepped in lockstep with autoreset, observations in one
 //!   contiguous `[n_envs, obs_dim]` buffer.
-//! - [`make`] / [`register`]: the registry of env ids.
+//! - [`make`] / [`register`]: the registry of env ids; [`make_with_context`] and
+//!   [`EnvSpec::with_context`] pass an [`EnvContext`] (worker, sub-env, restarts) to constructors.
+//! - [`Env::save_state`] / [`Env::restore_state`] and [`SyncVectorEnv::save_state`]: exact resume
+//!   mid-episode, as JSON that round-trips bit for bit ([`state`]).
 //! - [`check_env`]: runs an env through the reset/step contract and reports what it breaks.
 //!
 //! # Examples

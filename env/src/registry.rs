@@ -365,6 +365,12 @@ impl<'a> KwargReader<'a> {
         self.list(key, default, "a list of integers", Value::as_i64)
     }
 
+    /// A list of strings, or `default` when absent.
+    pub fn string_list(&mut self, key: &'static str, default: &[&str]) -> Result<Vec<String>> {
+        let default: Vec<String> = default.iter().map(|s| s.to_string()).collect();
+        self.list(key, &default, "a list of strings", |v| v.as_str().map(str::to_string))
+    }
+
     fn list<T: Clone>(
         &mut self,
         key: &'static str,
@@ -423,7 +429,14 @@ mod tests {
     #[test]
     fn lists_builtin_ids() {
         let ids = Registry::with_builtins().ids();
-        for id in ["Acrobot-v1", "CartPole-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"] {
+        for id in [
+            "Acrobot-v1",
+            "CartPole-v1",
+            "CrashingCartPole-v1",
+            "MountainCar-v0",
+            "MountainCarContinuous-v0",
+            "Pendulum-v1",
+        ] {
             assert!(ids.iter().any(|i| i == id), "{id} missing from {ids:?}");
         }
     }
@@ -487,6 +500,8 @@ mod tests {
         assert_eq!(r.f64_list("goal", &[]).unwrap(), [1.0, 2.5]);
         assert_eq!(r.f64_list("absent", &[0.5]).unwrap(), [0.5]);
         assert_eq!(r.i64_list("cells", &[]).unwrap(), [3, -4]);
+        assert_eq!(r.string_list("absent", &["a"]).unwrap(), ["a"]);
+        assert!(r.string_list("cells", &[]).is_err());
         assert_eq!(r.f64_list("cells", &[]).unwrap(), [3.0, -4.0]);
         let msg = |e: EnvError| e.to_string();
         assert_eq!(msg(r.string("n", "").unwrap_err()), "Grid-v0: n must be a string, got 3");

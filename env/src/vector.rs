@@ -541,7 +541,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 mod tests {
     use super::*;
     use crate::envs::{CartPole, Pendulum};
-    use crate::registry::make;
+    use crate::registry::{EnvSpec, make};
     use crate::rng::NpRandom;
     use crate::space::OwnedAction;
 
@@ -694,6 +694,102 @@ mod tests {
         assert!(v.restore_state(&broken).unwrap_err().to_string().contains("episode_lengths must be a list of 2"));
         let mut other = SyncVectorEnv::make("Acrobot-v1", &Kwargs::new(), 2).unwrap();
         assert!(other.restore_state(&saved).is_err());
+    }
+
+    fn crash_kwargs(kind: &str) -> Kwargs {
+        let kw = serde_json::json!({
+            "crash_after_n_steps": 3, "crash_on_vector_indices": [1], "crash_kinds": [kind], "crash_until_restart": 1,
+        });
+        kw.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn failed_sub_envs_are_restarted_and_reported_as_truncated() {
+        for kind in ["panic", "error"] {
+            let mut v = SyncVectorEnv::make_with_context("CrashingCartPole-v1", &crash_kwargs(kind), 3, 4, 0).unwrap();
+            let mut clean = SyncVectorEnv::make("CartPole-v1", &Kwargs::new(), 3).unwrap();
+            v.set_restart_failed_sub_envs(true).unwrap();
+            v.reset(Some(10)).unwrap();
+            clean.reset(Some(10)).unwrap();
+            for _ in 0..2 {
+                v.step(Actions::Discrete(&[1, 1, 1])).unwrap();
+                clean.step(Actions::Discrete(&[1, 1, 1])).unwrap();
+            }
+            let before = v.observations()[4..8].to_vec();
+            v.step(Actions::Discrete(&[1, 1, 1])).unwrap();
+            clean.step(Actions::Discrete(&[1, 1, 1])).unwrap();
+            // Sub-env 1 was rebuilt as restart 1 and reset with the derived seed.
+            let (fresh, _) = CartPole::new().reset(Some(seed_for_restart(11, 1)), None).unwrap();
+            assert_eq!(&v.observations()[4..8], fresh.as_slice(), "{kind}");
+            assert_eq!(v.final_observation(1).unwrap(), before.as_slice());
+            assert_eq!((v.rewards()[1], v.terminated()[1], v.truncated()[1]), (0.0, false, true));
+            // The other sub-envs are unaffected.
+            for i in [0, 2] {
+                assert_eq!(v.observations()[i * 4..(i + 1) * 4], clean.observations()[i * 4..(i + 1) * 4]);
+                assert_eq!((v.rewards()[i], v.truncated()[i]), (1.0, false));
+            }
+            let restarts = v.drain_sub_env_restarts();
+            assert_eq!(restarts.len(), 1);
+            assert_eq!((restarts[0].env_idx, restarts[0].restarts), (1, 1));
+            assert!(
+                restarts[0].error.contains(&format!("injected {kind} at step 3 (worker 4, sub-env 1, restarts 0)"))
+            );
+            assert_eq!(v.sub_env_contexts()[1], EnvContext { worker_index: 4, vector_index: 1, restarts: 1 });
+            // The rebuilt env (restarts 1 >= crash_until_restart) runs clean; the aborted episode is never reported.
+            for _ in 0..200 {
+                v.step(Actions::Discrete(&[0, 1, 0])).unwrap();
+            }
+            assert!(v.drain_sub_env_restarts().is_empty());
+            let eps = v.drain_episodes();
+            assert!(eps.iter().any(|e| e.env_idx == 1));
+            assert!(eps.iter().filter(|e| e.env_idx == 1).all(|e| e.r == e.length as f64 && !e.truncated));
+            // Restart counts survive a save and restore.
+            let saved = v.save_state().unwrap();
+            let mut resumed =
+                SyncVectorEnv::make_with_context("CrashingCartPole-v1", &crash_kwargs(kind), 3, 4, 0).unwrap();
+            resumed.restore_state(&saved).unwrap();
+            assert_eq!(resumed.sub_env_contexts(), v.sub_env_contexts());
+        }
+    }
+
+    #[test]
+    fn without_restarts_failures_reach_the_caller() {
+        let mut v = SyncVectorEnv::make("CrashingCartPole-v1", &crash_kwargs("error"), 2).unwrap();
+        v.reset(Some(0)).unwrap();
+        v.step(Actions::Discrete(&[0, 0])).unwrap();
+        v.step(Actions::Discrete(&[0, 0])).unwrap();
+        let err = v.step(Actions::Discrete(&[0, 0])).unwrap_err();
+        assert!(matches!(err, EnvError::Custom { .. }), "{err}");
+        let mut v = SyncVectorEnv::make("CrashingCartPole-v1", &crash_kwargs("panic"), 2).unwrap();
+        v.reset(Some(0)).unwrap();
+        let panicked = catch_unwind(AssertUnwindSafe(|| {
+            for _ in 0..3 {
+                let _ = v.step(Actions::Discrete(&[0, 0]));
+            }
+        }));
+        assert!(panicked.is_err());
+        let mut from_new = SyncVectorEnv::new(vec![Box::new(CartPole::new())]).unwrap();
+        let err = from_new.set_restart_failed_sub_envs(true).unwrap_err().to_string();
+        assert!(err.contains("needs a vector env built by SyncVectorEnv::make"), "{err}");
+        from_new.set_restart_failed_sub_envs(false).unwrap();
+    }
+
+    #[test]
+    fn a_failed_rebuild_is_returned() {
+        crate::registry::register(EnvSpec::with_context("VectorTestNoRebuild-v0", |kw, ctx| {
+            if ctx.restarts > 0 {
+                return Err(EnvError::custom("VectorTestNoRebuild-v0", "cannot be rebuilt"));
+            }
+            Ok(Box::new(crate::envs::CrashingCartPole::from_kwargs(kw, ctx)?))
+        }))
+        .unwrap();
+        let mut v = SyncVectorEnv::make("VectorTestNoRebuild-v0", &crash_kwargs("error"), 2).unwrap();
+        v.set_restart_failed_sub_envs(true).unwrap();
+        v.reset(Some(0)).unwrap();
+        v.step(Actions::Discrete(&[0, 0])).unwrap();
+        v.step(Actions::Discrete(&[0, 0])).unwrap();
+        let err = v.step(Actions::Discrete(&[0, 0])).unwrap_err().to_string();
+        assert_eq!(err, "VectorTestNoRebuild-v0: cannot be rebuilt");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Built-in classic-control envs, matching Gymnasium 1.4.0 bit for bit, and their registration.
+//! Built-in classic-control envs, matching Gymnasium 1.4.0 bit for bit, and their registration;
+//! also CrashingCartPole-v1, CartPole-v1 with injected faults for fault-tolerance tests.
 //!
 //! Each env mirrors its Gymnasium twin in `gymnasium/envs/classic_control/`: float64 state, the
 //! same operation order, NumPy 2 type promotion (NEP 50: an operation between a `np.float32` and a
@@ -13,12 +14,14 @@
 mod acrobot;
 mod cartpole;
 mod continuous_mountain_car;
+mod crashing_cartpole;
 mod mountain_car;
 mod pendulum;
 
 pub use acrobot::Acrobot;
 pub use cartpole::CartPole;
 pub use continuous_mountain_car::MountainCarContinuous;
+pub use crashing_cartpole::{CrashKind, CrashingCartPole};
 pub use mountain_car::MountainCar;
 pub use pendulum::Pendulum;
 
@@ -26,7 +29,8 @@ use crate::error::{EnvError, Result};
 use crate::registry::{EnvSpec, Registry};
 
 /// Registers every built-in env in `registry`, with Gymnasium's time limits and reward thresholds
-/// (`gymnasium/envs/__init__.py`, Gymnasium 1.4.0).
+/// (`gymnasium/envs/__init__.py`, Gymnasium 1.4.0). CrashingCartPole-v1, which Gymnasium lacks,
+/// takes CartPole-v1's.
 pub fn register_builtins(registry: &mut Registry) -> Result<()> {
     registry.register(
         EnvSpec::new("CartPole-v1", |kw| Ok(Box::new(CartPole::from_kwargs(kw)?)))
@@ -50,6 +54,11 @@ pub fn register_builtins(registry: &mut Registry) -> Result<()> {
         EnvSpec::new("Acrobot-v1", |kw| Ok(Box::new(Acrobot::from_kwargs(kw)?)))
             .max_episode_steps(500)
             .reward_threshold(-100.0),
+    )?;
+    registry.register(
+        EnvSpec::with_context("CrashingCartPole-v1", |kw, ctx| Ok(Box::new(CrashingCartPole::from_kwargs(kw, ctx)?)))
+            .max_episode_steps(500)
+            .reward_threshold(475.0),
     )?;
     Ok(())
 }
@@ -107,6 +116,7 @@ mod tests {
             ("MountainCarContinuous-v0", Some(999), Some(90.0)),
             ("Pendulum-v1", Some(200), None),
             ("Acrobot-v1", Some(500), Some(-100.0)),
+            ("CrashingCartPole-v1", Some(500), Some(475.0)),
         ];
         for (id, steps, threshold) in expect {
             let spec = r.spec(id).unwrap();
