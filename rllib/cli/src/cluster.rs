@@ -481,7 +481,10 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
         let _ = std::fs::remove_file(session.head_file());
     }
     eprintln!("{role} {} stopped", rt.node_id());
-    Ok(())
+    match rt.head_lost() {
+        Some(lost) => Err(lost.into()),
+        None => Ok(()),
+    }
 }
 
 /// `rl stop`: SIGTERM to every node started from this machine (worker nodes first, the head
@@ -541,12 +544,19 @@ pub fn register_actor_types(rt: &Runtime) {
 
 /// Makes SIGTERM and SIGINT end a driver cleanly: it leaves the cluster at once (its actors
 /// and placement groups go with it, so their resources are free again), then exits with
-/// 128 + the signal's number, as a shell reports a signal.
+/// 128 + the signal's number, as a shell reports a signal. A driver that loses the head (no
+/// answer for the head's node timeout, see [`Runtime::head_lost`]) stops its actors and exits
+/// with status 1 and the error, whatever its training loop is waiting for.
 pub fn leave_on_signal(rt: &Runtime) {
     rt.stop_on_signal();
     let rt = rt.clone();
     std::thread::spawn(move || {
         let reason = rt.wait_for_stop();
+        if let Some(lost) = rt.head_lost() {
+            eprintln!("error: {lost}");
+            rt.shutdown();
+            std::process::exit(1);
+        }
         let code = match reason.as_str() {
             "SIGTERM" => 128 + libc::SIGTERM,
             "SIGINT" => 128 + libc::SIGINT,
@@ -556,6 +566,21 @@ pub fn leave_on_signal(rt: &Runtime) {
         rt.shutdown();
         std::process::exit(code);
     });
+}
+
+/// A driver's outcome with the head's fate in it: a failed run whose head is lost (or does not
+/// answer a status request) fails with that, since every later error follows from it (a worker
+/// node gives up on a lost head as the driver does, so calls to its actors fail first).
+pub fn with_head_fate<T>(rt: &Runtime, outcome: Result<T>) -> Result<T> {
+    let Err(e) = outcome else { return outcome };
+    let head = match rt.head_lost() {
+        Some(lost) => lost,
+        None => match rt.cluster_status() {
+            Err(unreachable) => unreachable,
+            Ok(_) => return Err(e),
+        },
+    };
+    Err(anyhow::Error::new(head).context(format!("training stopped ({e:#})")))
 }
 
 /// Reads `listening on ADDR` from a node's output (what tests and scripts wait for).

@@ -291,6 +291,7 @@ fn execute(command: Command) -> Result<()> {
                     let rt = cluster::connect_driver(&address, &access)?;
                     cluster::leave_on_signal(&rt);
                     let summary = rllib::train_on(&rt, &config, &output, &mut callbacks);
+                    let summary = cluster::with_head_fate(&rt, summary.map_err(Into::into));
                     rt.shutdown();
                     summary?
                 }
