@@ -110,7 +110,8 @@ fn a_runner_that_stalls_past_the_sample_timeout_is_replaced() {
     train(&c, &dir, &mut ()).unwrap();
     assert_eq!(last(&dir, "fault_tolerance/num_remote_worker_restarts"), 1.0);
     assert_eq!(last(&dir, "fault_tolerance/num_healthy_workers"), 2.0);
-    let healthy = Progress::read(&dir.join("progress.csv")).unwrap().column("fault_tolerance/num_healthy_workers").unwrap();
+    let healthy =
+        Progress::read(&dir.join("progress.csv")).unwrap().column("fault_tolerance/num_healthy_workers").unwrap();
     assert!(healthy.contains(&Some(1.0)), "one runner was out while it stalled");
     std::fs::remove_dir_all(&dir).unwrap();
 }

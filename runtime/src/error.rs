@@ -181,6 +181,20 @@ pub enum RuntimeError {
         /// The head's build.
         head: String,
     },
+    /// This node gave up on the head: the head did not answer heartbeats for longer than its node
+    /// timeout, or it restarted and no longer knows this node. The head held the cluster's
+    /// state, so nothing of this node's membership can be saved: it stops.
+    #[error(
+        "lost the head at {address}: {message}; the cluster's state on it (node table, actor directory, \
+         placement groups, KV store) is gone: once a head runs there again (`rl start --head`), rejoin with \
+         `rl start --address {address}` and rerun the driver"
+    )]
+    HeadLost {
+        /// The head's address.
+        address: String,
+        /// How it was lost.
+        message: String,
+    },
     /// Any other cluster failure: a bad address, a refused TLS handshake, a protocol error.
     #[error("cluster: {0}")]
     Cluster(String),

@@ -473,15 +473,22 @@ fn heartbeats_carry_only_the_deaths_a_node_has_not_heard_of() {
             id
         })
         .collect();
-    let beat = |dead_seen: u64| {
+    let beat_in = |head_epoch: u64, dead_seen: u64| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let mut client = HeadClient::new(raw_channel_async(&head.address()).await);
-            let req = proto::HeartbeatRequest { node_id: driver.node_id(), dead_seen, ..Default::default() };
+            let req =
+                proto::HeartbeatRequest { node_id: driver.node_id(), dead_seen, head_epoch, ..Default::default() };
             client.heartbeat(with_token(&token, req)).await.unwrap().into_inner()
         })
     };
+    // A heartbeat of another run of the head (a node that joined before it restarted) is not
+    // taken: the answer has nothing in it but this run's epoch.
+    let foreign = beat_in(0, 0);
+    assert!(!foreign.accepted && foreign.dead_nodes.is_empty() && foreign.head_epoch != 0, "{foreign:?}");
+    let beat = |dead_seen: u64| beat_in(foreign.head_epoch, dead_seen);
     let all = beat(0);
+    assert!(all.accepted);
     assert_eq!(all.dead_nodes, gone);
     assert_eq!(all.dead_total, 2);
     let rest = beat(1);

@@ -481,7 +481,10 @@ fn run_node(args: &StartArgs, session: &SessionDir, out: &mut dyn Write) -> Resu
         let _ = std::fs::remove_file(session.head_file());
     }
     eprintln!("{role} {} stopped", rt.node_id());
-    Ok(())
+    match rt.head_lost() {
+        Some(lost) => Err(lost.into()),
+        None => Ok(()),
+    }
 }
 
 /// `rl stop`: SIGTERM to every node started from this machine (worker nodes first, the head
@@ -537,6 +540,37 @@ pub fn connect_driver(address: &str, access: &ClusterAccess) -> Result<Runtime> 
 pub fn register_actor_types(rt: &Runtime) {
     rllib::register_actors(rt);
     crate::bench_cluster::register_actors(rt);
+}
+
+/// Makes a driver that loses the head (no answer for the head's node timeout, see
+/// [`Runtime::head_lost`]) stop its actors and exit with status 1 and the error, whatever its
+/// training loop is waiting for. (SIGINT and SIGTERM are `rllib::interrupt`'s: the run stops
+/// with a checkpoint.)
+pub fn exit_on_head_loss(rt: &Runtime) {
+    let rt = rt.clone();
+    std::thread::spawn(move || {
+        rt.wait_for_stop();
+        if let Some(lost) = rt.head_lost() {
+            eprintln!("error: {lost}");
+            rt.shutdown();
+            std::process::exit(1);
+        }
+    });
+}
+
+/// A driver's outcome with the head's fate in it: a failed run whose head is lost (or does not
+/// answer a status request) fails with that, since every later error follows from it (a worker
+/// node gives up on a lost head as the driver does, so calls to its actors fail first).
+pub fn with_head_fate<T>(rt: &Runtime, outcome: Result<T>) -> Result<T> {
+    let Err(e) = outcome else { return outcome };
+    let head = match rt.head_lost() {
+        Some(lost) => lost,
+        None => match rt.cluster_status() {
+            Err(unreachable) => unreachable,
+            Ok(_) => return Err(e),
+        },
+    };
+    Err(anyhow::Error::new(head).context(format!("training stopped ({e:#})")))
 }
 
 /// Reads `listening on ADDR` from a node's output (what tests and scripts wait for).

@@ -313,7 +313,16 @@ fn execute(command: Command) -> Result<()> {
                 None => train_here(None, &mut callbacks),
                 Some(address) => {
                     let rt = cluster::connect_driver(&address, &access)?;
-                    let result = train_here(Some(&rt), &mut callbacks);
+                    cluster::exit_on_head_loss(&rt);
+                    let result = match train_here(Some(&rt), &mut callbacks) {
+                        Err(e) if !matches!(e, rllib::Error::Interrupted { .. }) => {
+                            // A failed run whose head is gone fails with that.
+                            let e = cluster::with_head_fate(&rt, Err::<(), _>(e.into())).unwrap_err();
+                            rt.shutdown();
+                            return Err(e);
+                        }
+                        other => other,
+                    };
                     rt.shutdown();
                     result
                 }

@@ -1,5 +1,6 @@
-//! Failure detection as a clock-driven state machine: no I/O, callers report heartbeats and ask
-//! who is overdue.
+//! Failure detection as clock-driven state machines: no I/O, callers report heartbeats (or the
+//! head's answers) and ask who is overdue. [`FailureDetector`] is the head's view of its nodes,
+//! [`HeadWatch`] a node's view of the head.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -48,6 +49,45 @@ impl FailureDetector {
     }
 }
 
+/// A node's view of the head: when it last answered a heartbeat, and whether it has been silent
+/// for longer than the head's own node timeout (which the node learns at join).
+///
+/// The node uses the head's timeout because the head would have declared the node dead after
+/// the same silence: past it, the head is gone or no longer counts the node as alive, and the
+/// node gives up instead of waiting forever.
+#[derive(Debug, Clone)]
+pub struct HeadWatch {
+    timeout: Duration,
+    last_answer: Instant,
+}
+
+impl HeadWatch {
+    /// A watch of a head that answered (the join) at `now`.
+    pub fn new(timeout: Duration, now: Instant) -> Self {
+        Self { timeout, last_answer: now }
+    }
+
+    /// The silence after which the head counts as lost.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Records an answer of the head at `now`.
+    pub fn answered(&mut self, now: Instant) {
+        self.last_answer = self.last_answer.max(now);
+    }
+
+    /// Time since the head's last answer.
+    pub fn silence(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_answer)
+    }
+
+    /// The head's silence, once it is longer than the timeout at `now`.
+    pub fn lost(&self, now: Instant) -> Option<Duration> {
+        Some(self.silence(now)).filter(|s| *s > self.timeout)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +106,19 @@ mod tests {
         assert!(d.expired(t0 + Duration::from_secs(19)).is_empty());
         assert_eq!(d.expired(t0 + Duration::from_secs(20)).len(), 1);
         assert_eq!(d.silence(2, t0 + Duration::from_secs(20)), Some(Duration::from_secs(11)));
+    }
+
+    #[test]
+    fn the_head_is_lost_only_after_a_silence_longer_than_the_timeout() {
+        let t0 = Instant::now();
+        let mut w = HeadWatch::new(Duration::from_secs(2), t0);
+        assert_eq!(w.lost(t0 + Duration::from_secs(2)), None);
+        w.answered(t0 + Duration::from_millis(1_500));
+        assert_eq!(w.lost(t0 + Duration::from_millis(3_400)), None, "the answer restarted the clock");
+        assert_eq!(w.lost(t0 + Duration::from_millis(3_600)), Some(Duration::from_millis(2_100)));
+        // An answer recorded late with an earlier time never moves the clock back.
+        w.answered(t0);
+        assert_eq!(w.silence(t0 + Duration::from_millis(3_600)), Duration::from_millis(2_100));
+        assert_eq!(w.timeout(), Duration::from_secs(2));
     }
 }

@@ -105,6 +105,8 @@ pub(crate) struct HeadCore {
     changed: tokio::sync::Notify,
     heartbeat_interval: Duration,
     node_timeout: Duration,
+    /// This run of the head (`JoinReply.head_epoch`): its start time in ns.
+    epoch: u64,
     build: String,
     token: Token,
     tls: Option<TlsConfig>,
@@ -124,6 +126,9 @@ impl HeadCore {
             changed: tokio::sync::Notify::new(),
             heartbeat_interval: options.heartbeat_interval,
             node_timeout: options.node_timeout,
+            epoch: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
             build,
             token: options.token.clone(),
             tls: options.tls.clone(),
@@ -445,6 +450,7 @@ impl Head for HeadService {
             heartbeat_interval_ms: head.heartbeat_interval.as_millis() as u64,
             node_timeout_ms: head.node_timeout.as_millis() as u64,
             head_build: head.build.clone(),
+            head_epoch: head.epoch,
         }))
     }
 
@@ -454,6 +460,11 @@ impl Head for HeadService {
     ) -> Result<Response<proto::HeartbeatReply>, Status> {
         let head = &self.0;
         let req = req.into_inner();
+        if req.head_epoch != head.epoch {
+            // A node of an earlier run of this head (ids start again at 1): its membership is gone,
+            // and its id may be another node's now. The reply's epoch tells it so.
+            return Ok(Response::new(proto::HeartbeatReply { head_epoch: head.epoch, ..Default::default() }));
+        }
         let mut st = lock(&head.state);
         // Only the deaths this node has not heard of: the list grows with every process actor.
         let dead_total = st.dead.len() as u64;
@@ -465,7 +476,13 @@ impl Head for HeadService {
             .filter(|(_, reason)| !reason.is_empty())
             .collect();
         let Some(entry) = st.nodes.get_mut(&req.node_id).filter(|e| e.alive()) else {
-            return Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: false, death_reasons, dead_total }));
+            return Ok(Response::new(proto::HeartbeatReply {
+                dead_nodes,
+                accepted: false,
+                death_reasons,
+                dead_total,
+                head_epoch: head.epoch,
+            }));
         };
         if req.resource_version >= entry.version {
             entry.version = req.resource_version;
@@ -477,11 +494,21 @@ impl Head for HeadService {
         HeadCore::refresh(&mut st);
         drop(st);
         head.changed.notify_waiters();
-        Ok(Response::new(proto::HeartbeatReply { dead_nodes, accepted: true, death_reasons, dead_total }))
+        Ok(Response::new(proto::HeartbeatReply {
+            dead_nodes,
+            accepted: true,
+            death_reasons,
+            dead_total,
+            head_epoch: head.epoch,
+        }))
     }
 
     async fn leave(&self, req: Request<proto::LeaveRequest>) -> Result<Response<proto::LeaveReply>, Status> {
         let req = req.into_inner();
+        if req.head_epoch != self.0.epoch {
+            // A node of an earlier run: its id may be another node's now.
+            return Ok(Response::new(proto::LeaveReply {}));
+        }
         let reason = if req.died { req.reason } else { format!("left ({})", req.reason) };
         self.0.mark_dead(req.node_id, &reason);
         Ok(Response::new(proto::LeaveReply {}))

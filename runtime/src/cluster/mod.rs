@@ -17,6 +17,9 @@
 //!   [`crate::object_store`]).
 //! - **Failure**: a node silent past `node_timeout` is declared dead by the head; every node
 //!   hears it with its next heartbeat, fails calls to that node's actors, and drops its borrows.
+//!   The other way round, a node whose heartbeats the head has not answered for `node_timeout`
+//!   (or a restarted head no longer knows) gives up: it stops with [`RuntimeError::HeadLost`]
+//!   ([`Runtime::head_lost`]). Nothing reconnects, since the head's state died with it.
 //! - **Processes**: an actor with [`Isolation::Process`](crate::Isolation::Process) runs in a
 //!   worker process its node starts (a hidden node of its own, see [`run_actor_process_if_asked`]);
 //!   its crash kills only it, and it dies with its node.
@@ -46,7 +49,7 @@ pub(crate) use peer::RemoteActor;
 use tonic::transport::{Channel, Endpoint};
 
 pub use self::auth::{BUILD_ENV, TOKEN_ENV, TlsConfig, Token, build_id, declared_build};
-pub use self::failure::FailureDetector;
+pub use self::failure::{FailureDetector, HeadWatch};
 pub use self::placement_group::{PlacementGroup, PlacementGroupInfo, PlacementGroupState, PlacementStrategy};
 pub use self::process::{WORKER_ENV, run_actor_process_if_asked};
 use crate::error::{Result, RuntimeError};
@@ -215,6 +218,14 @@ impl Runtime {
             Some(core) => core.wait_for_stop(),
             None => "not part of a cluster".into(),
         }
+    }
+
+    /// Why this node gave up on the head, if it did: [`RuntimeError::HeadLost`], once the head
+    /// answered no heartbeat for longer than its node timeout or restarted without this node.
+    /// [`Runtime::wait_for_stop`] has returned by then (with that error as the reason), and
+    /// `rl start` and `rl train --address` exit with it.
+    pub fn head_lost(&self) -> Option<RuntimeError> {
+        self.cluster().and_then(|c| c.head_lost())
     }
 
     /// Makes SIGINT and SIGTERM end [`Runtime::wait_for_stop`].

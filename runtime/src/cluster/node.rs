@@ -99,6 +99,10 @@ pub(crate) struct NodeCore {
     pub(crate) node_id: u32,
     pub(crate) address: String,
     pub(crate) head_address: String,
+    /// The run of the head this node joined (`JoinReply.head_epoch`).
+    pub(crate) head_epoch: u64,
+    /// Set once this node gave up on the head ([`RuntimeError::HeadLost`]).
+    pub(super) head_lost: OnceLock<RuntimeError>,
     pub(crate) token: Token,
     pub(crate) tls: Option<TlsConfig>,
     pub(crate) counters: Counters,
@@ -617,6 +621,7 @@ impl NodeCore {
             actors,
             transfers: Some(self.transfer_stats()),
             dead_seen: self.dead_seen.load(Ordering::Relaxed),
+            head_epoch: self.head_epoch,
         };
         let reply = self
             .head
@@ -625,6 +630,10 @@ impl NodeCore {
             .await
             .map_err(|s| status_error(&s, 0, &self.head_address))?
             .into_inner();
+        if reply.head_epoch != self.head_epoch {
+            let why = format!("it restarted since this node (node {}) joined it, and no longer knows it", self.node_id);
+            return Err(self.lose_head(why));
+        }
         for node in reply.dead_nodes {
             self.node_dead(node, reply.death_reasons.get(&node).map(String::as_str));
         }
@@ -633,6 +642,22 @@ impl NodeCore {
             self.request_stop("the head declared this node dead");
         }
         Ok(())
+    }
+
+    /// Gives up on the head (`why`: how it was lost): records [`RuntimeError::HeadLost`], which
+    /// it returns, and asks this node to stop with it as the reason.
+    pub(super) fn lose_head(&self, why: String) -> RuntimeError {
+        let e = RuntimeError::HeadLost { address: self.head_address.clone(), message: why };
+        if self.head_lost.set(e.clone()).is_ok() {
+            tracing::error!("{e}");
+            self.request_stop(&e.to_string());
+        }
+        e
+    }
+
+    /// Why this node gave up on the head, if it did.
+    pub(crate) fn head_lost(&self) -> Option<RuntimeError> {
+        self.head_lost.get().cloned()
     }
 
     /// Marks the node as asked to stop, with the first reason given.
@@ -676,16 +701,18 @@ impl NodeCore {
     }
 
     /// The first half of shutdown (habit: decide, tell, wait): stop heartbeats and serving new
-    /// calls, tell the head this node leaves.
+    /// calls, tell the head this node leaves (unless the head is lost: nobody would hear it).
     pub(crate) fn begin_shutdown(self: &Arc<Self>) {
         self.request_stop("shut down");
         let reason = lock(&self.stop).reason.clone().unwrap_or_default();
-        let mut head = self.head.clone();
-        let node_id = self.node_id;
-        let _ = self.block_on(async move {
-            let leave = head.leave(proto::LeaveRequest { node_id, reason, died: false });
-            let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
-        });
+        if self.head_lost.get().is_none() {
+            let mut head = self.head.clone();
+            let (node_id, head_epoch) = (self.node_id, self.head_epoch);
+            let _ = self.block_on(async move {
+                let leave = head.leave(proto::LeaveRequest { node_id, reason, died: false, head_epoch });
+                let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
+            });
+        }
         let _ = self.shutdown_tx.send(true);
         self.workers.terminate_all();
         for (_, (h, _)) in lock(&self.hosted).drain() {

@@ -637,7 +637,8 @@ impl Watch {
             return;
         }
         let mut head = core.head.clone();
-        let request = proto::LeaveRequest { node_id: self.ready.node_id, reason, died: true };
+        let request =
+            proto::LeaveRequest { node_id: self.ready.node_id, reason, died: true, head_epoch: core.head_epoch };
         let _ = core.block_on(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), head.leave(request)).await;
         });

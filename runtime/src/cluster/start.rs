@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Response;
@@ -12,6 +12,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
 use super::auth::{AddToken, CheckToken};
+use super::failure::HeadWatch;
 use super::head::HeadCore;
 use super::hosted::resources;
 use super::node::{Cache, Counters, NodeCore, StopState, run_blocking};
@@ -51,6 +52,7 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions, parent: u32) 
     serve(&handle, listener, &options, head_core, slot.clone(), shutdown_rx)?;
 
     // Join.
+    let is_head = head.is_none();
     let head_address = head.unwrap_or_else(|| address.clone());
     let join = proto::JoinRequest {
         address: address.clone(),
@@ -89,6 +91,8 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions, parent: u32) 
         node_id: reply.node_id,
         address,
         head_address,
+        head_epoch: reply.head_epoch,
+        head_lost: OnceLock::new(),
         token: options.token.clone(),
         tls: options.tls.clone(),
         counters: Counters::default(),
@@ -130,7 +134,9 @@ pub(crate) fn start(head: Option<String>, options: ClusterOptions, parent: u32) 
     }));
     rt.set_cluster(core.clone());
     let _ = slot.set(core.clone());
-    spawn_heartbeats(&core, Duration::from_millis(reply.heartbeat_interval_ms.max(1)));
+    // The head's own node cannot lose it; every other node gives up after the head's node timeout.
+    let watch = (!is_head).then(|| HeadWatch::new(Duration::from_millis(reply.node_timeout_ms), Instant::now()));
+    spawn_heartbeats(&core, Duration::from_millis(reply.heartbeat_interval_ms.max(1)), watch);
     tracing::info!(node = reply.node_id, address = %core.address, head = %core.head_address, "joined the cluster");
     Ok(rt)
 }
@@ -185,8 +191,11 @@ fn serve(
     Ok(())
 }
 
-/// Sends a heartbeat every `interval` until shutdown.
-fn spawn_heartbeats(core: &Arc<NodeCore>, interval: Duration) {
+/// Sends a heartbeat every `interval` until shutdown. With a `watch`, a head that answers none
+/// for longer than the watch's timeout is lost: the node stops (see [`NodeCore::lose_head`]).
+/// Each heartbeat waits at most that timeout, so a head whose machine vanished without closing
+/// its connections is given up within the timeout plus one interval, as one that refuses them.
+fn spawn_heartbeats(core: &Arc<NodeCore>, interval: Duration, mut watch: Option<HeadWatch>) {
     let weak = Arc::downgrade(core);
     let mut shutdown = core.shutdown_tx.subscribe();
     core.handle.spawn(async move {
@@ -199,17 +208,42 @@ fn spawn_heartbeats(core: &Arc<NodeCore>, interval: Duration) {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
             let Some(core) = weak.upgrade() else { return };
-            match core.heartbeat().await {
-                Ok(()) if failing => {
-                    tracing::info!("the head answers heartbeats again");
-                    failing = false;
+            let limit = watch.as_ref().map_or(Duration::MAX, |w| w.timeout().max(interval));
+            let result = match tokio::time::timeout(limit, core.heartbeat()).await {
+                Ok(r) => r,
+                Err(_) => Err(RuntimeError::Timeout(
+                    limit,
+                    format!("the head at {} to answer a heartbeat", core.head_address),
+                )),
+            };
+            if core.head_lost().is_some() {
+                return;
+            }
+            match result {
+                Ok(()) => {
+                    if let Some(w) = &mut watch {
+                        w.answered(Instant::now());
+                    }
+                    if failing {
+                        tracing::info!("the head answers heartbeats again");
+                        failing = false;
+                    }
                 }
-                Ok(()) => {}
-                Err(e) if !failing => {
-                    tracing::warn!("heartbeat to the head at {} failed: {e}", core.head_address);
-                    failing = true;
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!("heartbeat to the head at {} failed: {e}", core.head_address);
+                        failing = true;
+                    }
+                    if let Some(silence) = watch.as_ref().and_then(|w| w.lost(Instant::now())) {
+                        let timeout = watch.as_ref().map_or(Duration::ZERO, HeadWatch::timeout);
+                        core.lose_head(format!(
+                            "no answer for {:.1} s (node_timeout {:.1} s; last error: {e})",
+                            silence.as_secs_f64(),
+                            timeout.as_secs_f64()
+                        ));
+                        return;
+                    }
                 }
-                Err(_) => {}
             }
         }
     });
