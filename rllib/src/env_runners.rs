@@ -248,11 +248,14 @@ impl EnvRunnerGroup {
                 Err(Error::Runtime(e))
                     if matches!(
                         *e,
-                        RuntimeError::InsufficientResources { .. } | RuntimeError::Unschedulable { .. }
+                        RuntimeError::InsufficientResources { .. }
+                            | RuntimeError::Unschedulable { .. }
+                            | RuntimeError::NodeUnreachable { .. }
                     ) =>
                 {
                     // No room yet (a killed thread runner that cannot be interrupted still holds
-                    // its CPUs until its call returns): try again soon, without using a restart.
+                    // its CPUs until its call returns), or the node picked is dying and not yet
+                    // declared dead: try again soon, without using a restart.
                     tracing::debug!(runner = index, error = %e, "no room to restart the env runner yet");
                     let wait = self.ft().delay_between_env_runner_restarts_s.max(NO_ROOM_RETRY_S);
                     self.slots[i].restart_at = Some(now + Duration::from_secs_f64(wait));

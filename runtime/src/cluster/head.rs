@@ -586,7 +586,14 @@ impl Head for HeadService {
             options: req.options,
             owner: req.caller,
         };
-        let result = rpc.clone().spawn_actor(forwarded).await;
+        let node_address = lock(&head.state).nodes.get(&slot.node).map(|e| e.info.address.clone()).unwrap_or_default();
+        // A node that cannot be reached is named as such: the caller must not read the head's
+        // answer as the head itself being unreachable.
+        let result = rpc
+            .clone()
+            .spawn_actor(forwarded)
+            .await
+            .map_err(|s| error_status(&super::status_error(&s, slot.node, &node_address)));
         let orphan = {
             let mut st = lock(&head.state);
             head.settle(&mut st, &slot, &need, result.as_ref().ok().map(|r| r.get_ref()), &req.type_name)
