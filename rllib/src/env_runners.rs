@@ -177,10 +177,13 @@ impl EnvRunnerGroup {
                         format!("no sample within sample_timeout_s = {} s", self.ft().sample_timeout_s),
                         true,
                     )?,
-                    Err(e) => {
-                        let recoverable = !matches!(e, RuntimeError::ActorFailed { recoverable: false, .. });
-                        self.fail(index, e.to_string(), recoverable)?;
+                    // A bug in the env (a non-finite observation): a rebuilt runner would meet it
+                    // again, so the run stops with the runner's own error.
+                    Err(e @ RuntimeError::ActorFailed { recoverable: false, .. }) => {
+                        self.fail(index, e.to_string(), false).ok();
+                        return Err(e.into());
                     }
+                    Err(e) => self.fail(index, e.to_string(), true)?,
                 }
             }
             self.sub_env_restarts_total += u64::from(out.sub_env_restarts);
