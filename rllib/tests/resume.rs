@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rllib::checkpoint::ResumePoint;
+use rllib::checkpoint::{Checkpoint, ResumePoint};
 use rllib::metrics::{columns, is_timing_column};
 use rllib::ppo::METRIC_COLUMNS;
 use rllib::{RunDir, TrainConfig, resume, train};
@@ -125,6 +125,9 @@ fn damaged_checkpoints_are_refused_naming_the_file() {
         std::fs::write(ckpt.join("metadata.json"), changed).unwrap();
         let err = load_err();
         assert!(err.contains(expect) && err.contains("metadata.json") && err.contains('2'), "{err}");
+        // Version 1 is still read to act on its policy; 99 is not.
+        let acting = Checkpoint::load(&ckpt);
+        assert_eq!(acting.is_ok(), v == 1, "{:?}", acting.err().map(|e| e.to_string()));
     }
     std::fs::write(ckpt.join("metadata.json"), meta).unwrap();
     ResumePoint::load(&ckpt).unwrap();
