@@ -57,6 +57,19 @@ pub fn rng_state(rng: Option<&NpRandom>) -> Value {
     }
 }
 
+/// The state of a classic-control env that is its physics vector (if reset) and its generator,
+/// tagged with `env`: what [`read_physics`] reads back.
+pub fn physics(env: &str, state: Option<&[f64]>, rng: Option<&NpRandom>) -> Value {
+    serde_json::json!({ TYPE_KEY: env, "state": state.map(f64s_bits), "rng": rng_state(rng) })
+}
+
+/// Reads a state written by [`physics`] for `env`: the physics vector of `N` values (or none
+/// before the first reset) and the generator.
+pub fn read_physics<const N: usize>(env: &str, saved: &Value) -> Result<(Option<[f64; N]>, Option<NpRandom>)> {
+    let r = StateReader::new(env, saved, env)?;
+    Ok((r.opt_f64_array("state")?, r.rng("rng")?))
+}
+
 /// Reads the fields of a saved state, with errors naming the env and the key.
 #[derive(Debug)]
 pub struct StateReader<'a> {

@@ -135,11 +135,15 @@ fn drive(
     let mut window = EpisodeWindow::with_episodes(100, &state.episode_window);
     let (mut env_steps, mut episodes, mut iteration) =
         (state.num_env_steps_sampled_lifetime, state.num_episodes_lifetime, state.training_iteration);
-    let snapshot = |iteration, env_steps, episodes, window: &EpisodeWindow, total_s| TrainingState {
-        training_iteration: iteration,
-        num_env_steps_sampled_lifetime: env_steps,
-        num_episodes_lifetime: episodes,
-        time_total_s: total_s,
+    let snapshot = |training_iteration,
+                    num_env_steps_sampled_lifetime,
+                    num_episodes_lifetime,
+                    window: &EpisodeWindow,
+                    time_total_s| TrainingState {
+        training_iteration,
+        num_env_steps_sampled_lifetime,
+        num_episodes_lifetime,
+        time_total_s,
         episode_window: window.episodes(),
     };
     let stop_reason = loop {
@@ -164,11 +168,7 @@ fn drive(
 
         // Evaluation every `evaluation.interval` iterations, on the weights just trained.
         if config.evaluation.interval > 0 && iteration % config.evaluation.interval == 0 {
-            let eval = evaluate_current(algo, config)?;
-            tracing::info!(iteration, return_mean = eval.return_mean(), "evaluation");
-            r.set("evaluation/episode_return_mean", eval.return_mean());
-            r.set("evaluation/episode_return_std", eval.return_std());
-            r.set("evaluation/episode_len_mean", eval.length_mean());
+            set_evaluation_metrics(&mut r, iteration, &evaluate_current(algo, config)?);
         }
         let total_s = elapsed(&start);
         r.set("time_this_iter_s", iter_start.elapsed().as_secs_f64());
@@ -182,20 +182,7 @@ fn drive(
         events.flush().map_err(crate::Error::io("write", events.path()))?;
         callbacks.on_iteration(&r);
 
-        let training = snapshot(iteration, env_steps, episodes, &window, total_s);
-        let periodic = config.checkpoint.frequency > 0 && iteration % config.checkpoint.frequency == 0;
-        let signal = crate::interrupt::requested();
-        if periodic || signal.is_some() {
-            let path = save_checkpoint(algo, config, run, &format!("iter_{iteration:06}"), &training)?;
-            if let Some(signal) = signal {
-                return Err(crate::Error::Interrupted {
-                    signal,
-                    iteration,
-                    checkpoint: path,
-                    run_dir: run.path().to_path_buf(),
-                });
-            }
-        }
+        checkpoint_if_due(algo, config, run, &snapshot(iteration, env_steps, episodes, &window, total_s))?;
     };
     let train_seconds = elapsed(&start);
     events.flush().map_err(crate::Error::io("write", events.path()))?;
@@ -214,6 +201,14 @@ fn drive(
     callbacks.on_train_end(run, &summary);
     run.write_summary(&summary)?;
     Ok(summary)
+}
+
+/// The `evaluation/` metrics of an evaluation after `iteration`.
+fn set_evaluation_metrics(r: &mut IterationResult, iteration: u64, eval: &EvalStats) {
+    tracing::info!(iteration, return_mean = eval.return_mean(), "evaluation");
+    r.set("evaluation/episode_return_mean", eval.return_mean());
+    r.set("evaluation/episode_return_std", eval.return_std());
+    r.set("evaluation/episode_len_mean", eval.length_mean());
 }
 
 /// The `env_runners/` metrics of the recent-episode window (left empty before the first episode).
@@ -257,6 +252,29 @@ pub fn stop_reason(
 
 fn evaluate_current(algo: &mut dyn Algorithm, config: &TrainConfig) -> Result<EvalStats> {
     evaluate(config, &algo.policy_weights()?, config.evaluation.duration, config.evaluation.seed)
+}
+
+/// Writes the iteration's checkpoint every `checkpoint.frequency` iterations, and when a signal
+/// asked the run to stop ([`crate::interrupt`]), after which it fails with `Interrupted`.
+fn checkpoint_if_due(
+    algo: &mut dyn Algorithm,
+    config: &TrainConfig,
+    run: &RunDir,
+    training: &TrainingState,
+) -> Result<()> {
+    let iteration = training.training_iteration;
+    let periodic = config.checkpoint.frequency > 0 && iteration % config.checkpoint.frequency == 0;
+    let signal = crate::interrupt::requested();
+    if !periodic && signal.is_none() {
+        return Ok(());
+    }
+    let checkpoint = save_checkpoint(algo, config, run, &format!("iter_{iteration:06}"), training)?;
+    match signal {
+        Some(signal) => {
+            Err(crate::Error::Interrupted { signal, iteration, checkpoint, run_dir: run.path().to_path_buf() })
+        }
+        None => Ok(()),
+    }
 }
 
 fn save_checkpoint(

@@ -133,3 +133,50 @@ fn damaged_checkpoints_are_refused_naming_the_file() {
     ResumePoint::load(&ckpt).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// CartPole behind an env that keeps the default `save_state` (none): a resume re-seeds it.
+struct NoState(Box<dyn rl_env::Env>);
+
+impl rl_env::Env for NoState {
+    fn observation_space(&self) -> &rl_env::Space {
+        self.0.observation_space()
+    }
+    fn action_space(&self) -> &rl_env::Space {
+        self.0.action_space()
+    }
+    fn reset_into(
+        &mut self,
+        seed: Option<u64>,
+        options: Option<&rl_env::Kwargs>,
+        obs: &mut [f32],
+    ) -> rl_env::Result<rl_env::Info> {
+        self.0.reset_into(seed, options, obs)
+    }
+    fn step_into(&mut self, action: rl_env::Action<'_>, obs: &mut [f32]) -> rl_env::Result<rl_env::StepResult> {
+        self.0.step_into(action, obs)
+    }
+}
+
+#[test]
+fn an_env_without_saved_state_resumes_from_fresh_episodes() {
+    rl_env::register(rl_env::EnvSpec::new("NoStateCartPole-v0", |kw| {
+        Ok(Box::new(NoState(rl_env::make("CartPole-v1", kw)?)))
+    }))
+    .unwrap();
+    let dir = scratch("nostate");
+    train(&config(&["env=NoStateCartPole-v0"]), &dir, &mut ()).unwrap();
+    let full = rows(&dir);
+    let runners: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoints/iter_000004/env_runners.json")).unwrap())
+            .unwrap();
+    assert!(runners.as_array().unwrap().iter().all(|r| r["envs"].is_null()), "{runners}");
+    cut(&dir, 4);
+    let summary = resume(&dir, &mut ()).unwrap();
+    assert_eq!(summary.iterations, 8);
+    let resumed = rows(&dir);
+    assert_eq!(resumed.len(), 8);
+    // Up to the checkpoint the rows stay; after it the episodes started over from new seeds.
+    assert_eq!(resumed[..4], full[..4]);
+    assert_ne!(resumed[4..], full[4..]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

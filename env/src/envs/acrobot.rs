@@ -7,7 +7,7 @@ use crate::error::{EnvError, Result};
 use crate::registry::KwargReader;
 use crate::rng::NpRandom;
 use crate::space::{Action, Space};
-use crate::state::{self, StateReader};
+use crate::state;
 
 use super::{check_range, pow_f64};
 
@@ -99,17 +99,11 @@ impl Env for Acrobot {
     }
 
     fn save_state(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({
-            "type": ID,
-            "state": self.state.as_ref().map(|s| state::f64s_bits(s)),
-            "rng": state::rng_state(self.rng.as_ref()),
-        }))
+        Some(state::physics(ID, self.state.as_ref().map(|s| &s[..]), self.rng.as_ref()))
     }
 
     fn restore_state(&mut self, saved: &serde_json::Value) -> Result<()> {
-        let r = StateReader::new(ID, saved, ID)?;
-        let (st, rng) = (r.opt_f64_array("state")?, r.rng("rng")?);
-        (self.state, self.rng) = (st, rng);
+        (self.state, self.rng) = state::read_physics(ID, saved)?;
         Ok(())
     }
 

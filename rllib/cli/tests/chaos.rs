@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Proc, RL};
+use common::Cluster;
 
 /// CleanRL's CartPole settings (configs/ppo.yaml) on four runners whose envs fault after 1500
 /// steps of each instance, in each runner's first two lives: runner 0 panics, 1 returns an
@@ -44,24 +44,7 @@ fn training_survives_crashes_of_every_kind_and_a_killed_node() {
     let config = c.dir.join("chaos.yaml");
     std::fs::write(&config, CONFIG).unwrap();
     let run = c.dir.join("run");
-    let (config_s, run_s) = (config.display().to_string(), run.display().to_string());
-    let mut driver = Proc::spawn(
-        Path::new(RL),
-        &[
-            "train",
-            "--config",
-            &config_s,
-            "--address",
-            &c.address,
-            "--session-dir",
-            &c.session,
-            "--output",
-            &run_s,
-            "--quiet",
-        ],
-        &c.dir,
-        "driver",
-    );
+    let mut driver = c.train(&config, &run, &[]);
     // Once training is well under way (every first-life fault has fired by iteration ~12),
     // kill a node with SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -108,28 +108,16 @@ fn ppo_across_a_head_and_two_nodes_learns_and_matches_the_local_run() {
 fn a_killed_node_is_declared_dead_and_training_on_it_fails_clearly() {
     let mut c = Cluster::start("kill", 2, 2_000);
     let run = c.dir.join("run");
-    let run_s = run.display().to_string();
-    let mut driver = Proc::spawn(
-        Path::new(RL),
+    let mut driver = c.train(
+        Path::new(PPO),
+        &run,
         &[
-            "train",
-            "--config",
-            PPO,
-            "--address",
-            &c.address,
-            "--session-dir",
-            &c.session,
-            "--output",
-            &run_s,
-            "--quiet",
             "--set",
             "stop.num_env_steps_sampled_lifetime=100000000",
             // Without restarts a lost runner fails the run (tests/chaos.rs has them on).
             "--set",
             "fault_tolerance.restart_failed_env_runners=false",
         ],
-        &c.dir,
-        "driver",
     );
     // Wait until training runs (progress.csv has rows), then kill a node.
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -232,8 +232,8 @@ impl JobManager {
         tracing::info!(job = id, "job ended");
     }
 
-    /// Stops job `id`: SIGTERM to its driver (which leaves the cluster, stopping its actors),
-    /// SIGKILL after [`STOP_GRACE`]. Returns its record once it ended.
+    /// Stops job `id`: SIGTERM to its driver (which writes a checkpoint, then leaves the cluster,
+    /// stopping its actors), SIGKILL after [`STOP_GRACE`]. Returns its record once it ended.
     pub fn stop(&self, id: &str) -> Result<JobRecord> {
         let pid = {
             let mut jobs = lock(&self.jobs);

@@ -223,6 +223,26 @@ impl Cluster {
         rt
     }
 
+    /// Starts `rl train --config CONFIG --address HEAD --output RUN --quiet EXTRA...` against this
+    /// cluster (stderr in `driver.err`).
+    pub fn train(&self, config: &Path, run: &Path, extra: &[&str]) -> Proc {
+        let (config, run) = (config.display().to_string(), run.display().to_string());
+        let mut args = vec![
+            "train",
+            "--config",
+            &config,
+            "--address",
+            &self.address,
+            "--session-dir",
+            &self.session,
+            "--output",
+            &run,
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        Proc::spawn(Path::new(RL), &args, &self.dir, "driver")
+    }
+
     /// Runs `rl ARGS` (with `--session-dir SESSION`) to its end; returns its stdout (asserting success).
     pub fn rl(&self, args: &[&str]) -> String {
         // Right after the subcommand, so it never lands after a `--`.
