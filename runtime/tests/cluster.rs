@@ -140,7 +140,8 @@ fn actors_are_placed_on_worker_nodes_and_called_like_local_ones() {
     assert_eq!(a.id() >> 40, u64::from(la.node_id));
     // A node chosen by the caller.
     let there = ActorOptions { placement: Placement::Node(lb.node_id), ..Default::default() };
-    assert_eq!(c.driver.spawn::<Store>((), there).unwrap().location().node_id, lb.node_id);
+    let third = c.driver.spawn::<Store>((), there).unwrap();
+    assert_eq!(third.location().node_id, lb.node_id);
     // The head's KV store, shared by every node.
     assert!(c.driver.kv_put("answer", Bytes::from_static(b"42"), false).unwrap());
     assert!(!c.nodes[0].kv_put("answer", Bytes::from_static(b"7"), false).unwrap());
@@ -152,9 +153,12 @@ fn actors_are_placed_on_worker_nodes_and_called_like_local_ones() {
         .spawn::<Store>((), ActorOptions { num_cpus: 0.0, placement: Placement::Local, ..Default::default() })
         .unwrap();
     assert_eq!(here.location().node_id, c.driver.node_id());
-    // The head's directory lists all three, on their nodes.
+    // The head's directory lists the three spawned through it at once (the local one comes with
+    // a heartbeat, which on a loaded machine may already have arrived).
     let (_, actors) = c.driver.cluster_nodes().unwrap();
-    assert_eq!(actors.len(), 3, "spawned through the head: {actors:?}");
+    for id in [a.id(), b.id(), third.id()] {
+        assert!(actors.iter().any(|x| x.actor_id == id), "spawned through the head: {actors:?}");
+    }
     eventually(Duration::from_secs(10), "heartbeats to list the local actor", || {
         c.driver.cluster_nodes().unwrap().1.len() == 4
     });

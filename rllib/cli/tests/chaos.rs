@@ -74,6 +74,9 @@ fn training_survives_crashes_of_every_kind_and_a_killed_node() {
         let times = log.lines().filter(|l| l.contains(seen) && (kind != "abort" || l.contains("SIGABRT"))).count();
         assert!(times >= 2, "{kind} fault seen {times} times ({seen:?}); driver: {err}\nnodes: {nodes_log}");
     }
+    // No healthy runner was taken for stuck: only the stalling one ever timed out.
+    let timeouts: Vec<&str> = err.lines().filter(|l| l.contains("no sample within")).collect();
+    assert!(timeouts.iter().all(|l| l.contains("runner=env_runner_3")), "{timeouts:#?}");
     // The node's runners were lost with it and restarted elsewhere.
     assert!(err.contains("unreachable") || err.contains("died while handling the call"), "{err}");
 
