@@ -366,7 +366,7 @@ fn lying_batch_bytes(b: &TrajectoryBatch, lies: &[BatchLie]) -> Vec<u8> {
         }
     }
     let shape = |len: usize, width: usize| {
-        if width > 0 && len % width == 0 { vec![len / width, width] } else { vec![len] }
+        if width > 0 && len.is_multiple_of(width) { vec![len / width, width] } else { vec![len] }
     };
     let le32 = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let flags = |v: &[bool]| v.iter().map(|x| u8::from(*x)).collect::<Vec<u8>>();
@@ -420,7 +420,7 @@ fn lying_batch() -> impl Strategy<Value = Vec<u8>> {
 /// What every batch the decoder accepts satisfies, so the learner can index it freely.
 fn assert_consistent(b: &TrajectoryBatch) {
     let rows = b.len();
-    assert!(b.n_envs > 0 && rows % b.n_envs == 0 && b.last_values.len() == b.n_envs, "{b:?}");
+    assert!(b.n_envs > 0 && rows.is_multiple_of(b.n_envs) && b.last_values.len() == b.n_envs, "{b:?}");
     for len in [b.logp.len(), b.values.len(), b.terminated.len(), b.truncated.len(), b.bootstrap_values.len()] {
         assert_eq!(len, rows, "{b:?}");
     }
@@ -428,7 +428,7 @@ fn assert_consistent(b: &TrajectoryBatch) {
     match &b.actions {
         BatchActions::Discrete(a) => assert_eq!(a.len(), rows, "{b:?}"),
         BatchActions::Continuous(a) => {
-            assert!(if rows == 0 { a.is_empty() } else { a.len() % rows == 0 && !a.is_empty() }, "{b:?}")
+            assert!(if rows == 0 { a.is_empty() } else { a.len().is_multiple_of(rows) && !a.is_empty() }, "{b:?}")
         }
     }
     assert_eq!(b.episode_returns.len(), b.episode_lengths.len(), "{b:?}");
