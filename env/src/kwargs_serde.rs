@@ -23,13 +23,22 @@
 //! assert_eq!(postcard::from_bytes::<Init>(&bytes).unwrap(), init);
 //! ```
 
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, EnumAccess, SeqAccess, VariantAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Number, Value};
 
 use crate::env::Kwargs;
 
-/// A JSON value as a binary codec can carry it.
-#[derive(Serialize, Deserialize)]
+/// The deepest nesting of maps and lists a binary-decoded kwargs map may have, itself counted
+/// (serde_json's limit for text). The tree arrives from other processes, so its depth is
+/// bounded before recursion on it can overflow the stack.
+pub const MAX_DEPTH: usize = 128;
+
+/// A JSON value as a binary codec can carry it. Its `Deserialize` is [`WireSeed`], which counts
+/// the depth; the variant order here is the wire's.
+#[derive(Serialize)]
 enum WireValue {
     Null,
     Bool(bool),
@@ -74,6 +83,129 @@ impl From<WireValue> for Value {
     }
 }
 
+const VARIANTS: &[&str] = &["Null", "Bool", "U64", "I64", "F64", "String", "Array", "Object"];
+
+/// Reads one [`WireValue`] nested `depth` levels deep.
+#[derive(Clone, Copy)]
+struct WireSeed {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for WireSeed {
+    type Value = WireValue;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<WireValue, D::Error> {
+        d.deserialize_enum("WireValue", VARIANTS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for WireSeed {
+    type Value = WireValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tagged env kwargs value")
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<WireValue, A::Error> {
+        let (tag, v): (u32, _) = data.variant()?;
+        let inner = WireSeed { depth: self.depth + 1 };
+        if matches!(tag, 6 | 7) && inner.depth >= MAX_DEPTH {
+            return Err(de::Error::custom(format!("env kwargs nested deeper than {MAX_DEPTH} levels")));
+        }
+        match tag {
+            0 => v.unit_variant().map(|()| WireValue::Null),
+            1 => v.newtype_variant().map(WireValue::Bool),
+            2 => v.newtype_variant().map(WireValue::U64),
+            3 => v.newtype_variant().map(WireValue::I64),
+            4 => v.newtype_variant().map(WireValue::F64),
+            5 => v.newtype_variant().map(WireValue::String),
+            6 => v.newtype_variant_seed(ListSeed(inner)).map(WireValue::Array),
+            7 => v.newtype_variant_seed(MapSeed(inner)).map(WireValue::Object),
+            _ => Err(de::Error::invalid_value(de::Unexpected::Unsigned(u64::from(tag)), &"a variant index 0 to 7")),
+        }
+    }
+}
+
+/// Reads a list of values one level below the seed's depth.
+struct ListSeed(WireSeed);
+
+impl<'de> DeserializeSeed<'de> for ListSeed {
+    type Value = Vec<WireValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListSeed {
+    type Value = Vec<WireValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of env kwargs values")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // The claimed length is the peer's word: grow as elements arrive.
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(v) = seq.next_element_seed(self.0)? {
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads a map (a list of key and value pairs) whose values sit at the seed's depth.
+struct MapSeed(WireSeed);
+
+impl<'de> DeserializeSeed<'de> for MapSeed {
+    type Value = Vec<(String, WireValue)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MapSeed {
+    type Value = Vec<(String, WireValue)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of env kwargs")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(entry) = seq.next_element_seed(EntrySeed(self.0))? {
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
+
+/// Reads one `(key, value)` pair of a map.
+struct EntrySeed(WireSeed);
+
+impl<'de> DeserializeSeed<'de> for EntrySeed {
+    type Value = (String, WireValue);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_tuple(2, self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed {
+    type Value = (String, WireValue);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key and an env kwargs value")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let key = seq.next_element::<String>()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
+        let value = seq.next_element_seed(self.0)?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        Ok((key, value))
+    }
+}
+
 /// Serializes `kwargs`: the plain map for human-readable formats, a tagged tree otherwise.
 pub fn serialize<S: Serializer>(kwargs: &Kwargs, s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
@@ -89,7 +221,7 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Kwargs, D::Error> 
     if d.is_human_readable() {
         Kwargs::deserialize(d)
     } else {
-        let tree = Vec::<(String, WireValue)>::deserialize(d)?;
+        let tree = MapSeed(WireSeed { depth: 0 }).deserialize(d)?;
         Ok(tree.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
     }
 }
@@ -121,5 +253,29 @@ mod tests {
         let json = serde_json::to_string(&h).unwrap();
         assert!(json.starts_with(r#"{"kwargs":{"big":18446744073709551615,"#), "{json}");
         assert_eq!(serde_json::from_str::<Holder>(&json).unwrap(), h);
+    }
+
+    /// `{"k": [[...[null]...]]}` nested `depth` lists deep, in postcard.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut bytes = vec![1, 1, b'k'];
+        for _ in 0..depth {
+            bytes.extend([6, 1]);
+        }
+        bytes.push(0);
+        bytes
+    }
+
+    /// Found by the actor-message fuzz target: a list nested a million levels deep (two bytes a
+    /// level) overflowed the decoding thread's stack and aborted the process.
+    #[test]
+    fn nesting_is_bounded_when_decoding() {
+        let ok: Holder = postcard::from_bytes(&nested(MAX_DEPTH - 1)).unwrap();
+        assert_eq!(serde_json::to_string(&ok.kwargs).unwrap().matches('[').count(), MAX_DEPTH - 1);
+        for depth in [MAX_DEPTH, 1_000_000] {
+            let err = postcard::from_bytes::<Holder>(&nested(depth)).unwrap_err();
+            assert!(matches!(err, postcard::Error::SerdeDeCustom), "{err}");
+        }
+        // A key claiming more entries than there are bytes is refused without reserving them.
+        assert!(postcard::from_bytes::<Holder>(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
     }
 }

@@ -89,6 +89,39 @@ impl fmt::Display for Architecture {
     }
 }
 
+impl Architecture {
+    /// Every parameter's name and shape, in the order of [`ActorCritic::named_vars`], computed
+    /// without building anything (so a claimed architecture can be checked against the tensors
+    /// that come with it before any memory is spent on it).
+    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let hiddens = &self.config.fcnet_hiddens;
+        let mut out = Vec::new();
+        let mut dense = |name: String, n_in: usize, n_out: usize| {
+            out.push((format!("{name}.weight"), vec![n_out, n_in]));
+            out.push((format!("{name}.bias"), vec![n_out]));
+        };
+        let last = hiddens.last().copied().unwrap_or(self.obs_dim);
+        let trunk = |prefix: &str, dense: &mut dyn FnMut(String, usize, usize)| {
+            let mut d = self.obs_dim;
+            for (i, &h) in hiddens.iter().enumerate() {
+                dense(format!("{prefix}.{i}"), d, h);
+                d = h;
+            }
+        };
+        let shared = self.config.vf_share_layers;
+        trunk(if shared { "trunk" } else { "actor" }, &mut dense);
+        dense("pi".into(), last, self.action.head_size());
+        if !shared {
+            trunk("critic", &mut dense);
+        }
+        dense("vf".into(), last, 1);
+        if let ActionKind::Continuous { dim } = self.action {
+            out.push(("log_std".into(), vec![dim]));
+        }
+        out
+    }
+}
+
 /// One dense layer's parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct Dense {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use safetensors::tensor::{Dtype, SafeTensors};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::error::{PolicyError, Result};
 use crate::model::{ActorCritic, Architecture};
@@ -66,6 +66,13 @@ impl ActorCritic {
         check_format(&metadata(bytes)?)?;
         let arch = weights_architecture(bytes)?
             .ok_or_else(|| PolicyError::Weights("metadata lacks the architecture".into()))?;
+        // The architecture is only a claim: check that the tensors hold every parameter it
+        // names before building it, so a policy is never larger than the bytes it comes from.
+        arch.config.validate()?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| PolicyError::Weights(e.to_string()))?;
+        for (name, shape) in arch.param_shapes() {
+            check_tensor(&st, &name, &shape)?;
+        }
         let mut policy = Self::from_architecture(&arch, 0, device)?;
         let version = policy.load_safetensors(bytes)?;
         Ok((policy, version))
@@ -93,17 +100,7 @@ impl ActorCritic {
         let named = self.named_vars();
         let mut values = Vec::with_capacity(named.len());
         for (name, var) in &named {
-            let view = st.tensor(name).map_err(|_| PolicyError::MissingTensor { name: name.clone() })?;
-            if view.dtype() != Dtype::F32 {
-                return Err(PolicyError::TensorDtype { name: name.clone(), actual: format!("{:?}", view.dtype()) });
-            }
-            if view.shape() != var.dims() {
-                return Err(PolicyError::TensorShape {
-                    name: name.clone(),
-                    expected: var.dims().to_vec(),
-                    actual: view.shape().to_vec(),
-                });
-            }
+            let view = check_tensor(&st, name, var.dims())?;
             let data: Vec<f32> =
                 view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             values.push(Tensor::from_vec(data, var.dims(), var.device())?);
@@ -159,6 +156,22 @@ fn encode_f32(tensors: &[(String, Vec<usize>, Vec<f32>)], meta: &[(&str, String)
     out
 }
 
+/// Tensor `name` of `st`, checked to be F32 of `shape`.
+fn check_tensor<'a>(st: &'a SafeTensors<'a>, name: &str, shape: &[usize]) -> Result<TensorView<'a>> {
+    let view = st.tensor(name).map_err(|_| PolicyError::MissingTensor { name: name.to_string() })?;
+    if view.dtype() != Dtype::F32 {
+        return Err(PolicyError::TensorDtype { name: name.to_string(), actual: format!("{:?}", view.dtype()) });
+    }
+    if view.shape() != shape {
+        return Err(PolicyError::TensorShape {
+            name: name.to_string(),
+            expected: shape.to_vec(),
+            actual: view.shape().to_vec(),
+        });
+    }
+    Ok(view)
+}
+
 fn check_format(meta: &HashMap<String, String>) -> Result<()> {
     match meta.get("format_version") {
         Some(v) if *v == WEIGHTS_FORMAT_VERSION.to_string() => Ok(()),
@@ -170,7 +183,6 @@ fn check_format(meta: &HashMap<String, String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use rl_env::Space;
-    use safetensors::tensor::TensorView;
 
     use super::*;
     use crate::config::PolicyConfig;
@@ -315,6 +327,41 @@ mod tests {
             )
             .unwrap()
         );
+    }
+
+    /// Found by the weights fuzz target: `from_safetensors` built whatever architecture the
+    /// metadata claimed (a layer of 2^60 units) before looking at the tensors.
+    #[test]
+    fn a_claimed_architecture_must_match_the_tensors_before_anything_is_built() {
+        let p = policy(vec![8], 1, &Device::Cpu).unwrap();
+        let mut arch = p.architecture().clone();
+        arch.config.fcnet_hiddens = vec![1 << 60];
+        let meta = [
+            ("format_version", "1".to_string()),
+            ("policy_version", "3".to_string()),
+            ("architecture", serde_json::to_string(&arch).unwrap()),
+        ];
+        let tensors: Vec<(String, Vec<usize>, Vec<f32>)> =
+            shapes(&p).into_iter().map(|(n, s)| (n, s.clone(), vec![0.0; s.iter().product()])).collect();
+        let err = ActorCritic::from_safetensors(&encode_f32(&tensors, &meta), &Device::Cpu).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot load weights: tensor \"actor.0.weight\" has shape [8, 4], the policy expects [{}, 4]",
+                1u64 << 60
+            )
+        );
+    }
+
+    #[test]
+    fn param_shapes_are_the_shapes_of_the_built_policy() {
+        let box2 = Space::boxed(vec![-1.0; 2], vec![1.0; 2], vec![2]).unwrap();
+        let obs = Space::boxed(vec![-1.0; 4], vec![1.0; 4], vec![4]).unwrap();
+        for (action, shared) in [(Space::discrete(3).unwrap(), false), (box2.clone(), false), (box2, true)] {
+            let cfg = PolicyConfig { fcnet_hiddens: vec![5, 6], vf_share_layers: shared, ..Default::default() };
+            let p = ActorCritic::new(&cfg, &obs, &action, 1).unwrap();
+            assert_eq!(p.architecture().param_shapes(), shapes(&p));
+        }
     }
 
     test_device!(round_trip_restores_weights_and_version, round_trip_cpu, round_trip_cuda);

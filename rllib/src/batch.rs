@@ -174,16 +174,24 @@ impl TrajectoryBatch {
         let f32s = |name: &str| tensor(name, Dtype::F32).map(|t| from_le(t.data(), f32::from_le_bytes));
         let flags = |name: &str| tensor(name, Dtype::U8).map(|t| t.data().iter().map(|b| *b != 0).collect::<Vec<_>>());
         let obs_t = tensor("obs", Dtype::F32)?;
-        let obs_dim = obs_t.shape().get(1).copied().unwrap_or(0);
-        let actions_t = st.tensor("actions").map_err(|e| bad(format!("actions: {e}")))?;
-        let actions = match actions_t.dtype() {
-            Dtype::I64 => BatchActions::Discrete(from_le(actions_t.data(), i64::from_le_bytes)),
-            Dtype::F32 => BatchActions::Continuous(from_le(actions_t.data(), f32::from_le_bytes)),
-            d => return Err(bad(format!("actions: unsupported dtype {d:?}"))),
+        let [obs_rows, obs_dim] = obs_t.shape()[..] else {
+            return Err(bad(format!("obs: shape {:?}, expected [rows, obs_dim]", obs_t.shape())));
         };
+        let actions_t = st.tensor("actions").map_err(|e| bad(format!("actions: {e}")))?;
+        let (actions, actions_rows) = match (actions_t.dtype(), actions_t.shape()) {
+            (Dtype::I64, &[rows]) => (BatchActions::Discrete(from_le(actions_t.data(), i64::from_le_bytes)), rows),
+            (Dtype::F32, &[rows, _]) => (BatchActions::Continuous(from_le(actions_t.data(), f32::from_le_bytes)), rows),
+            (Dtype::I64 | Dtype::F32, shape) => {
+                return Err(bad(format!("actions: shape {shape:?}, expected [rows] (I64) or [rows, act_dim] (F32)")));
+            }
+            (d, _) => return Err(bad(format!("actions: unsupported dtype {d:?}"))),
+        };
+        let worker_index = field("worker_index")?;
+        let worker_index = u32::try_from(worker_index)
+            .map_err(|_| bad(format!("metadata worker_index {worker_index} is too large")))?;
         let batch = Self {
             policy_version: field("policy_version")?,
-            worker_index: field("worker_index")? as u32,
+            worker_index,
             n_envs: field("n_envs")? as usize,
             obs_dim,
             obs: from_le(obs_t.data(), f32::from_le_bytes),
@@ -208,11 +216,16 @@ impl TrajectoryBatch {
             ("terminated", batch.terminated.len()),
             ("truncated", batch.truncated.len()),
             ("bootstrap_values", batch.bootstrap_values.len()),
-            ("obs rows", batch.obs.len().checked_div(obs_dim).unwrap_or(0)),
+            ("obs", obs_rows),
+            ("actions", actions_rows),
         ] {
             if len != rows {
                 return Err(bad(format!("{name} has {len} rows, rewards has {rows}")));
             }
+        }
+        let (returns, lengths) = (batch.episode_returns.len(), batch.episode_lengths.len());
+        if returns != lengths {
+            return Err(bad(format!("episode_returns has {returns} episodes, episode_lengths has {lengths}")));
         }
         Ok(batch)
     }
@@ -259,5 +272,22 @@ mod tests {
         b.logp.pop();
         let err = TrajectoryBatch::from_bytes(&b.to_bytes()).unwrap_err().to_string();
         assert!(err.contains("logp has 3 rows"), "{err}");
+    }
+
+    /// Found by the batch fuzz target: a batch with fewer actions than rows (or episode returns
+    /// without their lengths) was accepted, and the learner would index past its end.
+    #[test]
+    fn every_tensor_must_have_the_batch_rows() {
+        let mut b = sample();
+        b.actions = BatchActions::Discrete(vec![0]);
+        let err = TrajectoryBatch::from_bytes(&b.to_bytes()).unwrap_err().to_string();
+        assert_eq!(err, "trajectory batch: actions has 1 rows, rewards has 4");
+        let mut b = sample();
+        b.actions = BatchActions::Continuous(vec![0.5; 12]);
+        assert_eq!(TrajectoryBatch::from_bytes(&b.to_bytes()).unwrap(), b);
+        let mut b = sample();
+        b.episode_lengths.pop();
+        let err = TrajectoryBatch::from_bytes(&b.to_bytes()).unwrap_err().to_string();
+        assert_eq!(err, "trajectory batch: episode_returns has 2 episodes, episode_lengths has 1");
     }
 }

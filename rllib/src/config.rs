@@ -330,7 +330,8 @@ fn default_true() -> bool {
 impl TrainConfig {
     /// Env steps per iteration: runners x envs per runner x fragment length.
     pub fn train_batch_size(&self) -> usize {
-        self.num_env_runners * self.num_envs_per_env_runner * self.rollout_fragment_length
+        // Saturating: `validate` refuses a product that overflows.
+        self.num_env_runners.saturating_mul(self.num_envs_per_env_runner).saturating_mul(self.rollout_fragment_length)
     }
 
     /// Iterations the run is planned for, from the step or iteration budget (the smaller).
@@ -405,7 +406,8 @@ impl TrainConfig {
                 map.insert(part.to_string(), value.clone());
                 break;
             }
-            node = map.get_mut(*part).expect("checked above");
+            // A free-form key that is not set yet has no section to descend into.
+            node = map.get_mut(*part).ok_or_else(|| err(format!("{} is not a section", parts[..=i].join("."))))?;
         }
         let config: TrainConfig = serde_json::from_value(tree).map_err(|e| err(e.to_string()))?;
         config.validate().map_err(|(k, msg)| err(format!("{k}: {msg}")))?;
@@ -435,6 +437,16 @@ impl TrainConfig {
             if v == 0 {
                 return fail(k, "must be at least 1".into());
             }
+        }
+        let steps = self.num_env_runners.checked_mul(self.num_envs_per_env_runner);
+        if steps.and_then(|n| n.checked_mul(self.rollout_fragment_length)).is_none() {
+            let (k, _) = counts.iter().take(3).max_by_key(|(_, v)| *v).expect("three counts");
+            return fail(
+                k,
+                "num_env_runners x num_envs_per_env_runner x rollout_fragment_length (the steps per \
+                 iteration) is too large to count"
+                    .into(),
+            );
         }
         if !(self.num_cpus_per_env_runner >= 0.0 && self.num_cpus_per_env_runner.is_finite()) {
             return fail(
@@ -736,6 +748,28 @@ mod tests {
         assert_eq!(err, "--set gamma: expected key=value");
         let err = TrainConfig::parse(BASE, "x.yaml", &["num_epochs=many".into()]).unwrap_err().to_string();
         assert!(err.starts_with("--set num_epochs=many: invalid type"), "{err}");
+    }
+
+    /// Found by the config fuzz target: a product of counts that overflows was a panic.
+    #[test]
+    fn steps_per_iteration_that_overflow_are_refused() {
+        let err = parse(&format!("{BASE}num_env_runners: 9223372036854775807\n")).unwrap_err().to_string();
+        assert!(err.starts_with("ppo.yaml:4: num_env_runners: num_env_runners x num_envs_per_env_runner"), "{err}");
+        let err = TrainConfig::parse(BASE, "x.yaml", &["rollout_fragment_length=18446744073709551615".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--set rollout_fragment_length=18446744073709551615: rollout_fragment_length: "),
+            "{err}"
+        );
+    }
+
+    /// Found by the config fuzz target: a dotted path through an env_config key that is not set
+    /// was a panic.
+    #[test]
+    fn a_path_through_an_unset_env_config_key_is_an_error() {
+        let err = TrainConfig::parse(BASE, "x.yaml", &["env_config.a.b=1".into()]).unwrap_err().to_string();
+        assert_eq!(err, "--set env_config.a.b=1: env_config.a is not a section");
     }
 
     #[test]

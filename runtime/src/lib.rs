@@ -39,6 +39,12 @@ mod runtime;
 mod spill;
 mod wire;
 
+/// The fuzz harness shared with the other crates' `tests/fuzz.rs`, for the unit-test fuzz
+/// targets of this crate's private decoders.
+#[cfg(test)]
+#[path = "../../fuzz/harness.rs"]
+pub(crate) mod fuzz_harness;
+
 pub use actor::{
     Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, DEFAULT_MAILBOX_CAPACITY, Isolation,
     Placement, Reply, TryTellError, Unrecoverable,

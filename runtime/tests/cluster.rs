@@ -403,6 +403,111 @@ fn an_oversized_or_malformed_message_is_refused_and_the_node_keeps_serving() {
     c.stop();
 }
 
+/// A gRPC codec that sends and receives raw bytes, so a test can put bytes that are not the
+/// method's protobuf message on the wire.
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
+    }
+}
+
+/// Sends `payload` as the raw request of `method` (`/rl.cluster.Node/Calls`, a client stream
+/// there) and reads the answer to its end; returns whether the server answered at all.
+fn send_raw(address: &str, token: &Token, method: &'static str, payload: Vec<u8>) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut grpc = tonic::client::Grpc::new(raw_channel_async(address).await);
+        grpc.ready().await.unwrap();
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(method);
+        let stream = tokio_stream::iter(vec![payload]);
+        match grpc.streaming(with_token(token, stream), path, RawCodec).await {
+            Err(_) => true,
+            Ok(response) => {
+                let mut inbound = response.into_inner();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    match tokio::time::timeout_at(deadline, inbound.message()).await {
+                        Ok(Ok(Some(_))) => continue,
+                        Ok(Ok(None) | Err(_)) => return true,
+                        Err(_) => return false,
+                    }
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn garbage_on_calls_pull_and_heartbeat_is_refused_and_the_node_keeps_serving() {
+    let token = Token::generate();
+    let c = Cluster::start(1, &token, None);
+    let w = c.driver.spawn::<Store>((), ActorOptions::default()).unwrap();
+    let node = w.location().address;
+    let head = c.head.address();
+    // Bytes that are no protobuf message, a frame claiming a huge field, and valid-looking
+    // fields of the wrong types; from a seeded generator so the run is reproducible.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut payloads: Vec<Vec<u8>> = vec![
+        vec![0xff; 16],
+        vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f],
+        vec![0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+        vec![0x1a, 0x03, 0x01],
+        vec![0x0b; 64],
+    ];
+    payloads.extend((0..12).map(|i| (0..(i * 11 + 1)).map(|_| next() as u8).collect()));
+    for method in ["/rl.cluster.Node/Calls", "/rl.cluster.Node/Pull", "/rl.cluster.Head/Heartbeat"] {
+        let address = if method.contains("Head") { &head } else { &node };
+        for p in &payloads {
+            assert!(send_raw(address, &token, method, p.clone()), "{method} did not answer {p:?}");
+        }
+    }
+    // The node still serves calls, the head still counts it alive, and the cluster still moves
+    // objects both ways.
+    assert_eq!(w.call(StoreMsg::Echo(11)).wait().unwrap(), StoreReply::Echo(11));
+    let (table, _) = c.driver.cluster_nodes().unwrap();
+    assert!(table.iter().all(|n| n.state == 1), "{table:?}");
+    assert!(w.call(StoreMsg::Read(c.driver.put(Bytes::from_static(b"after")).unwrap())).wait().is_ok());
+    c.stop();
+}
+
 #[test]
 fn a_node_that_leaves_is_reported_gone_and_calls_to_its_actors_fail() {
     let token = Token::generate();

@@ -278,6 +278,48 @@ mod tests {
         assert_eq!(req.extensions().get::<Caller>(), Some(&Caller(3)));
     }
 
+    /// The interceptor meets any header values a client can send: only the exact token passes,
+    /// and a caller id that does not parse is node 0.
+    #[test]
+    fn fuzz_token_interceptor() {
+        use proptest::prelude::*;
+
+        use crate::fuzz_harness;
+        let token = Token::parse("s3cret-token").unwrap();
+        let header = prop_oneof![
+            Just(None),
+            Just(Some("Bearer s3cret-token".to_string())),
+            "[ -~]{0,40}".prop_map(Some),
+            "Bearer [ -~]{0,16}".prop_map(Some),
+        ];
+        let node = prop_oneof![Just(None), "[0-9]{1,12}".prop_map(Some), "[ -~]{0,12}".prop_map(Some)];
+        fuzz_harness::run("token_interceptor", (header, node), |(header, node)| {
+            let mut req = Request::new(());
+            for (key, value) in [("authorization", &header), ("rl-node", &node)] {
+                if let Some(v) = value.as_deref().and_then(|v| MetadataValue::try_from(v).ok()) {
+                    req.metadata_mut().insert(key, v);
+                }
+            }
+            let passed = CheckToken::new(&token).call(req);
+            let right = header.as_deref().map(str::trim) == Some("Bearer s3cret-token");
+            match passed {
+                Ok(req) => {
+                    assert!(right, "{header:?} passed");
+                    let caller = req.extensions().get::<Caller>().unwrap().0;
+                    let parsed = node.as_deref().and_then(|n| n.trim().parse::<u32>().ok()).unwrap_or(0);
+                    assert!(caller == parsed || caller == 0, "{node:?} gave {caller}");
+                }
+                Err(status) => assert_eq!(status.code(), tonic::Code::Unauthenticated),
+            }
+        });
+        fuzz_harness::run("token_parse", "(?s).{0,80}", |text| {
+            if let Ok(t) = Token::parse(&text) {
+                assert!(!t.as_str().is_empty() && t.as_str().chars().all(|c| c.is_ascii_graphic()));
+                assert!(AddToken::new(&t, 1).is_ok());
+            }
+        });
+    }
+
     #[test]
     fn build_ids_differ_with_the_bytes() {
         assert_ne!(hash64(b"abcdefgh1"), hash64(b"abcdefgh2"));

@@ -400,6 +400,37 @@ mod tests {
         assert!(matches!(e, RuntimeError::NodeUnreachable { node: 3, .. }), "{e}");
     }
 
+    /// Errors that travel in status details and reply frames, encoded as a handler encodes them.
+    pub(crate) fn encoded_errors() -> Vec<Vec<u8>> {
+        let errors = [
+            RuntimeError::UnknownTask("t".into()),
+            RuntimeError::NotDelivered { actor: "actor 3".into(), reason: "node 2 hosts no such actor".into() },
+            RuntimeError::Timeout(std::time::Duration::from_millis(1500), "object 9".into()),
+            RuntimeError::Serialization { what: "Msg".into(), message: "unexpected end".into() },
+            RuntimeError::NodeUnreachable { node: 4, address: "10.0.0.1:7000".into(), message: "reset".into() },
+            RuntimeError::Shutdown,
+        ];
+        errors.iter().map(|e| crate::encode(e).unwrap().to_vec()).collect()
+    }
+
+    /// A status from a peer (any code, message and details) always maps to an error; details
+    /// that decode travel as themselves.
+    #[test]
+    fn fuzz_status_error() {
+        use crate::fuzz_harness;
+        let details = fuzz_harness::hostile(encoded_errors(), 256);
+        let strategy = (0i32..20, "(?s).{0,40}", details);
+        fuzz_harness::run("status_error", strategy, |(code, message, details)| {
+            let status = tonic::Status::with_details(tonic::Code::from(code), message, details.clone().into());
+            let e = status_error(&status, 2, "127.0.0.1:1");
+            if let Ok(sent) = crate::decode::<RuntimeError>(&details)
+                && !details.is_empty()
+            {
+                assert_eq!(e.to_string(), sent.to_string());
+            }
+        });
+    }
+
     #[test]
     fn a_handler_error_travels_as_itself_and_other_codes_stay_generic() {
         let status = error_status(&RuntimeError::UnknownTask("t".into()));

@@ -282,3 +282,22 @@ impl WireRefs for PeerRefs {
         ObjectRef::borrowed_with(id, self.core.release_fn())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz_harness;
+
+    /// A reply frame from a peer decodes to its payload or to an error, whatever its bytes.
+    #[test]
+    fn fuzz_reply_frames() {
+        let strategy = (proptest::bool::ANY, fuzz_harness::hostile(super::super::tests::encoded_errors(), 256));
+        fuzz_harness::run("reply_frames", strategy, |(ok, payload)| {
+            let frame = ReplyFrame { call_id: 1, ok, payload: payload.clone().into() };
+            match frame_result(frame) {
+                Ok(p) => assert!(ok && p == payload),
+                Err(e) => assert!(!ok && !e.to_string().is_empty()),
+            }
+        });
+    }
+}
