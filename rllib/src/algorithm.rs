@@ -263,7 +263,7 @@ fn checkpoint_if_due(
     training: &TrainingState,
 ) -> Result<()> {
     let iteration = training.training_iteration;
-    let periodic = config.checkpoint.frequency > 0 && iteration % config.checkpoint.frequency == 0;
+    let periodic = config.checkpoint.frequency > 0 && iteration.is_multiple_of(config.checkpoint.frequency);
     let signal = crate::interrupt::requested();
     if !periodic && signal.is_none() {
         return Ok(());

@@ -22,7 +22,7 @@ use rllib::TrainConfig;
 use rllib::batch::{BatchActions, TrajectoryBatch};
 use rllib::checkpoint::{OptimizerState, read_optimizer};
 use rllib::ppo::{LearnerInit, LearnerMsg, LearnerReply, LearnerState, PpoHyperparams, UpdateStats};
-use rllib::rollout::{RolloutMsg, RolloutReply, RolloutWorkerInit};
+use rllib::rollout::{EnvRunnerState, RolloutMsg, RolloutReply, RolloutWorkerInit};
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -545,13 +545,26 @@ fn valid_messages(weights: &ObjectRef) -> [Vec<Vec<u8>>; 6] {
         optimizer: OptimizerState { step: 3, moments: vec![("m.0".into(), vec![0.5, 1.5])] },
         rng: (5, 7),
     };
+    let runner = EnvRunnerState {
+        worker_index: 1,
+        restarts: 2,
+        rng: (u128::MAX, 1),
+        steps: 640,
+        envs: Some(r#"{"type":"SyncVectorEnv"}"#.into()),
+    };
     [
-        vec![enc(&RolloutWorkerInit { config: config.clone(), worker_index: 3 })],
-        vec![enc(&RolloutMsg::SetWeights(weights.clone())), enc(&RolloutMsg::Sample), enc(&RolloutMsg::RngState)],
+        vec![enc(&RolloutWorkerInit { config: config.clone(), worker_index: 3, restarts: 1 })],
+        vec![
+            enc(&RolloutMsg::SetWeights(weights.clone())),
+            enc(&RolloutMsg::Sample),
+            enc(&RolloutMsg::State),
+            enc(&RolloutMsg::Restore(Box::new(runner.clone()))),
+        ],
         vec![
             enc(&RolloutReply::Weights(7)),
-            enc(&RolloutReply::Batch(weights.clone())),
-            enc(&RolloutReply::RngState(u128::MAX, 1)),
+            enc(&RolloutReply::Batch(weights.clone(), 2)),
+            enc(&RolloutReply::State(Box::new(runner))),
+            enc(&RolloutReply::Restored(true)),
         ],
         vec![enc(&LearnerInit {
             env: config.env.clone(),
@@ -563,11 +576,14 @@ fn valid_messages(weights: &ObjectRef) -> [Vec<Vec<u8>>; 6] {
             enc(&LearnerMsg::PublishWeights),
             enc(&LearnerMsg::Update { batches: vec![weights.clone(), weights.clone()], hyperparams: hyper }),
             enc(&LearnerMsg::State),
+            enc(&LearnerMsg::Restore(Box::new(state.clone()))),
         ],
         vec![
             enc(&LearnerReply::Weights(weights.clone(), 7)),
             enc(&LearnerReply::Updated(stats)),
             enc(&LearnerReply::State(Box::new(state))),
+            enc(&LearnerReply::BatchesLost("object 9 is lost".into())),
+            enc(&LearnerReply::Restored),
         ],
     ]
 }
