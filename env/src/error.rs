@@ -136,3 +136,15 @@ fn did_you_mean(suggestions: &[String]) -> String {
 
 /// `Result` with [`EnvError`].
 pub type Result<T> = std::result::Result<T, EnvError>;
+
+/// Runs `f`, turning a panic into the message it carried (what the env checker reports and a
+/// vector env restarting failed sub-envs records).
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(a panic payload that is not a string)".to_string())
+    })
+}

@@ -46,12 +46,10 @@
 //! # Ok::<(), rl_env::EnvError>(())
 //! ```
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use serde_json::{Value, json};
 
 use crate::env::{Env, EnvContext, Info, Kwargs, StepResult};
-use crate::error::{EnvError, Result};
+use crate::error::{EnvError, Result, catch_panic};
 use crate::registry::make_with_context;
 use crate::rng::mix_seed;
 use crate::space::{Action, Space};
@@ -307,10 +305,10 @@ impl SyncVectorEnv {
             let final_row = &mut self.final_obs[i * d..(i + 1) * d];
             let r = if self.restart_failed {
                 self.prev_obs.copy_from_slice(row);
-                let error = match catch_unwind(AssertUnwindSafe(|| step_one(env, action_of(i), row, final_row))) {
+                let error = match catch_panic(|| step_one(env, action_of(i), row, final_row)) {
                     Ok(Ok(r)) => Ok(r),
                     Ok(Err(e)) => Err(e.to_string()),
-                    Err(panic) => Err(panic_message(&*panic)),
+                    Err(panic) => Err(format!("panicked: {panic}")),
                 };
                 match error {
                     Ok(r) => r,
@@ -531,14 +529,10 @@ fn step_one(env: &mut dyn Env, action: Action<'_>, row: &mut [f32], final_row: &
     Ok(r)
 }
 
-/// The message a panic carried, when it is a string.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let msg = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str));
-    format!("panicked: {}", msg.unwrap_or("(a panic payload that is not a string)"))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
     use super::*;
     use crate::envs::{CartPole, Pendulum};
     use crate::registry::{EnvSpec, make};

@@ -36,7 +36,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use crate::error::catch_panic;
 
 pub use report::{Check, CheckReport, Finding, Outcome};
 
@@ -83,7 +83,7 @@ where
     F: FnMut() -> Result<Box<dyn Env>>,
 {
     let mut checker = Checker { report: CheckReport::new(id), make, made: 0 };
-    let env = match catch(|| (checker.make)()) {
+    let env = match catch_panic(|| (checker.make)()) {
         Ok(Ok(env)) => env,
         Ok(Err(e)) => return Err(e),
         Err(panic) => {
@@ -249,7 +249,7 @@ impl<F: FnMut() -> Result<Box<dyn Env>>> Checker<F> {
 
     /// A fresh env for `purpose`, or `None` (a `make` failure) when making it failed.
     fn fresh(&mut self, purpose: &str) -> Option<Box<dyn Env>> {
-        match Called::from(catch(|| (self.make)())).done(format!("making the env again ({purpose})")) {
+        match Called::from(catch_panic(|| (self.make)())).done(format!("making the env again ({purpose})")) {
             Ok(env) => {
                 self.made += 1;
                 Some(env)
@@ -296,7 +296,7 @@ impl<F: FnMut() -> Result<Box<dyn Env>>> Checker<F> {
     }
 
     fn check_id(&mut self, id: &str, env: &dyn Env) {
-        match catch(|| env.id().to_string()) {
+        match catch_panic(|| env.id().to_string()) {
             Ok(got) if got == id => self.pass(Check::Id, format!("Env::id() is {got:?}")),
             Ok(got) => {
                 self.fail(Check::Id, format!("Env::id() is {got:?}; expected the id the env was made under, {id:?}"))
@@ -306,7 +306,7 @@ impl<F: FnMut() -> Result<Box<dyn Env>>> Checker<F> {
     }
 
     fn check_spaces(&mut self, env: &dyn Env) -> Option<Spaces> {
-        let (obs, act) = match catch(|| (env.observation_space().clone(), env.action_space().clone())) {
+        let (obs, act) = match catch_panic(|| (env.observation_space().clone(), env.action_space().clone())) {
             Ok(s) => s,
             Err(p) => {
                 self.fail(Check::Spaces, format!("reading the spaces panicked: {p}"));
@@ -607,27 +607,16 @@ fn count(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
-/// Runs `f`, turning a panic into its message.
-fn catch<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(a panic payload that is not a string)".to_string())
-    })
-}
-
 /// `reset_into` on a buffer filled with NaN, so elements the env leaves unwritten show up.
 fn reset(env: &mut dyn Env, seed: Option<u64>, dim: usize) -> Called<Vec<f32>> {
     let mut obs = vec![f32::NAN; dim];
-    Called::from(catch(|| env.reset_into(seed, None, &mut obs))).map(|_info| obs)
+    Called::from(catch_panic(|| env.reset_into(seed, None, &mut obs))).map(|_info| obs)
 }
 
 /// `step_into` on a buffer filled with NaN, so elements the env leaves unwritten show up.
 fn step(env: &mut dyn Env, action: Action<'_>, dim: usize) -> Called<(Vec<f32>, StepResult)> {
     let mut obs = vec![f32::NAN; dim];
-    Called::from(catch(|| env.step_into(action, &mut obs))).map(|r| (obs, r))
+    Called::from(catch_panic(|| env.step_into(action, &mut obs))).map(|r| (obs, r))
 }
 
 /// The run with seed `seed`: `reset(Some(seed))`, `reset(None)`, then at least [`MIN_STEPS`]
