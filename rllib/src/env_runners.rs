@@ -65,14 +65,9 @@ pub struct EnvRunnerGroup {
 
 impl EnvRunnerGroup {
     /// Spawns `num_env_runners` runners; on a cluster, worker `i` goes to bundle
-    /// `first_bundle + i` of `group`.
+    /// `first_bundle + i` of `group`, which the group owns from here on (and removes when
+    /// dropped).
     pub fn new(rt: &Runtime, config: &TrainConfig, group: Option<PlacementGroup>, first_bundle: u32) -> Result<Self> {
-        if config.env_runner_isolation == EnvRunnerIsolation::Process && rt.address().is_empty() {
-            return Err(Error::config(
-                "env_runner_isolation",
-                "process needs a cluster (`rl train --address`); the embedded runtime runs env runners as threads",
-            ));
-        }
         let mut me = Self {
             rt: rt.clone(),
             config: config.clone(),
@@ -82,16 +77,17 @@ impl EnvRunnerGroup {
             restarts_total: 0,
             sub_env_restarts_total: 0,
         };
+        if config.env_runner_isolation == EnvRunnerIsolation::Process && rt.address().is_empty() {
+            return Err(Error::config(
+                "env_runner_isolation",
+                "process needs a cluster (`rl train --address`); the embedded runtime runs env runners as threads",
+            ));
+        }
         for index in 0..config.num_env_runners as u32 {
             let actor = me.spawn(index, 0)?;
             me.slots.push(Slot { index, actor: Some(actor), restarts: 0, restart_at: None, dropped: false });
         }
         Ok(me)
-    }
-
-    /// The placement group the runners live in, if any.
-    pub fn placement_group(&self) -> Option<&PlacementGroup> {
-        self.group.as_ref()
     }
 
     fn ft(&self) -> &FaultToleranceConfig {
@@ -172,18 +168,19 @@ impl EnvRunnerGroup {
                         out.sub_env_restarts += restarted;
                     }
                     Ok(other) => unreachable!("Sample answers Batch, got {other:?}"),
-                    Err(RuntimeError::Timeout { .. }) => self.fail(
-                        index,
-                        format!("no sample within sample_timeout_s = {} s", self.ft().sample_timeout_s),
-                        true,
-                    )?,
+                    Err(RuntimeError::Timeout { .. }) => {
+                        let why = format!("no sample within sample_timeout_s = {} s", self.ft().sample_timeout_s);
+                        self.fail(index, why)?;
+                    }
                     // A bug in the env (a non-finite observation): a rebuilt runner would meet it
                     // again, so the run stops with the runner's own error.
                     Err(e @ RuntimeError::ActorFailed { recoverable: false, .. }) => {
-                        self.fail(index, e.to_string(), false).ok();
+                        if let Some(actor) = self.slots[index as usize].actor.take() {
+                            actor.kill();
+                        }
                         return Err(e.into());
                     }
-                    Err(e) => self.fail(index, e.to_string(), true)?,
+                    Err(e) => self.fail(index, e.to_string())?,
                 }
             }
             self.sub_env_restarts_total += u64::from(out.sub_env_restarts);
@@ -193,18 +190,21 @@ impl EnvRunnerGroup {
         }
     }
 
-    /// Marks runner `index` failed because of `why`: kills its actor and schedules a restart,
-    /// drops it, or fails the run, per the fault-tolerance settings. `recoverable` is false for
-    /// errors a rebuilt runner would meet again (a bug in the env), which always fail the run.
-    pub fn fail(&mut self, index: u32, why: String, recoverable: bool) -> Result<()> {
-        let ft = self.config.fault_tolerance.clone();
-        let slot = &mut self.slots[index as usize];
-        let Some(actor) = slot.actor.take() else { return Ok(()) };
+    /// Marks runner `index` failed because of `why` (kills its actor) and goes on as
+    /// [`EnvRunnerGroup::after_failure`] says.
+    fn fail(&mut self, index: u32, why: String) -> Result<()> {
+        let Some(actor) = self.slots[index as usize].actor.take() else { return Ok(()) };
         actor.kill();
-        let name = actor.name().to_string();
-        if !recoverable {
-            return Err(Error::EnvRunners(format!("{name} failed and a restart would fail the same way: {why}")));
-        }
+        self.after_failure(index as usize, why)
+    }
+
+    /// What follows a failure of the runner in slot `i` (its actor gone, or its restart failed):
+    /// a restart after the delay while restarts remain, else dropping it
+    /// (`ignore_env_runner_failures`) or failing the run, per the fault-tolerance settings.
+    fn after_failure(&mut self, i: usize, why: String) -> Result<()> {
+        let ft = self.config.fault_tolerance.clone();
+        let slot = &mut self.slots[i];
+        let name = format!("env_runner_{}", slot.index);
         if ft.restart_failed_env_runners && slot.restarts < ft.max_num_env_runner_restarts {
             let delay = ft.delay_between_env_runner_restarts_s;
             tracing::warn!(runner = %name, error = %why, restart = slot.restarts + 1,
@@ -212,6 +212,7 @@ impl EnvRunnerGroup {
             slot.restart_at = Some(Instant::now() + Duration::from_secs_f64(delay));
             return Ok(());
         }
+        slot.restart_at = None;
         let why = if ft.restart_failed_env_runners {
             format!("{name} failed after {} restarts (max_num_env_runner_restarts): {why}", slot.restarts)
         } else {
@@ -266,33 +267,10 @@ impl EnvRunnerGroup {
                 Err(e) => {
                     // The restart itself failed (a constructor error): that uses up a restart
                     // like any other failure.
-                    let slot = &mut self.slots[i];
-                    slot.restarts = restarts;
-                    slot.restart_at = None;
-                    slot.actor = None;
-                    self.fail_restart(i, e.to_string())?;
+                    self.slots[i].restarts = restarts;
+                    self.after_failure(i, format!("its restart failed: {e}"))?;
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// A restart that failed: try again after the delay while restarts remain.
-    fn fail_restart(&mut self, i: usize, why: String) -> Result<()> {
-        let ft = self.config.fault_tolerance.clone();
-        let slot = &mut self.slots[i];
-        if slot.restarts < ft.max_num_env_runner_restarts {
-            tracing::warn!(runner = slot.index, error = %why, "restarting env runner failed; trying again");
-            slot.restart_at = Some(Instant::now() + Duration::from_secs_f64(ft.delay_between_env_runner_restarts_s));
-            return Ok(());
-        }
-        let why = format!("env_runner_{} could not be restarted (max_num_env_runner_restarts): {why}", slot.index);
-        if !ft.ignore_env_runner_failures {
-            return Err(Error::EnvRunners(why));
-        }
-        slot.dropped = true;
-        if self.slots.iter().all(|s| s.dropped) {
-            return Err(Error::EnvRunners(format!("no env runner is left: {why}")));
         }
         Ok(())
     }

@@ -214,16 +214,9 @@ impl Ppo {
             placement: learner_placement,
             ..Default::default()
         };
-        let learner = match rt.spawn::<Learner>(learner_init, learner_opts) {
-            Ok(l) => l,
-            Err(e) => {
-                if let Some(g) = &group {
-                    let _ = g.remove();
-                }
-                return Err(e.into());
-            }
-        };
+        // The runners own the group (they remove it when dropped, on any error below too).
         let runners = EnvRunnerGroup::new(rt, config, group, first_worker_bundle)?;
+        let learner = rt.spawn::<Learner>(learner_init, learner_opts)?;
         Ok(Self { config: config.clone(), learner, runners })
     }
 
