@@ -113,6 +113,14 @@ pub struct TrainingState {
     pub episode_window: Vec<(f64, i64)>,
 }
 
+/// `training_state.json`: the loop's state and the run's sub-environment restart count.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainingFile {
+    training: TrainingState,
+    num_sub_env_restarts: u64,
+}
+
 /// One entry of `env_runners.json` (generator state as decimal strings, like `rng_state.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,11 +228,8 @@ pub fn write_checkpoint(
         })
         .collect::<Result<Vec<_>>>()?;
     write("env_runners.json", (pretty_json("env runner states", &runners)? + "\n").as_bytes())?;
-    let training_json = serde_json::json!({
-        "training": training,
-        "num_sub_env_restarts": state.num_sub_env_restarts,
-    });
-    write("training_state.json", (pretty_json("the training state", &training_json)? + "\n").as_bytes())?;
+    let training_file = TrainingFile { training: training.clone(), num_sub_env_restarts: state.num_sub_env_restarts };
+    write("training_state.json", (pretty_json("the training state", &training_file)? + "\n").as_bytes())?;
     for (name, bytes) in &state.extra_files {
         write(name, bytes)?;
     }
@@ -342,8 +347,7 @@ impl Checkpoint {
         }
         let read = |name: &str| std::fs::read(dir.join(name)).map_err(Error::io("read", dir.join(name)));
         let meta_path = dir.join("metadata.json");
-        let metadata: CheckpointMetadata = serde_json::from_slice(&read("metadata.json")?)
-            .map_err(|e| Error::Format { path: meta_path.clone(), line: Some(e.line()), message: e.to_string() })?;
+        let metadata = read_metadata(dir)?;
         if !(OLDEST_READABLE_FORMAT_VERSION..=CHECKPOINT_FORMAT_VERSION).contains(&metadata.format_version) {
             return Err(Error::Format {
                 path: meta_path,
@@ -375,9 +379,7 @@ impl Checkpoint {
 }
 
 fn read_metadata(dir: &Path) -> Result<CheckpointMetadata> {
-    let path = dir.join("metadata.json");
-    let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Format { path, line: Some(e.line()), message: e.to_string() })
+    read_json(&dir.join("metadata.json"))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -464,12 +466,6 @@ impl ResumePoint {
             })
             .collect::<Result<Vec<_>>>()?;
         let training_path = dir.join("training_state.json");
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct TrainingFile {
-            training: TrainingState,
-            num_sub_env_restarts: u64,
-        }
         let t: TrainingFile = read_json(&training_path)?;
         let mismatch = |path: &Path, message: String| Error::Format { path: path.to_path_buf(), line: None, message };
         if t.training.training_iteration != metadata.training_iteration {
