@@ -58,6 +58,17 @@ pub enum EnvError {
         message: String,
     },
 
+    // === Wrapper and normalizer arguments ===
+    /// A wrapper or normalizer built with an argument outside its range: a non-positive epsilon,
+    /// a discount outside `[0, 1]`, a clip bound that is not positive.
+    #[error("{what}: {message}")]
+    InvalidArgument {
+        /// The wrapper or normalizer, e.g. `"NormalizeReward"`.
+        what: &'static str,
+        /// Which argument, what it must be, and what it was.
+        message: String,
+    },
+
     // === Random numbers ===
     /// [`NpRandom::integers`](crate::rng::NpRandom::integers) asked for an empty range.
     #[error("random integers: low ({low}) must be less than high ({high})")]

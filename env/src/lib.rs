@@ -6,6 +6,8 @@
 //!   matching Gymnasium bit for bit (checked against committed golden trajectories), and
 //!   CrashingCartPole-v1, CartPole with injected faults for fault-tolerance tests.
 //! - [`wrappers`]: [`TimeLimit`], [`RecordEpisodeStatistics`] and the wrapper pattern.
+//! - [`normalize`]: Gymnasium's [`NormalizeObservation`] and [`NormalizeReward`] wrappers (with
+//!   CleanRL's clips) and their transforms, and RLlib's [`MeanStdFilter`].
 //! - [`SyncVectorEnv`]: many envs stepped in lockstep with autoreset, observations in one
 //!   contiguous `[n_envs, obs_dim]` buffer.
 //! - [`make`] / [`register`]: the registry of env ids; [`make_with_context`] and
@@ -173,6 +175,7 @@ mod env;
 pub mod envs;
 mod error;
 pub mod kwargs_serde;
+pub mod normalize;
 mod registry;
 pub mod rng;
 mod space;
@@ -183,6 +186,10 @@ pub mod wrappers;
 pub use checker::{Check, CheckReport, Finding, Outcome, check_env, check_env_with};
 pub use env::{Env, EnvContext, Info, Kwargs, Step, StepResult, check_obs_len, reset_bounds, seeded_rng};
 pub use error::{EnvError, Result};
+pub use normalize::{
+    MeanStdFilter, NormalizeObservation, NormalizeReward, ObservationNormalizer, RewardNormalizer, RunningMeanStd,
+    RunningStat,
+};
 pub use registry::{Constructor, EnvSpec, KwargReader, Registry, ids, make, make_with_context, register, spec};
 pub use space::{Action, BoxSpace, OwnedAction, Space};
 pub use vector::{Actions, FinishedEpisode, SubEnvRestart, SyncVectorEnv, seed_for_restart};

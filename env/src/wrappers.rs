@@ -1,4 +1,5 @@
-//! Env wrappers: [`TimeLimit`], [`RecordEpisodeStatistics`], and the pattern new wrappers follow.
+//! Env wrappers: [`TimeLimit`], [`RecordEpisodeStatistics`], and the pattern new wrappers follow
+//! ([`NormalizeObservation`] and [`NormalizeReward`] live in [`normalize`](crate::normalize)).
 //!
 //! A wrapper is a struct that owns its inner env, implements [`Env`] by changing what it needs
 //! and delegating the rest, and implements [`Wrapper`] to give the inner env back. Wrappers nest
@@ -17,7 +18,7 @@
 //! # Ok::<(), rl_env::EnvError>(())
 //! ```
 //!
-//! To write a new wrapper (say NormalizeObservation): hold `inner: E`, implement `Env` with
+//! To write a new wrapper (as [`NormalizeObservation`] does): hold `inner: E`, implement `Env` with
 //! `reset_into`/`step_into` calling the inner env and then transforming `obs` in place, keep the
 //! spaces consistent with what you emit, implement `Wrapper`, and add a method to `EnvExt`.
 
@@ -28,6 +29,7 @@ use serde_json::json;
 
 use crate::env::{Env, Info, Kwargs, StepResult};
 use crate::error::Result;
+use crate::normalize::{NormalizeObservation, NormalizeReward};
 use crate::space::{Action, Space};
 use crate::state::{StateReader, f64_bits};
 
@@ -56,6 +58,24 @@ pub trait EnvExt: Env + Sized {
     /// Records episode returns and lengths; see [`RecordEpisodeStatistics`].
     fn record_episode_statistics(self) -> RecordEpisodeStatistics<Self> {
         RecordEpisodeStatistics::new(self, 100)
+    }
+
+    /// Normalizes observations with running statistics; see [`NormalizeObservation`].
+    ///
+    /// # Panics
+    ///
+    /// If `epsilon <= 0`.
+    fn normalize_observation(self, epsilon: f64) -> NormalizeObservation<Self> {
+        NormalizeObservation::new(self, epsilon)
+    }
+
+    /// Scales rewards by the spread of their discounted sum; see [`NormalizeReward`].
+    ///
+    /// # Panics
+    ///
+    /// If `gamma` is outside `[0, 1]` or `epsilon <= 0`.
+    fn normalize_reward(self, gamma: f64, epsilon: f64) -> NormalizeReward<Self> {
+        NormalizeReward::new(self, gamma, epsilon)
     }
 }
 
