@@ -39,7 +39,7 @@ use crate::error::{EnvError, Result};
 /// }
 /// assert!((rms.mean[0] - 2.0).abs() < 1e-3 && (rms.var[0] - 1.0).abs() < 1e-3);
 /// assert!((rms.var[1] - 0.0).abs() < 1e-1);
-/// assert_eq!(rms.count, 2.0001);
+/// assert!((rms.count - 2.0001).abs() < 1e-12);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunningMeanStd {
