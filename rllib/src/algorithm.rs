@@ -35,6 +35,7 @@ use crate::config::{StopConfig, TrainConfig};
 use crate::error::Result;
 use crate::evaluation::{EvalStats, evaluate};
 use crate::metrics::{EpisodeWindow, IterationResult, columns};
+use crate::normalization::ObservationNormalization;
 use crate::run_dir::{ResultWriter, RunDir, TrainSummary};
 use crate::tensorboard::EventWriter;
 
@@ -57,6 +58,12 @@ pub trait Algorithm {
     /// Continues from a checkpoint's state; returns false when the envs could not be restored
     /// exactly (envs without `Env::save_state` are re-seeded instead).
     fn restore(&mut self, state: &AlgorithmState) -> Result<bool>;
+
+    /// The frozen observation normalization its policy acts with, when the config normalizes
+    /// observations (evaluation applies it; checkpoints keep it).
+    fn observation_normalization(&self) -> Option<ObservationNormalization> {
+        None
+    }
 
     /// Where each of its actors runs, by actor name (written to `cluster.json` on a cluster).
     fn actor_locations(&self) -> Vec<(String, rl_runtime::ActorLocation)> {
@@ -251,7 +258,9 @@ pub fn stop_reason(
 }
 
 fn evaluate_current(algo: &mut dyn Algorithm, config: &TrainConfig) -> Result<EvalStats> {
-    evaluate(config, &algo.policy_weights()?, config.evaluation.duration, config.evaluation.seed)
+    let weights = algo.policy_weights()?;
+    let normalization = algo.observation_normalization();
+    evaluate(config, &weights, normalization.as_ref(), config.evaluation.duration, config.evaluation.seed)
 }
 
 /// Writes the iteration's checkpoint every `checkpoint.frequency` iterations, and when a signal

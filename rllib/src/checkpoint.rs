@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::normalization::{ObservationNormalization, RunnerNormalizerState};
 use crate::rollout::EnvRunnerState;
 use crate::run_dir::{CHECKPOINTS_DIR, RunDir};
 
@@ -131,6 +132,9 @@ struct EnvRunnerFile {
     rng: [String; 2],
     /// The vector env's state, or null when its envs cannot save theirs.
     envs: Option<serde_json::Value>,
+    /// The runner's normalizers, when the config normalizes (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    normalizers: Option<RunnerNormalizerState>,
 }
 
 /// Everything a resume needs, read back from a checkpoint of this format version.
@@ -155,6 +159,9 @@ pub struct Checkpoint {
     pub config: TrainConfig,
     /// Policy weights (safetensors bytes).
     pub policy: Vec<u8>,
+    /// The frozen observation normalization the policy was trained with (`normalization.json`),
+    /// when the run normalized observations.
+    pub observation_normalization: Option<ObservationNormalization>,
 }
 
 /// The files a checkpoint always has; `extra_files` may not reuse these names.
@@ -224,6 +231,7 @@ pub fn write_checkpoint(
                 steps: r.steps,
                 rng: pair(r.rng),
                 envs,
+                normalizers: r.normalizers.clone(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -374,7 +382,21 @@ impl Checkpoint {
             ));
         }
         let config = TrainConfig::parse(&text, &source, &[])?;
-        Ok(Self { metadata, config, policy: read("policy.safetensors")? })
+        let norm_path = dir.join(ObservationNormalization::FILE);
+        let observation_normalization = match std::fs::read(&norm_path) {
+            Ok(bytes) => Some(ObservationNormalization::from_json(&bytes, &norm_path)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("read", &norm_path)(e)),
+        };
+        if observation_normalization.is_none() && config.normalizes_observations() {
+            return Err(Error::Format {
+                path: norm_path,
+                line: None,
+                message: "missing: the run normalized observations, and its policy needs those statistics to act"
+                    .into(),
+            });
+        }
+        Ok(Self { metadata, config, policy: read("policy.safetensors")?, observation_normalization })
     }
 }
 
@@ -462,6 +484,7 @@ impl ResumePoint {
                     rng: parse_pair(&r.rng, &runners_path, &format!("env runner {} rng", r.worker_index))?,
                     steps: r.steps,
                     envs: r.envs.as_ref().map(|v| v.to_string()),
+                    normalizers: r.normalizers.clone(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -134,6 +134,62 @@ impl Default for FaultToleranceConfig {
     }
 }
 
+/// Gymnasium's `NormalizeObservation` on every sub-env, then a clip (the config's
+/// `normalize_observation`; `{}` takes the defaults, which are CleanRL's). Each sub-env keeps its
+/// own running mean and variance (Gymnasium's `RunningMeanStd`: mean 0, variance 1 and count
+/// 1e-4 to start), updated with every observation it returns; the policy sees
+/// `clip((obs - mean) / sqrt(var + epsilon), -clip, clip)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeObservationConfig {
+    /// Added to the variance under the square root (Gymnasium's default: 1e-8).
+    pub epsilon: f64,
+    /// Normalized observations are clipped to `[-clip, clip]`, or not at all with null
+    /// (CleanRL: 10).
+    pub clip: Option<f64>,
+}
+
+impl Default for NormalizeObservationConfig {
+    fn default() -> Self {
+        Self { epsilon: 1e-8, clip: Some(10.0) }
+    }
+}
+
+/// Gymnasium's `NormalizeReward` on every sub-env, then a clip (the config's `normalize_reward`;
+/// `{}` takes the defaults, which are CleanRL's). Each sub-env keeps a discounted return
+/// `G = G * gamma * (1 - terminated) + reward` and the running variance of `G`; the learner sees
+/// `clip(reward / sqrt(var + epsilon), -clip, clip)`. Episode returns in metrics stay the env's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeRewardConfig {
+    /// Discount of the return whose variance scales rewards; null takes the config's `gamma`
+    /// (as CleanRL passes its `gamma`).
+    pub gamma: Option<f64>,
+    /// Added to the variance under the square root (Gymnasium's default: 1e-8).
+    pub epsilon: f64,
+    /// Normalized rewards are clipped to `[-clip, clip]`, or not at all with null (CleanRL: 10).
+    pub clip: Option<f64>,
+}
+
+impl Default for NormalizeRewardConfig {
+    fn default() -> Self {
+        Self { gamma: None, epsilon: 1e-8, clip: Some(10.0) }
+    }
+}
+
+/// RLlib's `observation_filter`: `NoFilter` (default) or `MeanStdFilter`, one running mean and
+/// standard deviation per runner, merged across runners by the driver every iteration and handed
+/// back to every runner; the policy sees `(obs - mean) / (std + 1e-6)`, not clipped (RLlib's
+/// `MeanStdFilter(shape, clip=None)`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObservationFilter {
+    /// Observations pass through.
+    #[default]
+    NoFilter,
+    /// Normalize with statistics merged across runners each iteration.
+    MeanStdFilter,
+}
+
 /// Where each env runner runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -264,6 +320,15 @@ pub struct TrainConfig {
     /// What happens when env runners fail.
     #[serde(default)]
     pub fault_tolerance: FaultToleranceConfig,
+    /// Gymnasium's `NormalizeObservation` per sub-env, as CleanRL applies it (null: off).
+    #[serde(default)]
+    pub normalize_observation: Option<NormalizeObservationConfig>,
+    /// Gymnasium's `NormalizeReward` per sub-env, as CleanRL applies it (null: off).
+    #[serde(default)]
+    pub normalize_reward: Option<NormalizeRewardConfig>,
+    /// RLlib's `observation_filter` (`NoFilter` or `MeanStdFilter`).
+    #[serde(default)]
+    pub observation_filter: ObservationFilter,
 }
 
 fn default_algorithm() -> AlgorithmId {
@@ -546,11 +611,54 @@ impl TrainConfig {
                 format!("must be a non-negative number, got {}", ft.delay_between_env_runner_restarts_s),
             );
         }
+        self.validate_normalization()?;
         if self.evaluation.duration == 0 {
             return fail("evaluation.duration", "must be at least 1 episode".into());
         }
         if self.evaluation.max_episode_steps == 0 {
             return fail("evaluation.max_episode_steps", "must be at least 1 step".into());
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// True when the policy sees normalized observations (`normalize_observation` or
+    /// `observation_filter: MeanStdFilter`).
+    pub fn normalizes_observations(&self) -> bool {
+        self.normalize_observation.is_some() || self.observation_filter == ObservationFilter::MeanStdFilter
+    }
+
+    /// The normalization keys: positive epsilons and clips, a discount within [0, 1], and one
+    /// observation normalization at most.
+    fn validate_normalization(&self) -> std::result::Result<(), (String, String)> {
+        let fail = |k: &str, m: String| Err((k.to_string(), m));
+        let mut checks = Vec::new();
+        if let Some(o) = &self.normalize_observation {
+            checks.push(("normalize_observation.epsilon", Some(o.epsilon)));
+            checks.push(("normalize_observation.clip", o.clip));
+        }
+        if let Some(r) = &self.normalize_reward {
+            checks.push(("normalize_reward.epsilon", Some(r.epsilon)));
+            checks.push(("normalize_reward.clip", r.clip));
+            if let Some(g) = r.gamma
+                && !(0.0..=1.0).contains(&g)
+            {
+                return fail("normalize_reward.gamma", format!("must be within [0, 1] or null, got {g}"));
+            }
+        }
+        for (k, v) in checks {
+            if let Some(v) = v
+                && !positive(v)
+            {
+                return fail(k, format!("must be a positive number, got {v}"));
+            }
+        }
+        if self.normalize_observation.is_some() && self.observation_filter == ObservationFilter::MeanStdFilter {
+            return fail(
+                "observation_filter",
+                "MeanStdFilter and normalize_observation both normalize observations; choose one".into(),
+            );
         }
         Ok(())
     }

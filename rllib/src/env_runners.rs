@@ -23,6 +23,7 @@ use rl_runtime::{ActorHandle, ActorLocation, ActorOptions, Isolation, ObjectRef,
 
 use crate::config::{EnvRunnerIsolation, FaultToleranceConfig, TrainConfig};
 use crate::error::{Error, Result};
+use crate::normalization::{DriverNormalization, ObservationNormalization};
 use crate::rollout::{EnvRunnerState, RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
 
 /// Seconds between attempts to restart a runner while there is no room for it.
@@ -61,6 +62,7 @@ pub struct EnvRunnerGroup {
     slots: Vec<Slot>,
     restarts_total: u64,
     sub_env_restarts_total: u64,
+    normalization: DriverNormalization,
 }
 
 impl EnvRunnerGroup {
@@ -76,6 +78,7 @@ impl EnvRunnerGroup {
             slots: Vec::new(),
             restarts_total: 0,
             sub_env_restarts_total: 0,
+            normalization: DriverNormalization::new(config),
         };
         if config.env_runner_isolation == EnvRunnerIsolation::Process && rt.address().is_empty() {
             return Err(Error::config(
@@ -144,28 +147,32 @@ impl EnvRunnerGroup {
                 continue;
             }
             let timeout = Duration::from_secs_f64(self.ft().sample_timeout_s);
+            let filter = self.normalization.filter().cloned().map(Box::new);
             let pending: Vec<_> = self
                 .slots
                 .iter()
                 .filter_map(|s| {
-                    s.actor
-                        .as_ref()
-                        .map(|a| (s.index, a.call(RolloutMsg::SetWeights(weights.clone())), a.call(RolloutMsg::Sample)))
+                    s.actor.as_ref().map(|a| {
+                        let set = a.call(RolloutMsg::SetWeights(weights.clone()));
+                        (s.index, set, a.call(RolloutMsg::Sample(filter.clone())))
+                    })
                 })
                 .collect();
             let deadline = Instant::now() + timeout;
             let mut out = Samples::default();
+            let mut stats = Vec::new();
             for (index, set, sample) in pending {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let answer = set
                     .wait_timeout(left)
                     .and_then(|_| sample.wait_timeout(deadline.saturating_duration_since(Instant::now())));
                 match answer {
-                    Ok(RolloutReply::Batch(b, restarted)) => {
+                    Ok(RolloutReply::Batch { batch, sub_env_restarts, observation_stats }) => {
                         // A batch made on another node starts moving here while the others finish.
-                        self.rt.prefetch(std::slice::from_ref(&b));
-                        out.batches.push(b);
-                        out.sub_env_restarts += restarted;
+                        self.rt.prefetch(std::slice::from_ref(&batch));
+                        out.batches.push(batch);
+                        out.sub_env_restarts += sub_env_restarts;
+                        stats.extend(observation_stats.map(|s| *s));
                     }
                     Ok(other) => unreachable!("Sample answers Batch, got {other:?}"),
                     Err(RuntimeError::Timeout { .. }) => {
@@ -184,6 +191,7 @@ impl EnvRunnerGroup {
                 }
             }
             self.sub_env_restarts_total += u64::from(out.sub_env_restarts);
+            self.normalization.merge(stats);
             if !out.batches.is_empty() {
                 return Ok(out);
             }
@@ -321,6 +329,16 @@ impl EnvRunnerGroup {
         }
         self.restarts_total = states.iter().map(|s| u64::from(s.restarts)).sum();
         Ok(exact)
+    }
+
+    /// The observation normalization evaluation uses (frozen), when observations are normalized.
+    pub fn observation_normalization(&self) -> Option<ObservationNormalization> {
+        self.normalization.frozen()
+    }
+
+    /// Takes over the driver's normalization statistics from a checkpoint.
+    pub fn restore_normalization(&mut self, saved: &ObservationNormalization) -> Result<()> {
+        self.normalization.restore(saved)
     }
 
     /// Sets the run's sub-environment restart count (from a checkpoint).

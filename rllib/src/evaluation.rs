@@ -14,6 +14,7 @@ use rl_policies::FastPolicy;
 use crate::action::PolicyActions;
 use crate::config::{AlgorithmId, TrainConfig};
 use crate::error::{Error, Result};
+use crate::normalization::ObservationNormalization;
 use crate::observation::{ObservationEncoder, actor_critic};
 use crate::seeding::{ACTING_STREAM, stream_rng};
 use crate::stats;
@@ -63,6 +64,8 @@ pub struct Agent {
     deterministic: bool,
     encoder: ObservationEncoder,
     encoded: Vec<f32>,
+    normalization: Option<ObservationNormalization>,
+    normalized: Vec<f32>,
 }
 
 /// The worker index in the [`rl_env::EnvContext`] of envs that evaluate or act outside
@@ -80,9 +83,21 @@ pub struct AgentStep {
 }
 
 impl Agent {
-    /// Builds the env of `config` and the policy with `weights`. With `deterministic`, actions
-    /// are the argmax / mean; otherwise they are sampled with a generator seeded by `sample_seed`.
-    pub fn new(config: &TrainConfig, weights: &[u8], deterministic: bool, sample_seed: u64) -> Result<Self> {
+    /// Builds the env of `config` and the policy with `weights`, which sees observations through
+    /// `normalization` (frozen) when the run normalized them. With `deterministic`, actions are
+    /// the argmax / mean; otherwise they are sampled with a generator seeded by `sample_seed`.
+    pub fn new(
+        config: &TrainConfig,
+        weights: &[u8],
+        normalization: Option<&ObservationNormalization>,
+        deterministic: bool,
+        sample_seed: u64,
+    ) -> Result<Self> {
+        if normalization.is_none() && config.normalizes_observations() {
+            return Err(Error::Resume(
+                "the config normalizes observations, but no normalization statistics were given to act with".into(),
+            ));
+        }
         let context = rl_env::EnvContext { worker_index: EVALUATION_WORKER_INDEX, ..Default::default() };
         let env = rl_env::make_with_context(&config.env, &config.env_config, &context)?;
         let (fast, encoder) = match config.algorithm {
@@ -98,6 +113,8 @@ impl Agent {
             acting: PolicyActions::new(env.action_space(), 1),
             encoder,
             encoded: Vec::new(),
+            normalization: normalization.cloned(),
+            normalized: Vec::new(),
             rng: stream_rng(sample_seed, ACTING_STREAM),
             deterministic,
             env,
@@ -111,6 +128,15 @@ impl Agent {
 
     /// Acts on `obs` and steps the env.
     pub fn step(&mut self, obs: &[f32]) -> Result<AgentStep> {
+        let obs = match &self.normalization {
+            Some(n) => {
+                self.normalized.clear();
+                self.normalized.extend_from_slice(obs);
+                n.apply(&mut self.normalized);
+                &self.normalized[..]
+            }
+            None => obs,
+        };
         let inputs = self.encoder.encode(obs, &mut self.encoded)?;
         let (action, step) = match self.acting.act(&self.fast, inputs, &mut self.rng, self.deterministic)? {
             Actions::Discrete(a) => (OwnedAction::Discrete(a[0]), self.env.step(Action::Discrete(a[0]))?),
@@ -123,10 +149,17 @@ impl Agent {
     }
 }
 
-/// Runs `episodes` deterministic episodes of the policy whose safetensors weights are `weights`,
-/// each at most `config.evaluation.max_episode_steps` long.
-pub fn evaluate(config: &TrainConfig, weights: &[u8], episodes: u64, seed: u64) -> Result<EvalStats> {
-    let mut agent = Agent::new(config, weights, true, 0)?;
+/// Runs `episodes` deterministic episodes of the policy whose safetensors weights are `weights`
+/// (seeing observations through the frozen `normalization`, when the run normalized them), each
+/// at most `config.evaluation.max_episode_steps` long.
+pub fn evaluate(
+    config: &TrainConfig,
+    weights: &[u8],
+    normalization: Option<&ObservationNormalization>,
+    episodes: u64,
+    seed: u64,
+) -> Result<EvalStats> {
+    let mut agent = Agent::new(config, weights, normalization, true, 0)?;
     let mut stats = EvalStats { returns: Vec::new(), lengths: Vec::new() };
     for ep in 0..episodes {
         let mut obs = agent.reset(Some(seed + ep))?;
@@ -153,12 +186,13 @@ pub fn evaluate(config: &TrainConfig, weights: &[u8], episodes: u64, seed: u64) 
 pub fn write_rollout(
     config: &TrainConfig,
     weights: &[u8],
+    normalization: Option<&ObservationNormalization>,
     steps: u64,
     seed: u64,
     deterministic: bool,
     out: &mut dyn std::io::Write,
 ) -> Result<u64> {
-    let mut agent = Agent::new(config, weights, deterministic, seed)?;
+    let mut agent = Agent::new(config, weights, normalization, deterministic, seed)?;
     let mut episode = 0u64;
     let mut obs = Vec::new();
     let mut needs_reset = true;
@@ -208,7 +242,7 @@ mod tests {
         let config = TrainConfig::parse(text, "t.yaml", &[]).unwrap();
         let (obs, act) = config.env_spaces().unwrap();
         let weights = ActorCritic::new(&config.model, &obs, &act, 1).unwrap().to_safetensors(0).unwrap();
-        let stats = evaluate(&config, &weights, 3, 0).unwrap();
+        let stats = evaluate(&config, &weights, None, 3, 0).unwrap();
         assert_eq!(stats.lengths, [50, 50, 50]);
     }
 }

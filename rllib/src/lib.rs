@@ -41,6 +41,7 @@ pub mod failpoint;
 pub mod gae;
 pub mod interrupt;
 pub mod metrics;
+pub mod normalization;
 pub mod observation;
 pub mod optim;
 pub mod ppo;

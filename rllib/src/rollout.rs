@@ -10,10 +10,16 @@
 //! envs and its sampling generator from its index and restart count
 //! ([`rl_env::seed_for_restart`]), so a restarted run is as reproducible as any other. `State`
 //! and `Restore` carry everything a resume needs to continue mid-episode: the generator, the
-//! step count and the vector env's state (when its envs can save theirs).
+//! step count, the vector env's state (when its envs can save theirs) and the normalizers'
+//! statistics.
+//!
+//! With `normalize_observation`, `normalize_reward` or `observation_filter: MeanStdFilter` the
+//! worker normalizes what its vector env returns before the policy and the batch see it (see
+//! [`crate::normalization`]); batches hold normalized observations and rewards, while episode
+//! returns stay the env's own.
 
 use rl_env::rng::Pcg64;
-use rl_env::{SyncVectorEnv, seed_for_restart};
+use rl_env::{MeanStdFilter, SyncVectorEnv, seed_for_restart};
 use rl_policies::{ActorCritic, FastPolicy};
 use rl_runtime::{Actor, ActorContext, BoxError, ObjectRef};
 use serde::{Deserialize, Serialize};
@@ -22,6 +28,7 @@ use crate::action::PolicyActions;
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
+use crate::normalization::{ObservationStats, RunnerNormalizerState, RunnerNormalizers};
 use crate::observation::{ObservationEncoder, actor_critic};
 use crate::seeding::{stream_rng, worker_stream};
 
@@ -50,6 +57,9 @@ pub struct EnvRunnerState {
     /// The vector env's state as JSON text (see [`SyncVectorEnv::save_state`]), or `None` when
     /// its envs cannot save theirs: a restore then re-seeds them (not exact).
     pub envs: Option<String>,
+    /// The observation and reward normalizers' statistics, when the config normalizes.
+    #[serde(default)]
+    pub normalizers: Option<RunnerNormalizerState>,
 }
 
 /// Messages a rollout worker handles.
@@ -58,8 +68,9 @@ pub enum RolloutMsg {
     /// Load the weights in this object (safetensors from the learner) unless they are older
     /// than the current ones.
     SetWeights(ObjectRef),
-    /// Sample one fragment and put it into the object store.
-    Sample,
+    /// Sample one fragment and put it into the object store; with `MeanStdFilter`, first take
+    /// the driver's merged filter.
+    Sample(Option<Box<MeanStdFilter>>),
     /// The worker's state, for checkpoints.
     State,
     /// Continue from a saved state (same worker index).
@@ -71,9 +82,15 @@ pub enum RolloutMsg {
 pub enum RolloutReply {
     /// The policy version now loaded.
     Weights(u64),
-    /// The sampled batch, and how many sub-environments were restarted while sampling it
-    /// (`restart_failed_sub_environments`).
-    Batch(ObjectRef, u32),
+    /// A sampled fragment.
+    Batch {
+        /// The trajectory batch in the object store.
+        batch: ObjectRef,
+        /// Sub-environments restarted while sampling it (`restart_failed_sub_environments`).
+        sub_env_restarts: u32,
+        /// The observation statistics for the driver, when observations are normalized.
+        observation_stats: Option<Box<ObservationStats>>,
+    },
     /// The worker's state.
     State(Box<EnvRunnerState>),
     /// Restored; `false` when the envs could not be restored exactly and were re-seeded.
@@ -96,6 +113,8 @@ pub struct RolloutWorker {
     steps: u64,
     encoder: ObservationEncoder,
     encoded: Vec<f32>,
+    normalizers: RunnerNormalizers,
+    rewards: Vec<f32>,
 }
 
 impl Actor for RolloutWorker {
@@ -113,6 +132,8 @@ impl Actor for RolloutWorker {
         }
         let env_seed = seed_for_restart(c.seed + u64::from(init.worker_index) * n as u64, init.restarts);
         envs.reset(Some(env_seed))?;
+        let mut normalizers = RunnerNormalizers::new(c, n, envs.obs_dim());
+        normalizers.on_reset(&envs);
         let (policy, encoder) =
             actor_critic(&c.model, envs.single_observation_space(), envs.single_action_space(), c.seed)?;
         Ok(Self {
@@ -130,6 +151,8 @@ impl Actor for RolloutWorker {
             steps: 0,
             encoder,
             encoded: Vec::new(),
+            normalizers,
+            rewards: Vec::with_capacity(n),
         })
     }
 
@@ -145,7 +168,10 @@ impl Actor for RolloutWorker {
                 }
                 Ok(RolloutReply::Weights(self.version))
             }
-            RolloutMsg::Sample => {
+            RolloutMsg::Sample(filter) => {
+                if let Some(f) = filter {
+                    self.normalizers.sync_filter(&f);
+                }
                 let batch = self.sample().map_err(Error::into_actor_error)?;
                 let sub_env_restarts = self.envs.drain_sub_env_restarts();
                 for r in &sub_env_restarts {
@@ -153,7 +179,11 @@ impl Actor for RolloutWorker {
                         "sub-environment failed and was restarted");
                 }
                 let restarted = u32::try_from(sub_env_restarts.len()).unwrap_or(u32::MAX);
-                Ok(RolloutReply::Batch(ctx.runtime().put(batch.to_bytes().into())?, restarted))
+                Ok(RolloutReply::Batch {
+                    batch: ctx.runtime().put(batch.to_bytes().into())?,
+                    sub_env_restarts: restarted,
+                    observation_stats: self.normalizers.take_stats().map(Box::new),
+                })
             }
             RolloutMsg::State => Ok(RolloutReply::State(Box::new(self.state()?))),
             RolloutMsg::Restore(state) => Ok(RolloutReply::Restored(self.restore(&state)?)),
@@ -170,6 +200,7 @@ impl RolloutWorker {
             rng: self.rng.state(),
             steps: self.steps,
             envs,
+            normalizers: self.normalizers.normalizes_anything().then(|| self.normalizers.state()),
         })
     }
 
@@ -184,17 +215,32 @@ impl RolloutWorker {
         self.rng = Pcg64::from_raw_state(state.rng.0, state.rng.1);
         self.steps = state.steps;
         self.restarts = state.restarts;
+        if state.normalizers.is_none() && self.normalizers.normalizes_anything() {
+            return Err(Error::Resume(format!(
+                "env runner {}: the checkpoint has no normalization statistics, but the config normalizes",
+                self.index
+            )));
+        }
         let exact = match &state.envs {
             Some(text) => {
                 let value: serde_json::Value = serde_json::from_str(text)
                     .map_err(|e| Error::Resume(format!("env runner {}: env state is not JSON: {e}", self.index)))?;
                 self.envs.restore_state(&value)?;
+                match &state.normalizers {
+                    Some(n) => self.normalizers.restore(n.clone())?,
+                    // Nothing is normalized: the policy sees the restored observations as they are.
+                    None => self.normalizers.on_reset(&self.envs),
+                }
                 true
             }
             None => {
                 // The envs cannot save their state: start fresh episodes from seeds that depend
                 // on where the run stopped, so a resume does not replay the first episodes.
                 self.envs.reset(Some(self.env_seed.wrapping_add(state.steps.wrapping_mul(0x9e37_79b9))))?;
+                if let Some(n) = &state.normalizers {
+                    self.normalizers.restore(n.clone())?;
+                }
+                self.normalizers.on_reset(&self.envs);
                 false
             }
         };
@@ -264,13 +310,14 @@ impl RolloutWorker {
         }
         let mut final_value = [0.0f32];
         for _ in 0..self.fragment {
-            let obs = self.envs.observations();
+            let obs = self.normalizers.observations();
             b.obs.extend_from_slice(obs);
             let inputs = self.encoder.encode(obs, &mut self.encoded)?;
             let actions = self.acting.act(&self.fast, inputs, &mut self.rng, false)?;
             self.envs.step(actions)?;
             self.steps += 1;
             self.check_finite()?;
+            self.normalizers.on_step(&self.envs, &mut self.rewards);
             // The batch keeps what the policy chose (indices, unclipped values): the
             // log-probabilities refer to those.
             match &mut b.actions {
@@ -280,12 +327,13 @@ impl RolloutWorker {
             b.logp.extend_from_slice(&self.acting.logp);
             b.values.extend_from_slice(&self.acting.values);
             for i in 0..n {
-                b.rewards.push(self.envs.rewards()[i] as f32);
+                b.rewards.push(self.rewards[i]);
                 let (term, trunc) = (self.envs.terminated()[i], self.envs.truncated()[i]);
                 b.terminated.push(term);
                 b.truncated.push(trunc && !term);
                 let bootstrap = match self.envs.final_observation(i) {
-                    Some(final_obs) if trunc && !term => {
+                    Some(_) if trunc && !term => {
+                        let final_obs = self.normalizers.final_observation(i);
                         self.fast.values(self.encoder.encode(final_obs, &mut self.encoded)?, &mut final_value)?;
                         final_value[0]
                     }
@@ -299,7 +347,8 @@ impl RolloutWorker {
             }
         }
         b.last_values = vec![0.0; n];
-        self.fast.values(self.encoder.encode(self.envs.observations(), &mut self.encoded)?, &mut b.last_values)?;
+        self.fast
+            .values(self.encoder.encode(self.normalizers.observations(), &mut self.encoded)?, &mut b.last_values)?;
         Ok(b)
     }
 }

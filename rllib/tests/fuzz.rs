@@ -21,6 +21,7 @@ use rl_runtime::{ObjectRef, ObjectStore, StoreOptions, decode, encode};
 use rllib::TrainConfig;
 use rllib::batch::{BatchActions, TrajectoryBatch};
 use rllib::checkpoint::{OptimizerState, read_optimizer};
+use rllib::normalization::ObservationStats;
 use rllib::ppo::{LearnerInit, LearnerMsg, LearnerReply, LearnerState, PpoHyperparams, UpdateStats};
 use rllib::rollout::{EnvRunnerState, RolloutMsg, RolloutReply, RolloutWorkerInit};
 use safetensors::tensor::{Dtype, TensorView};
@@ -551,18 +552,23 @@ fn valid_messages(weights: &ObjectRef) -> [Vec<Vec<u8>>; 6] {
         rng: (u128::MAX, 1),
         steps: 640,
         envs: Some(r#"{"type":"SyncVectorEnv"}"#.into()),
+        normalizers: None,
     };
     [
         vec![enc(&RolloutWorkerInit { config: config.clone(), worker_index: 3, restarts: 1 })],
         vec![
             enc(&RolloutMsg::SetWeights(weights.clone())),
-            enc(&RolloutMsg::Sample),
+            enc(&RolloutMsg::Sample(Some(Box::new(rl_env::MeanStdFilter::new(4, None))))),
             enc(&RolloutMsg::State),
             enc(&RolloutMsg::Restore(Box::new(runner.clone()))),
         ],
         vec![
             enc(&RolloutReply::Weights(7)),
-            enc(&RolloutReply::Batch(weights.clone(), 2)),
+            enc(&RolloutReply::Batch {
+                batch: weights.clone(),
+                sub_env_restarts: 2,
+                observation_stats: Some(Box::new(ObservationStats::FilterDelta(rl_env::RunningStat::new(4)))),
+            }),
             enc(&RolloutReply::State(Box::new(runner))),
             enc(&RolloutReply::Restored(true)),
         ],

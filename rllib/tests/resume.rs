@@ -91,6 +91,28 @@ fn a_resumed_run_writes_the_rows_of_the_uninterrupted_one() {
     std::fs::remove_dir_all(&full).unwrap();
 }
 
+/// The normalizers' statistics (each sub-env's, each runner's filter, the driver's merged ones)
+/// are part of the checkpoint: a normalized run resumes exactly too.
+#[test]
+fn a_normalized_run_resumes_exactly() {
+    for (name, extra) in [
+        ("gymnasium", ["normalize_observation={}", "normalize_reward={}"]),
+        ("filter", ["observation_filter=MeanStdFilter", "normalize_reward={clip: null}"]),
+    ] {
+        let full = scratch(&format!("norm-{name}"));
+        train(&config(&extra), &full, &mut ()).unwrap();
+        let expected = rows(&full);
+        let cut_dir = scratch(&format!("norm-{name}-cut"));
+        copy_dir(&full, &cut_dir);
+        cut(&cut_dir, 4);
+        resume(&cut_dir, &mut ()).unwrap();
+        assert_eq!(rows(&cut_dir), expected, "{name}");
+        for dir in [full, cut_dir] {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+}
+
 #[test]
 fn damaged_checkpoints_are_refused_naming_the_file() {
     let dir = scratch("damaged");

@@ -62,7 +62,7 @@ fn ppo_learns_cartpole_on_a_short_budget() {
     // The final checkpoint reproduces the final evaluation exactly.
     let ckpt = Checkpoint::load(&dir.join("checkpoints/final")).unwrap();
     assert_eq!(ckpt.metadata.training_iteration, 79);
-    let again = evaluate(&ckpt.config, &ckpt.policy, c.evaluation.duration, c.evaluation.seed).unwrap();
+    let again = evaluate(&ckpt.config, &ckpt.policy, None, c.evaluation.duration, c.evaluation.seed).unwrap();
     assert_eq!(&again, eval);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use rl_runtime::{Actor, ObjectRef, ObjectStore, RuntimeError, StoreOptions, decode, encode};
 use rllib::TrainConfig;
 use rllib::checkpoint::OptimizerState;
+use rllib::normalization::ObservationStats;
 use rllib::ppo::{Learner, LearnerInit, LearnerMsg, LearnerReply, LearnerState, PpoHyperparams, UpdateStats};
 use rllib::rollout::{EnvRunnerState, RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
 use serde::Serialize;
@@ -91,28 +92,33 @@ fn rollout_worker_messages_round_trip() {
         rng: (u128::MAX - 3, 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
         steps: 1 << 40,
         envs: Some(r#"{"envs":[{"x":"0x3ff0000000000000"}]}"#.into()),
+        normalizers: None,
     };
     let msgs = vec![
         RolloutMsg::SetWeights(weights.clone()),
-        RolloutMsg::Sample,
+        RolloutMsg::Sample(Some(Box::new(rl_env::MeanStdFilter::new(3, None)))),
         RolloutMsg::State,
         RolloutMsg::Restore(Box::new(EnvRunnerState { envs: None, ..state.clone() })),
     ];
     let replies = vec![
         RolloutReply::Weights(u64::MAX),
-        RolloutReply::Batch(batch.clone(), 7),
+        RolloutReply::Batch {
+            batch: batch.clone(),
+            sub_env_restarts: 7,
+            observation_stats: Some(Box::new(ObservationStats::Gymnasium(rl_env::RunningMeanStd::new(3)))),
+        },
         RolloutReply::State(Box::new(state)),
         RolloutReply::Restored(false),
     ];
     let msg_variant = |m: &RolloutMsg| match m {
         RolloutMsg::SetWeights(_) => 0,
-        RolloutMsg::Sample => 1,
+        RolloutMsg::Sample(_) => 1,
         RolloutMsg::State => 2,
         RolloutMsg::Restore(_) => 3,
     };
     let reply_variant = |r: &RolloutReply| match r {
         RolloutReply::Weights(_) => 0,
-        RolloutReply::Batch(..) => 1,
+        RolloutReply::Batch { .. } => 1,
         RolloutReply::State(_) => 2,
         RolloutReply::Restored(_) => 3,
     };
@@ -123,7 +129,7 @@ fn rollout_worker_messages_round_trip() {
     drop((msgs, replies));
     let Some(RolloutMsg::SetWeights(w)) = backs.next() else { unreachable!() };
     check_borrowed(&store, weights, w);
-    let Some(RolloutReply::Batch(b, 7)) = reply_backs.nth(1) else { unreachable!() };
+    let Some(RolloutReply::Batch { batch: b, sub_env_restarts: 7, .. }) = reply_backs.nth(1) else { unreachable!() };
     check_borrowed(&store, batch, b);
     assert_eq!(RolloutWorker::TYPE_NAME, "RolloutWorker");
 }

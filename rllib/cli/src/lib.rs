@@ -363,18 +363,34 @@ fn execute(command: Command) -> Result<()> {
                 bail!("--episodes must be at least 1");
             }
             let ckpt = Checkpoint::load(&checkpoint)?;
-            let stats = evaluate(&ckpt.config, &ckpt.policy, episodes, seed)?;
+            let stats = evaluate(&ckpt.config, &ckpt.policy, ckpt.observation_normalization.as_ref(), episodes, seed)?;
             print_eval(&checkpoint, &stats);
             Ok(())
         }
         Command::Rollout { checkpoint, steps, out, seed, sample } => {
             let ckpt = Checkpoint::load(&checkpoint)?;
             if out.as_os_str() == "-" {
-                write_rollout(&ckpt.config, &ckpt.policy, steps, seed, !sample, &mut std::io::stdout().lock())?;
+                write_rollout(
+                    &ckpt.config,
+                    &ckpt.policy,
+                    ckpt.observation_normalization.as_ref(),
+                    steps,
+                    seed,
+                    !sample,
+                    &mut std::io::stdout().lock(),
+                )?;
             } else {
                 let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
                 let mut w = std::io::BufWriter::new(file);
-                let n = write_rollout(&ckpt.config, &ckpt.policy, steps, seed, !sample, &mut w)?;
+                let n = write_rollout(
+                    &ckpt.config,
+                    &ckpt.policy,
+                    ckpt.observation_normalization.as_ref(),
+                    steps,
+                    seed,
+                    !sample,
+                    &mut w,
+                )?;
                 eprintln!("wrote {steps} steps ({n} finished episodes) to {}", out.display());
             }
             Ok(())

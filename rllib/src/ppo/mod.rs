@@ -22,6 +22,7 @@
 pub mod loss;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -44,6 +45,7 @@ use crate::env_runners::EnvRunnerGroup;
 use crate::error::{Error, Result};
 use crate::gae::{GaeInput, compute_gae};
 use crate::metrics::IterationResult;
+use crate::normalization::ObservationNormalization;
 use crate::observation::{ObservationEncoder, actor_critic};
 use crate::optim::{Adam, AdamStep};
 use crate::rollout::RolloutWorker;
@@ -305,7 +307,10 @@ impl Algorithm for Ppo {
             learner_rng: learner.rng,
             env_runners: self.runners.states()?,
             num_sub_env_restarts: self.runners.num_sub_env_restarts(),
-            extra_files: Vec::new(),
+            extra_files: match self.runners.observation_normalization() {
+                Some(n) => vec![(ObservationNormalization::FILE.to_string(), n.to_json()?)],
+                None => Vec::new(),
+            },
         })
     }
 
@@ -318,7 +323,15 @@ impl Algorithm for Ppo {
         };
         self.learner.call(LearnerMsg::Restore(Box::new(learner))).wait()?;
         self.runners.set_num_sub_env_restarts(state.num_sub_env_restarts);
+        let saved = state.extra_files.iter().find(|(name, _)| name == ObservationNormalization::FILE);
+        if let Some((name, bytes)) = saved {
+            self.runners.restore_normalization(&ObservationNormalization::from_json(bytes, Path::new(name))?)?;
+        }
         self.runners.restore(&state.env_runners)
+    }
+
+    fn observation_normalization(&self) -> Option<ObservationNormalization> {
+        self.runners.observation_normalization()
     }
 
     fn actor_locations(&self) -> Vec<(String, ActorLocation)> {
