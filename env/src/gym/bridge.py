@@ -38,8 +38,9 @@ def _modules():
     """NumPy and Gymnasium, imported on first use so that a missing one is a clear error."""
     global _np, _gym
     if _gym is None:
-        import numpy
+        # Gymnasium first: a bare environment then names the package to install.
         import gymnasium
+        import numpy
 
         _np, _gym = numpy, gymnasium
     return _np, _gym
