@@ -124,11 +124,27 @@ def _json_dict(info):
     return out
 
 
+def _json_default(value):
+    np = _np
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return value.tolist()
+    raise TypeError("not JSON")
+
+
 def encode_info(info):
-    """The info dict as JSON bytes; empty for an empty dict (the common case costs nothing)."""
+    """The info dict as JSON bytes; empty for an empty dict (the common case costs nothing).
+
+    The C encoder takes plain and NumPy numbers directly; only an info holding something JSON
+    cannot carry (NaN, an object) takes the slower path that skips those values.
+    """
     if not info:
         return b""
-    return json.dumps(_json_dict(info), separators=(",", ":")).encode()
+    try:
+        return json.dumps(info, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+    except (TypeError, ValueError):
+        return json.dumps(_json_dict(info), separators=(",", ":")).encode()
 
 
 class Bridge:

@@ -40,7 +40,7 @@ impl Backend for InProcessBackend {
         let options = options.map(|o| Value::Object(o.clone()).to_string());
         Python::attach(|py| {
             let out = self.bridge.bind(py).call_method1(intern!(py, "reset"), (seed, options));
-            let out = out.and_then(|o| o.extract::<(Bound<'_, PyBytes>, Bound<'_, PyBytes>)>().map_err(PyErr::from));
+            let out = out.and_then(|o| o.extract::<(Bound<'_, PyBytes>, Bound<'_, PyBytes>)>());
             let (obs_bytes, info) = out.map_err(|e| format_error_any(py, &e))?;
             decode_obs(obs_bytes.as_bytes(), obs)?;
             decode_info(info.as_bytes())
@@ -52,7 +52,7 @@ impl Backend for InProcessBackend {
             let action = PyBytes::new(py, action);
             let out = self.bridge.bind(py).call_method1(intern!(py, "step"), (action,));
             type Out<'py> = (Bound<'py, PyBytes>, f64, bool, bool, Bound<'py, PyBytes>);
-            let out = out.and_then(|o| o.extract::<Out<'_>>().map_err(PyErr::from));
+            let out = out.and_then(|o| o.extract::<Out<'_>>());
             let (obs_bytes, reward, terminated, truncated, info) = out.map_err(|e| format_error_any(py, &e))?;
             decode_obs(obs_bytes.as_bytes(), obs)?;
             Ok(StepResult { reward, terminated, truncated, info: decode_info(info.as_bytes())? })
