@@ -24,7 +24,7 @@ pub(super) struct InProcessBackend {
 impl InProcessBackend {
     /// Makes the env; returns the backend and its spaces' description.
     pub(super) fn start(setup: &Setup) -> Result<(Self, Vec<u8>)> {
-        Python::attach(|py| {
+        attach(|py| {
             let module = bridge_module(py).map_err(|m| EnvError::custom(&setup.id, m))?;
             let made = module.getattr("Bridge").and_then(|cls| cls.call1((&setup.gym_id, setup.kwargs.to_string())));
             let bridge = made.map_err(|e| EnvError::custom(&setup.id, format_error(py, module, &e)))?;
@@ -38,7 +38,7 @@ impl InProcessBackend {
 impl Backend for InProcessBackend {
     fn reset(&mut self, seed: Option<u64>, options: Option<&Kwargs>, obs: &mut [f32]) -> BridgeResult<Info> {
         let options = options.map(|o| Value::Object(o.clone()).to_string());
-        Python::attach(|py| {
+        attach(|py| {
             let out = self.bridge.bind(py).call_method1(intern!(py, "reset"), (seed, options));
             let out = out.and_then(|o| o.extract::<(Bound<'_, PyBytes>, Bound<'_, PyBytes>)>());
             let (obs_bytes, info) = out.map_err(|e| format_error_any(py, &e))?;
@@ -48,7 +48,7 @@ impl Backend for InProcessBackend {
     }
 
     fn step(&mut self, action: &[u8], obs: &mut [f32]) -> BridgeResult<StepResult> {
-        Python::attach(|py| {
+        attach(|py| {
             let action = PyBytes::new(py, action);
             let out = self.bridge.bind(py).call_method1(intern!(py, "step"), (action,));
             type Out<'py> = (Bound<'py, PyBytes>, f64, bool, bool, Bound<'py, PyBytes>);
@@ -63,9 +63,54 @@ impl Backend for InProcessBackend {
 impl Drop for InProcessBackend {
     fn drop(&mut self) {
         // Gymnasium's close releases renderers and simulators; an error there has nowhere to go.
-        Python::attach(|py| {
+        attach(|py| {
             let _ = self.bridge.bind(py).call_method0("close");
         });
+    }
+}
+
+/// [`Python::attach`] that keeps this thread's Python thread state between calls.
+///
+/// Attaching a thread that has no thread state creates one and detaching deletes it again,
+/// which made every step from a thread other than the one that started the interpreter about a
+/// third slower (MuJoCo's HalfCheetah: 12k instead of 17.5k steps/s). Each thread that steps an
+/// env keeps one thread state for its lifetime instead.
+fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
+    thread_local! {
+        static THREAD_STATE: KeptThreadState = KeptThreadState::new();
+    }
+    THREAD_STATE.with(|_| ());
+    Python::attach(f)
+}
+
+/// This thread's Python thread state, held (with the interpreter lock released) until the
+/// thread ends.
+struct KeptThreadState {
+    gil: pyo3::ffi::PyGILState_STATE,
+    state: *mut pyo3::ffi::PyThreadState,
+}
+
+impl KeptThreadState {
+    fn new() -> Self {
+        Python::initialize();
+        // SAFETY: the interpreter is initialized; Ensure gives this thread a thread state and the
+        // lock, SaveThread releases the lock and returns that state for `drop` to restore.
+        unsafe {
+            let gil = pyo3::ffi::PyGILState_Ensure();
+            let state = pyo3::ffi::PyEval_SaveThread();
+            Self { gil, state }
+        }
+    }
+}
+
+impl Drop for KeptThreadState {
+    fn drop(&mut self) {
+        // SAFETY: runs on the thread that made `self`, which does not hold the lock here (every
+        // `attach` has returned); this undoes `new` in reverse order.
+        unsafe {
+            pyo3::ffi::PyEval_RestoreThread(self.state);
+            pyo3::ffi::PyGILState_Release(self.gil);
+        }
     }
 }
 
