@@ -14,6 +14,8 @@
 //!   [`EnvSpec::with_context`] pass an [`EnvContext`] (worker, sub-env, restarts) to constructors.
 //! - [`Env::save_state`] / [`Env::restore_state`] and [`SyncVectorEnv::save_state`]: exact resume
 //!   mid-episode, as JSON that round-trips bit for bit ([`state`]).
+//! - `gym` (feature `gym`, off by default): any Gymnasium env by the id `gym:<GymnasiumId>`,
+//!   run by Python in a child process or in-process through pyo3.
 //! - [`check_env`]: runs an env through the reset/step contract and reports what it breaks.
 //!
 //! # Examples
@@ -174,6 +176,8 @@ pub mod checker;
 mod env;
 pub mod envs;
 mod error;
+#[cfg(feature = "gym")]
+pub mod gym;
 pub mod kwargs_serde;
 pub mod normalize;
 mod registry;

@@ -164,6 +164,10 @@ impl Registry {
     /// Makes the env `id`. The keyword `max_episode_steps` overrides the spec's time limit
     /// (`null` removes it); every other keyword goes to the env's constructor. The env is made in
     /// the default [`EnvContext`] (worker 0, sub-env 0, no restarts).
+    ///
+    /// Ids starting with `gym:` are Gymnasium envs run by Python (`gym:HalfCheetah-v4`), made
+    /// through the bridge of the `gym` feature whatever the registry holds; without the feature
+    /// they are an error saying how to build it.
     pub fn make(&self, id: &str, kwargs: &Kwargs) -> Result<Box<dyn Env>> {
         self.make_with_context(id, kwargs, &EnvContext::default())
     }
@@ -171,6 +175,9 @@ impl Registry {
     /// [`Registry::make`] in the context `ctx`, which constructors registered with
     /// [`EnvSpec::with_context`] receive.
     pub fn make_with_context(&self, id: &str, kwargs: &Kwargs, ctx: &EnvContext) -> Result<Box<dyn Env>> {
+        if id.starts_with(GYM_PREFIX) {
+            return make_gym(id, kwargs, ctx);
+        }
         let spec = self.spec(id)?;
         let mut kwargs = kwargs.clone();
         let limit = match kwargs.remove("max_episode_steps") {
@@ -197,6 +204,25 @@ impl Registry {
         let cutoff = (id.chars().count() / 2).max(3);
         scored.into_iter().filter(|(d, _)| *d <= cutoff).take(3).map(|(_, k)| k.clone()).collect()
     }
+}
+
+/// Ids that name a Gymnasium env through the bridge (see the `gym` feature); Gymnasium applies
+/// its own time limit, so the registry adds none.
+const GYM_PREFIX: &str = "gym:";
+
+#[cfg(feature = "gym")]
+fn make_gym(id: &str, kwargs: &Kwargs, ctx: &EnvContext) -> Result<Box<dyn Env>> {
+    crate::gym::make(id, kwargs, ctx)
+}
+
+#[cfg(not(feature = "gym"))]
+fn make_gym(id: &str, _kwargs: &Kwargs, _ctx: &EnvContext) -> Result<Box<dyn Env>> {
+    Err(EnvError::custom(
+        id,
+        "this binary was built without the Gymnasium bridge; rebuild it with the `gym` feature \
+         (e.g. `cargo build --features rl-env/gym`) and install the Python packages with \
+         `pip install -r requirements-gym.txt`",
+    ))
 }
 
 /// What [`Registry::make`] returns: the env under its registered id. Only the id and the env names
@@ -543,6 +569,14 @@ mod tests {
         }
         let err = r.make("Alias-v0", &kwargs(r#"{"gravity": 1}"#)).err().unwrap().to_string();
         assert!(err.starts_with("Alias-v0: unknown keyword argument \"gravity\""), "{err}");
+    }
+
+    #[cfg(not(feature = "gym"))]
+    #[test]
+    fn gym_ids_without_the_feature_say_how_to_build_it() {
+        let err = Registry::with_builtins().make("gym:CartPole-v1", &Kwargs::new()).err().unwrap().to_string();
+        assert!(err.starts_with("gym:CartPole-v1: this binary was built without the Gymnasium bridge"), "{err}");
+        assert!(err.contains("--features rl-env/gym") && err.contains("requirements-gym.txt"), "{err}");
     }
 
     #[test]
