@@ -194,7 +194,9 @@ pub use normalize::{
     MeanStdFilter, NormalizeObservation, NormalizeReward, ObservationNormalizer, RewardNormalizer, RunningMeanStd,
     RunningStat,
 };
-pub use registry::{Constructor, EnvSpec, KwargReader, Registry, ids, make, make_with_context, register, spec};
+pub use registry::{
+    Constructor, EnvSpec, KwargReader, Registry, ids, is_bridged, make, make_with_context, register, spec,
+};
 pub use space::{Action, BoxSpace, OwnedAction, Space};
 pub use vector::{Actions, FinishedEpisode, SubEnvRestart, SyncVectorEnv, seed_for_restart};
 pub use wrappers::{EnvExt, EpisodeStats, RecordEpisodeStatistics, TimeLimit, Wrapper};

@@ -208,7 +208,14 @@ impl Registry {
 
 /// Ids that name a Gymnasium env through the bridge (see the `gym` feature); Gymnasium applies
 /// its own time limit, so the registry adds none.
-const GYM_PREFIX: &str = "gym:";
+pub(crate) const GYM_PREFIX: &str = "gym:";
+
+/// True for ids that name a Gymnasium env through the bridge (`gym:HalfCheetah-v4`): they have
+/// no [`EnvSpec`] in the registry, and [`make`] hands them to the bridge (an error naming the
+/// feature when the build has none).
+pub fn is_bridged(id: &str) -> bool {
+    id.starts_with(GYM_PREFIX)
+}
 
 #[cfg(feature = "gym")]
 fn make_gym(id: &str, kwargs: &Kwargs, ctx: &EnvContext) -> Result<Box<dyn Env>> {
@@ -220,7 +227,8 @@ fn make_gym(id: &str, _kwargs: &Kwargs, _ctx: &EnvContext) -> Result<Box<dyn Env
     Err(EnvError::custom(
         id,
         "this binary was built without the Gymnasium bridge; rebuild it with the `gym` feature \
-         (e.g. `cargo build --features rl-env/gym`) and install the Python packages with \
+         (`cargo build --release -p rl-cli --features gym` for the `rl` command, `--features \
+         rl-env/gym` in a crate of your own) and install the Python packages with \
          `pip install -r requirements-gym.txt`",
     ))
 }

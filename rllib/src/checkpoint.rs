@@ -371,7 +371,7 @@ impl Checkpoint {
         let text = std::fs::read_to_string(&config_path).map_err(Error::io("read config", &config_path))?;
         let source = config_path.display().to_string();
         let recorded = TrainConfig::parse_recorded(&text, &source)?;
-        if rl_env::spec(&recorded.env).is_err() {
+        if !rl_env::is_bridged(&recorded.env) && rl_env::spec(&recorded.env).is_err() {
             return Err(Error::config(
                 source,
                 format!(

@@ -482,7 +482,10 @@ impl TrainConfig {
     /// Range and consistency checks. Returns the offending key and what is allowed.
     pub fn validate(&self) -> std::result::Result<(), (String, String)> {
         let fail = |k: &str, m: String| Err((k.to_string(), m));
-        if let Err(e) = rl_env::spec(&self.env) {
+        // A bridged Gymnasium id has no spec here; making it below checks it.
+        if !rl_env::is_bridged(&self.env)
+            && let Err(e) = rl_env::spec(&self.env)
+        {
             return fail("env", e.to_string());
         }
         if let Err(e) = rl_env::make(&self.env, &self.env_config) {

@@ -69,7 +69,7 @@ use crate::error::{EnvError, Result};
 use crate::space::{Action, Space};
 
 /// The prefix of bridged env ids.
-pub const PREFIX: &str = "gym:";
+pub const PREFIX: &str = crate::registry::GYM_PREFIX;
 
 /// Where a bridged env's Python runs (the `rl_bridge` keyword argument).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

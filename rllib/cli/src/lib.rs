@@ -448,9 +448,29 @@ fn execute(command: Command) -> Result<()> {
                 let limit = spec.default_max_episode_steps().map(|n| n.to_string()).unwrap_or_else(|| "-".into());
                 println!("{id:<28} max_episode_steps {limit}");
             }
+            print_bridged_envs();
             Ok(())
         }
     }
+}
+
+/// `rl envs`: the Gymnasium envs the bridge can make, when this build has it.
+#[cfg(feature = "gym")]
+fn print_bridged_envs() {
+    match rl_env::gym::list_ids() {
+        Ok(ids) => {
+            for id in ids {
+                println!("{id:<28} Gymnasium, through Python");
+            }
+        }
+        Err(e) => eprintln!("warning: cannot list the Gymnasium envs: {e}"),
+    }
+}
+
+/// `rl envs` without the bridge: one line saying how to get it.
+#[cfg(not(feature = "gym"))]
+fn print_bridged_envs() {
+    eprintln!("(Gymnasium envs, `gym:ID`, need the `gym` feature: cargo build --release -p rl-cli --features gym)");
 }
 
 fn print_eval(checkpoint: &Path, s: &EvalStats) {
