@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! cargo run -p rl-env --example trajectory -- --env CartPole-v1 --seed 0 --steps 20 --action-seed 1
+//! cargo run -p rl-env --example trajectory -- --list
+//! # Gymnasium's own envs through the bridge (needs Python with requirements-gym.txt):
+//! cargo run -p rl-env --features gym --example trajectory -- --env gym:Hopper-v4 --steps 5
 //! ```
 //!
 //! The first line is the reset (`{"reset":{"seed":S},"obs":[..]}`); then one line per step:
@@ -16,13 +19,15 @@ use rl_env::rng::NpRandom;
 use rl_env::{Kwargs, OwnedAction, make};
 use serde_json::json;
 
-const USAGE: &str = "usage: trajectory --env ID [--seed S] [--steps N] [--action-seed K]
-  --env ID          env id, e.g. CartPole-v1 (see the registry for all ids)
+const USAGE: &str = "usage: trajectory --env ID [--seed S] [--steps N] [--action-seed K] | --list
+  --list            print every env id (with the gym feature, Gymnasium's as gym:ID too)
+  --env ID          env id, e.g. CartPole-v1 or gym:Hopper-v4 (see --list)
   --seed S          reset seed (default 0)
   --steps N         number of steps (default 100)
   --action-seed K   seed of the random actions (default 0)";
 
 struct Args {
+    list: bool,
     env: String,
     seed: u64,
     steps: u64,
@@ -30,11 +35,15 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { env: String::new(), seed: 0, steps: 100, action_seed: 0 };
+    let mut args = Args { list: false, env: String::new(), seed: 0, steps: 100, action_seed: 0 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "--help" || flag == "-h" {
             return Err(String::new());
+        }
+        if flag == "--list" {
+            args.list = true;
+            continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number =
@@ -47,13 +56,28 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    if args.env.is_empty() {
+    if args.env.is_empty() && !args.list {
         return Err("--env is required".into());
     }
     Ok(args)
 }
 
+/// Every id `make` takes: the registry's, then (with the `gym` feature) Gymnasium's.
+fn list() -> Result<(), Box<dyn std::error::Error>> {
+    for id in rl_env::ids() {
+        println!("{id}");
+    }
+    #[cfg(feature = "gym")]
+    for id in rl_env::gym::list_ids()? {
+        println!("{id}");
+    }
+    Ok(())
+}
+
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.list {
+        return list();
+    }
     let mut env = make(&args.env, &Kwargs::new())?;
     let mut action_rng = NpRandom::from_seed(args.action_seed);
     let mut out = BufWriter::new(std::io::stdout().lock());

@@ -4,18 +4,31 @@
 #![cfg(feature = "gym")]
 
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use rllib::checkpoint::Checkpoint;
 use rllib::evaluation::evaluate;
 use rllib::{RunDir, TrainConfig, train};
 
-/// False (with a note) unless the bridge tests are switched on.
+/// False (with a note) unless the bridge tests are switched on; puts rl-env's fixture envs
+/// (`gym_envs`) on `PYTHONPATH`.
 fn enabled() -> bool {
-    let on = std::env::var("RL_GYM_TESTS").is_ok_and(|v| v == "1");
-    if !on {
+    if std::env::var("RL_GYM_TESTS").as_deref() != Ok("1") {
         eprintln!("skipped: set RL_GYM_TESTS=1 (and VIRTUAL_ENV or RL_PYTHON to a Python with requirements-gym.txt)");
+        return false;
     }
-    on
+    static PYTHONPATH: Once = Once::new();
+    PYTHONPATH.call_once(|| {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../env/tests/fixtures");
+        let path = match std::env::var_os("PYTHONPATH") {
+            Some(p) if !p.is_empty() => format!("{}:{}", fixtures.display(), p.to_string_lossy()),
+            _ => fixtures.display().to_string(),
+        };
+        // SAFETY: every test calls this first and the others wait on the `Once`; no thread of
+        // these tests reads the environment before it is done.
+        unsafe { std::env::set_var("PYTHONPATH", path) };
+    });
+    true
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -59,5 +72,78 @@ fn ppo_learns_inverted_pendulum_through_the_bridge() {
     let ckpt = Checkpoint::load(&dir).unwrap();
     let eval = evaluate(&ckpt.config, &ckpt.policy, ckpt.observation_normalization.as_ref(), 5, 0).unwrap();
     assert!(eval.return_mean() >= INVERTED_PENDULUM_THRESHOLD, "evaluation {:?}", eval.returns);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// progress.csv rows without the timing columns.
+fn learning_rows(dir: &Path) -> Vec<Vec<String>> {
+    let cols = rllib::metrics::columns(rllib::ppo::METRIC_COLUMNS);
+    let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .zip(&cols)
+                .filter(|(_, c)| !rllib::metrics::is_timing_column(c))
+                .map(|(v, _)| v.to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Gymnasium's CartPole-v1 behind the bridge steps exactly like the native one, so PPO with two
+/// env runner threads, each sub-env in a Python process of its own (the default `rl_bridge`),
+/// learns exactly the same: the same progress rows as on the native env, timing aside.
+#[test]
+fn ppo_on_bridged_cartpole_matches_the_native_env() {
+    if !enabled() {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
+    let run = |env: &str| {
+        let dir = scratch(&env.replace(':', "-"));
+        let overrides = [format!("env={env}"), "stop.training_iteration=6".into(), "evaluation.interval=3".into()];
+        let c = TrainConfig::load(&path, &overrides).unwrap();
+        train(&c, &dir, &mut ()).unwrap();
+        let rows = learning_rows(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        rows
+    };
+    let native = run("CartPole-v1");
+    let bridged = run("gym:CartPole-v1");
+    assert_eq!(native.len(), 6);
+    assert_eq!(bridged, native);
+}
+
+/// A Python env whose interpreter segfaults mid-training (the first life of
+/// `CrashOnceCartPole-v1`, in a child process) fails its env runner with an error instead of
+/// killing or hanging the run; the runner is restarted, and the run completes with the restart
+/// counted.
+#[test]
+fn a_segfaulting_python_env_is_survived_by_restarting_its_runner() {
+    if !enabled() {
+        return;
+    }
+    let dir = scratch("crash-once");
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("crashed");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
+    let overrides = [
+        "env=gym:gym_envs:CrashOnceCartPole-v1".to_string(),
+        format!("env_config.marker={}", marker.display()),
+        "env_config.crash_at=300".into(),
+        // One runner: exactly one env reaches step 300 first, so exactly one crash.
+        "num_env_runners=1".into(),
+        "stop.training_iteration=6".into(),
+        "fault_tolerance.delay_between_env_runner_restarts_s=0".into(),
+    ];
+    let c = TrainConfig::load(&path, &overrides).unwrap();
+    let run = dir.join("run");
+    train(&c, &run, &mut ()).unwrap();
+    assert!(marker.exists(), "the env crashed");
+    let progress = RunDir::open(&run).unwrap().read_progress().unwrap();
+    let restarts = progress.column("fault_tolerance/num_remote_worker_restarts").unwrap();
+    assert_eq!(progress.len(), 6);
+    assert_eq!(restarts.last().copied().flatten(), Some(1.0), "{restarts:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
