@@ -369,28 +369,16 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Rollout { checkpoint, steps, out, seed, sample } => {
             let ckpt = Checkpoint::load(&checkpoint)?;
-            if out.as_os_str() == "-" {
-                write_rollout(
-                    &ckpt.config,
-                    &ckpt.policy,
-                    ckpt.observation_normalization.as_ref(),
-                    steps,
-                    seed,
-                    !sample,
-                    &mut std::io::stdout().lock(),
-                )?;
+            let to_stdout = out.as_os_str() == "-";
+            let mut w: Box<dyn std::io::Write> = if to_stdout {
+                Box::new(std::io::stdout().lock())
             } else {
                 let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
-                let mut w = std::io::BufWriter::new(file);
-                let n = write_rollout(
-                    &ckpt.config,
-                    &ckpt.policy,
-                    ckpt.observation_normalization.as_ref(),
-                    steps,
-                    seed,
-                    !sample,
-                    &mut w,
-                )?;
+                Box::new(std::io::BufWriter::new(file))
+            };
+            let normalization = ckpt.observation_normalization.as_ref();
+            let n = write_rollout(&ckpt.config, &ckpt.policy, normalization, steps, seed, !sample, &mut w)?;
+            if !to_stdout {
                 eprintln!("wrote {steps} steps ({n} finished episodes) to {}", out.display());
             }
             Ok(())

@@ -5,23 +5,13 @@
 
 mod common;
 
-use common::{Cluster, PPO, Proc, RL};
+use common::{Cluster, PPO, Proc, RL, progress_without_timing};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
-
-/// progress.csv without its timing columns, as rows of cells.
-fn progress_without_timing(run: &Path) -> Vec<Vec<String>> {
-    const TIMING: [&str; 5] =
-        ["time_this_iter_s", "time_total_s", "timers/sample_s", "timers/learn_s", "num_env_steps_sampled_per_s"];
-    let text = std::fs::read_to_string(run.join("progress.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
-    let keep: Vec<usize> = (0..rows[0].len()).filter(|i| !TIMING.contains(&rows[0][*i])).collect();
-    rows.iter().map(|r| keep.iter().map(|i| r.get(*i).unwrap_or(&"").to_string()).collect()).collect()
 }
 
 #[test]

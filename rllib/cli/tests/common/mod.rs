@@ -264,3 +264,13 @@ impl Cluster {
         String::from_utf8(out.stdout).unwrap()
     }
 }
+
+/// progress.csv without its timing columns, as rows of cells.
+pub fn progress_without_timing(run: &Path) -> Vec<Vec<String>> {
+    const TIMING: [&str; 5] =
+        ["time_this_iter_s", "time_total_s", "timers/sample_s", "timers/learn_s", "num_env_steps_sampled_per_s"];
+    let text = std::fs::read_to_string(run.join("progress.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(',').collect()).collect();
+    let keep: Vec<usize> = (0..rows[0].len()).filter(|i| !TIMING.contains(&rows[0][*i])).collect();
+    rows.iter().map(|r| keep.iter().map(|i| r.get(*i).unwrap_or(&"").to_string()).collect()).collect()
+}
