@@ -230,8 +230,7 @@ impl ObservationNormalization {
                 obs.chunks_mut(d).for_each(|row| n.normalize_frozen(row));
             }
             Self::MeanStdFilter(f) => {
-                let d = f.running().mean.len();
-                obs.chunks_mut(d).for_each(|row| f.apply_frozen(row));
+                obs.chunks_mut(f.dim()).for_each(|row| f.apply_frozen(row));
             }
         }
     }
@@ -315,7 +314,7 @@ impl DriverNormalization {
             Self::Filter(filter) => {
                 for r in reports {
                     if let ObservationStats::FilterDelta(delta) = r {
-                        filter.get_or_insert_with(|| MeanStdFilter::new(delta.mean.len(), None)).apply_changes(&delta);
+                        filter.get_or_insert_with(|| MeanStdFilter::new(delta.dim(), None)).apply_changes(&delta);
                     }
                 }
             }

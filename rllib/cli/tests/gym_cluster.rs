@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Cluster, PPO, Proc, RL, progress_without_timing};
+use common::{Cluster, PPO, RL, progress_without_timing};
 
 /// Gymnasium's CartPole-v1 through the bridge, in runner processes on two nodes, trains exactly
 /// like the native CartPole-v1 on the embedded runtime: same seeds, same rows.
@@ -22,11 +22,8 @@ fn bridged_envs_train_in_runner_processes_on_nodes() {
     let c = Cluster::start("gym", 2, 30_000);
     let short = ["--set", "stop.training_iteration=4", "--set", "evaluation.interval=2"];
     let cluster_run = c.dir.join("cluster-run");
-    let run = cluster_run.display().to_string();
-    let mut args = vec!["train", "--config", PPO, "--address", &c.address, "--session-dir", &c.session];
-    args.extend(["--output", &run, "--quiet", "--set", "env=gym:CartPole-v1", "--set", "env_runner_isolation=process"]);
-    args.extend(short);
-    let mut driver = Proc::spawn(Path::new(RL), &args, &c.dir, "driver");
+    let bridged = ["--set", "env=gym:CartPole-v1", "--set", "env_runner_isolation=process"];
+    let mut driver = c.train(Path::new(PPO), &cluster_run, &[&bridged[..], &short[..]].concat());
     assert!(driver.exit(Duration::from_secs(300)).success(), "{}", driver.err());
 
     let local_run = c.dir.join("local-run");
