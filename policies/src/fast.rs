@@ -54,7 +54,7 @@ pub struct FastPolicy {
 
 /// The instruction set the block pass is compiled for, chosen once per snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
+pub(crate) enum Isa {
     /// The build's baseline (SSE2 on x86-64, NEON on aarch64).
     Portable,
     /// x86-64 with AVX2.
@@ -67,7 +67,7 @@ enum Isa {
 
 impl Isa {
     /// The widest variant this CPU runs.
-    fn detect() -> Self {
+    pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -126,7 +126,7 @@ impl Scratch {
     }
 }
 
-fn dense_to_f32(d: &Dense) -> Result<DenseF32> {
+pub(crate) fn dense_to_f32(d: &Dense) -> Result<DenseF32> {
     let (n_out, n_in) = d.w.as_tensor().dims2()?;
     let w = d.w.as_tensor().flatten_all()?.to_vec1::<f32>()?;
     let b = d.b.as_tensor().to_vec1::<f32>()?;
@@ -342,7 +342,7 @@ impl FastPolicy {
 /// Runs an MLP trunk on `x` `[rows, in]`, ping-ponging between `h0` and `h1`; returns the slice
 /// holding the last layer's output.
 #[inline(always)]
-fn run_trunk<'a>(
+pub(crate) fn run_trunk<'a>(
     layers: &[DenseF32],
     x: &[f32],
     rows: usize,
@@ -364,7 +364,7 @@ fn run_trunk<'a>(
 }
 
 /// `(start, rows)` of consecutive blocks covering `0..n`.
-fn blocks(n: usize) -> impl Iterator<Item = (usize, usize)> {
+pub(crate) fn blocks(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).step_by(FAST_BLOCK_ROWS).map(move |start| (start, FAST_BLOCK_ROWS.min(n - start)))
 }
 

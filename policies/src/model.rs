@@ -139,7 +139,7 @@ impl Dense {
 
     /// `act(x W^T + b)` for `x` `[batch, in]`; on the CPU the bias and activation are one fused
     /// op ([`BiasAct`]), elsewhere primitive candle ops.
-    fn forward(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
         let z = x.matmul(&self.w.as_tensor().t()?)?;
         if z.device().is_cpu() {
             return Ok(z.contiguous()?.apply_op2(self.b.as_tensor(), BiasAct(act))?);

@@ -19,7 +19,7 @@ use crate::model::{ActorCritic, Architecture};
 /// The weights layout written by this version.
 pub const WEIGHTS_FORMAT_VERSION: u32 = 1;
 
-fn metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
+pub(crate) fn metadata(bytes: &[u8]) -> Result<HashMap<String, String>> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| PolicyError::Weights(e.to_string()))?;
     Ok(header.metadata().clone().unwrap_or_default())
 }
@@ -121,7 +121,7 @@ impl ActorCritic {
 /// then the tensor data. The `safetensors` crate's writer takes the metadata as a `HashMap` and
 /// so emits its keys in a different order on every call; this writer keeps `meta` in the given
 /// order and the tensors sorted by name (as that writer does), so its output is reproducible.
-fn encode_f32(tensors: &[(String, Vec<usize>, Vec<f32>)], meta: &[(&str, String)]) -> Vec<u8> {
+pub(crate) fn encode_f32(tensors: &[(String, Vec<usize>, Vec<f32>)], meta: &[(&str, String)]) -> Vec<u8> {
     let json = |s: &str| serde_json::to_string(s).expect("a string always serializes");
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_by(|a, b| tensors[*a].0.cmp(&tensors[*b].0));
@@ -157,7 +157,7 @@ fn encode_f32(tensors: &[(String, Vec<usize>, Vec<f32>)], meta: &[(&str, String)
 }
 
 /// Tensor `name` of `st`, checked to be F32 of `shape`.
-fn check_tensor<'a>(st: &'a SafeTensors<'a>, name: &str, shape: &[usize]) -> Result<TensorView<'a>> {
+pub(crate) fn check_tensor<'a>(st: &'a SafeTensors<'a>, name: &str, shape: &[usize]) -> Result<TensorView<'a>> {
     let view = st.tensor(name).map_err(|_| PolicyError::MissingTensor { name: name.to_string() })?;
     if view.dtype() != Dtype::F32 {
         return Err(PolicyError::TensorDtype { name: name.to_string(), actual: format!("{:?}", view.dtype()) });
@@ -172,7 +172,7 @@ fn check_tensor<'a>(st: &'a SafeTensors<'a>, name: &str, shape: &[usize]) -> Res
     Ok(view)
 }
 
-fn check_format(meta: &HashMap<String, String>) -> Result<()> {
+pub(crate) fn check_format(meta: &HashMap<String, String>) -> Result<()> {
     match meta.get("format_version") {
         Some(v) if *v == WEIGHTS_FORMAT_VERSION.to_string() => Ok(()),
         Some(v) => Err(PolicyError::FormatVersion { found: v.clone(), supported: WEIGHTS_FORMAT_VERSION }),
