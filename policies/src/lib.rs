@@ -10,6 +10,11 @@
 //! - Weights to and from safetensors bytes tagged with a policy version and the architecture
 //!   ([`ActorCritic::to_safetensors`], [`ActorCritic::load_safetensors`],
 //!   [`ActorCritic::from_safetensors`]).
+//! - Off-policy networks with PyTorch's default `nn.Linear` init, seeded: [`Mlp`], DQN's
+//!   [`QNetwork`] (plain or dueling), SAC's [`SquashedGaussianActor`] and [`QCritic`]; each has
+//!   `soft_update_from` / `duplicate` for target networks, and the Q-network and the actor have
+//!   plain-`f32` snapshots for rollout workers ([`FastQNetwork`], [`FastSquashedActor`]).
+//!   [`vars_to_safetensors`] and [`load_vars_safetensors`] checkpoint any set of named vars.
 //! - [`FastPolicy`]: a plain-`f32` snapshot of the same network for batched rollout inference,
 //!   reading observations in place and writing into caller buffers.
 //!

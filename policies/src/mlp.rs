@@ -579,6 +579,35 @@ mod tests {
         }
     }
 
+    /// Every compiled variant that this CPU can run gives bitwise the portable variant's outputs.
+    #[test]
+    fn every_instruction_set_gives_the_same_bits() {
+        let m = Mlp::new("m", 5, &[64, 37], 3, Activation::Tanh, &mut NpRandom::from_seed(1), &Device::Cpu).unwrap();
+        let base = m.fast().unwrap();
+        let rows = 2 * FAST_BLOCK_ROWS + 5;
+        let x = inputs(rows, 5);
+        let run = |isa| {
+            let fast = FastMlp { net: FastTrunkHeads { isa, ..base.net.clone() } };
+            let mut out = Vec::new();
+            fast.forward(&x, rows, &mut out);
+            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        let want = run(Isa::Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                assert_eq!(run(Isa::Avx2), want);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                assert_eq!(run(Isa::Avx512), want);
+            }
+        }
+        // Batch size does not change any row's bits either.
+        let mut one = Vec::new();
+        base.forward(&x[5 * 6..5 * 7], 1, &mut one);
+        assert_eq!(one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want[3 * 6..3 * 7]);
+    }
+
     #[test]
     fn bad_sizes_are_named() {
         let mut rng = NpRandom::from_seed(0);
