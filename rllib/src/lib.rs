@@ -45,6 +45,7 @@ pub mod normalization;
 pub mod observation;
 pub mod optim;
 pub mod ppo;
+pub mod replay;
 pub mod rollout;
 pub mod run_dir;
 pub mod seeding;
