@@ -1,20 +1,6 @@
 //! The replay buffer as safetensors bytes, for checkpoints (`replay_buffer.safetensors`).
 //!
-//! Tensors (little-endian), `len` rows in slot order:
-//!
-//! | name         | dtype | shape            | meaning                                      |
-//! |--------------|-------|------------------|----------------------------------------------|
-//! | `obs`        | F32   | `[len, obs_dim]` | observation the action was taken in          |
-//! | `actions`    | F32   | `[len, act_dim]` | the action (a Discrete index as f32)         |
-//! | `rewards`    | F32   | `[len]`          | (n-step) reward                              |
-//! | `next_obs`   | F32   | `[len, obs_dim]` | observation to bootstrap from                |
-//! | `discounts`  | F32   | `[len]`          | `gamma^k`, or 0 after a terminal state       |
-//! | `priorities` | F64   | `[len]`          | `p_i` of each slot (prioritized buffers only) |
-//!
-//! Metadata: `format_version`, `kind` (`uniform` or `prioritized`), `capacity`, `obs_dim`,
-//! `act_dim`, `len`, `pos` (the next slot written); prioritized buffers add `alpha`, `beta`,
-//! `beta_final`, `eps` and `max_priority`, written in Rust's shortest round-trip decimal form.
-//! The sum tree is rebuilt from the leaf priorities, which gives the same tree bit for bit.
+//! The format is described on [`ReplayBuffer::to_bytes`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -26,7 +12,7 @@ use super::{Priorities, PrioritizedReplayConfig, ReplayBuffer, SumTree};
 use crate::error::{Error, Result};
 
 /// The replay buffer format written by this version.
-pub const REPLAY_FORMAT_VERSION: u32 = 1;
+const REPLAY_FORMAT_VERSION: u32 = 1;
 
 const UNIFORM: &str = "uniform";
 const PRIORITIZED: &str = "prioritized";
@@ -46,8 +32,24 @@ pub(super) fn format_error(what: &str, message: String) -> Error {
 
 impl ReplayBuffer {
     /// Serializes everything (the filled rows, the write position, the leaf priorities, the
-    /// maximum priority and the config) as safetensors; see the table in this module's source
-    /// (`replay/io.rs`). [`ReplayBuffer::from_bytes`] restores it bit for bit.
+    /// maximum priority and the config) as safetensors; [`ReplayBuffer::from_bytes`] restores it
+    /// bit for bit.
+    ///
+    /// Tensors (little-endian), `len` rows in slot order:
+    ///
+    /// | name         | dtype | shape            | meaning                                      |
+    /// |--------------|-------|------------------|----------------------------------------------|
+    /// | `obs`        | F32   | `[len, obs_dim]` | observation the action was taken in          |
+    /// | `actions`    | F32   | `[len, act_dim]` | the action (a Discrete index as f32)         |
+    /// | `rewards`    | F32   | `[len]`          | (n-step) reward                              |
+    /// | `next_obs`   | F32   | `[len, obs_dim]` | observation to bootstrap from                |
+    /// | `discounts`  | F32   | `[len]`          | `gamma^k`, or 0 after a terminal state       |
+    /// | `priorities` | F64   | `[len]`          | `p_i` of each slot (prioritized buffers only) |
+    ///
+    /// Metadata: `format_version`, `kind` (`uniform` or `prioritized`), `capacity`, `obs_dim`,
+    /// `act_dim`, `len`, `pos` (the next slot written); prioritized buffers add `alpha`, `beta`,
+    /// `beta_final`, `eps` and `max_priority`, written in Rust's shortest round-trip decimal form.
+    /// The sum tree is rebuilt from the leaf priorities, which gives the same tree bit for bit.
     pub fn to_bytes(&self) -> Vec<u8> {
         let len = self.len();
         let mut owned: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![

@@ -213,6 +213,9 @@ impl ReplayBuffer {
         assert_eq!(next_obs.len(), self.obs_dim, "replay buffer push: next_obs length");
         let slot = self.pos;
         if slot == self.len() {
+            if self.rewards.len() == self.rewards.capacity() {
+                self.grow();
+            }
             self.obs.extend_from_slice(obs);
             self.actions.extend_from_slice(action);
             self.rewards.push(reward);
@@ -230,6 +233,18 @@ impl ReplayBuffer {
             p.tree.set(slot, p.max_priority);
         }
         self.pos = (slot + 1) % self.capacity;
+    }
+
+    /// Doubles the storage (at least 1024 rows) without going past `capacity` rows, so a large
+    /// buffer never holds the slack of `Vec`'s own doubling.
+    fn grow(&mut self) {
+        let len = self.len();
+        let extra = (2 * len).max(1024).min(self.capacity) - len;
+        self.obs.reserve_exact(extra * self.obs_dim);
+        self.actions.reserve_exact(extra * self.act_dim);
+        self.rewards.reserve_exact(extra);
+        self.next_obs.reserve_exact(extra * self.obs_dim);
+        self.discounts.reserve_exact(extra);
     }
 
     /// Draws `batch_size` transitions with replacement.

@@ -89,7 +89,13 @@ fn the_ring_overwrites_the_oldest_slot_in_order() {
     assert_eq!(rewards, [3.0, 4.0, 5.0, 6.0, 7.0], "the 5 newest, oldest first");
     assert_eq!(buffer.rewards, [5.0, 6.0, 7.0, 3.0, 4.0], "slots 0..3 were overwritten by 5, 6, 7");
     assert_eq!(slot(&buffer, 1), (vec![6.0, -6.0], vec![6.0], 6.0, vec![7.0, -7.0], 0.5));
-    assert_eq!(buffer.obs.len(), 5 * 2, "storage stops growing at capacity");
+    assert_eq!((buffer.obs.len(), buffer.obs.capacity()), (5 * 2, 5 * 2), "storage stops growing at capacity");
+    // A larger buffer grows by doubling but never holds more rows than its capacity.
+    let mut buffer = ReplayBuffer::new(3000, 2, 1, None);
+    for t in 0..2500 {
+        push_numbered(&mut buffer, t);
+    }
+    assert!(buffer.rewards.capacity() <= 3000 && buffer.obs.capacity() <= 3000 * 2, "{}", buffer.rewards.capacity());
 }
 
 #[test]
