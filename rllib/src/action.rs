@@ -6,12 +6,13 @@
 //! is what the policy's log-probability refers to, so trajectory batches keep that one.
 
 use rand::Rng;
-use rl_env::{Actions, Space};
-use rl_policies::FastPolicy;
+use rand_distr::StandardNormal;
+use rl_env::{Actions, OwnedAction, Space};
 
+use crate::acting::{ActMode, ActingPolicy, Exploration};
 use crate::error::Result;
 
-/// Acts for `n` observations at a time: runs a [`FastPolicy`], keeps its outputs, and maps
+/// Acts for `n` observations at a time: runs an [`ActingPolicy`], keeps its outputs, and maps
 /// them to env actions. Its buffers are reused across steps.
 #[derive(Debug, Clone)]
 pub struct PolicyActions {
@@ -21,12 +22,14 @@ pub struct PolicyActions {
     pub indices: Vec<i64>,
     /// Box actions the policy chose, unclipped, `[n, act_dim]` (Box spaces only).
     pub raw: Vec<f32>,
-    /// Log-probabilities of the chosen actions, `[n]`.
+    /// Log-probabilities of the chosen actions, `[n]` (PPO only; zeros otherwise).
     pub logp: Vec<f32>,
-    /// Value estimates of the observations, `[n]`.
+    /// Value estimates of the observations, `[n]` (PPO only; zeros otherwise).
     pub values: Vec<f32>,
     env_discrete: Vec<i64>,
     env_continuous: Vec<f32>,
+    greedy: Vec<usize>,
+    noise: Vec<f32>,
 }
 
 impl PolicyActions {
@@ -44,6 +47,8 @@ impl PolicyActions {
             values: vec![0.0; n],
             env_discrete: vec![0; n_disc],
             env_continuous: vec![0.0; dim],
+            greedy: vec![0; n_disc],
+            noise: Vec::new(),
         }
     }
 
@@ -52,26 +57,85 @@ impl PolicyActions {
         self.discrete
     }
 
-    /// Runs `policy` on `obs` (`[n, obs_dim]`), greedily with `deterministic`, else sampling
-    /// with `rng`; returns the env actions to step with.
+    /// Runs `policy` on `obs` (`[n, obs_dim]`) in `mode`, drawing what is random from `rng`;
+    /// returns the env actions to step with.
     pub fn act<R: Rng + ?Sized>(
         &mut self,
-        policy: &FastPolicy,
+        policy: &ActingPolicy,
         obs: &[f32],
         rng: &mut R,
-        deterministic: bool,
+        mode: ActMode,
     ) -> Result<Actions<'_>> {
+        let n = self.logp.len();
+        match (policy, mode) {
+            (_, ActMode::Explore(Exploration::Random)) => self.act_randomly(rng),
+            (ActingPolicy::ActorCritic { fast, .. }, mode) => {
+                let deterministic = mode == ActMode::Deterministic;
+                if self.discrete {
+                    fast.act_discrete(obs, rng, deterministic, &mut self.indices, &mut self.logp, &mut self.values)?;
+                } else {
+                    fast.act_continuous(obs, rng, deterministic, &mut self.raw, &mut self.logp, &mut self.values)?;
+                }
+            }
+            (ActingPolicy::Q { fast, .. }, mode) => {
+                fast.greedy(obs, n, &mut self.greedy);
+                let epsilon = match mode {
+                    ActMode::Explore(Exploration::EpsilonGreedy(e)) => e,
+                    _ => 0.0,
+                };
+                let choices = fast.n_actions() as u64;
+                for (index, &greedy) in self.indices.iter_mut().zip(&self.greedy) {
+                    // One draw per sub-env: explore with probability epsilon.
+                    *index = if epsilon > 0.0 && rng.random::<f64>() < epsilon {
+                        rng.random_range(0..choices) as i64
+                    } else {
+                        greedy as i64
+                    };
+                }
+            }
+            (ActingPolicy::Squashed { fast, .. }, mode) => {
+                if mode == ActMode::Deterministic {
+                    fast.act(obs, n, None, &mut self.raw);
+                } else {
+                    self.noise.clear();
+                    self.noise.extend((0..n * fast.act_dim()).map(|_| rng.sample::<f32, _>(StandardNormal)));
+                    fast.act(obs, n, Some(&self.noise), &mut self.raw);
+                }
+            }
+        }
+        Ok(self.env_actions())
+    }
+
+    /// Uniformly random actions from the action space, kept as the policy's own would be.
+    fn act_randomly<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        let n = self.logp.len();
+        let dim = self.raw.len() / n.max(1);
+        for i in 0..n {
+            match self.space.sample(rng) {
+                OwnedAction::Discrete(v) => {
+                    let start = self.space.discrete_value(0);
+                    self.indices[i] = v - start;
+                }
+                OwnedAction::Continuous(a) => self.raw[i * dim..(i + 1) * dim].copy_from_slice(&a),
+                OwnedAction::MultiDiscrete(_) => unreachable!("policies act in Discrete or Box spaces"),
+            }
+        }
+        self.logp.fill(0.0);
+        self.values.fill(0.0);
+    }
+
+    /// The env actions of what the policy chose: Discrete values from the space's `start`, Box
+    /// actions clipped into the bounds.
+    fn env_actions(&mut self) -> Actions<'_> {
         if self.discrete {
-            policy.act_discrete(obs, rng, deterministic, &mut self.indices, &mut self.logp, &mut self.values)?;
             for (v, &i) in self.env_discrete.iter_mut().zip(&self.indices) {
                 *v = self.space.discrete_value(i);
             }
-            Ok(Actions::Discrete(&self.env_discrete))
+            Actions::Discrete(&self.env_discrete)
         } else {
-            policy.act_continuous(obs, rng, deterministic, &mut self.raw, &mut self.logp, &mut self.values)?;
             self.env_continuous.copy_from_slice(&self.raw);
             clip_to_space(&self.space, &mut self.env_continuous);
-            Ok(Actions::Continuous(&self.env_continuous))
+            Actions::Continuous(&self.env_continuous)
         }
     }
 }

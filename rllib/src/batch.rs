@@ -6,6 +6,7 @@
 //! | name               | dtype | shape                | meaning                                        |
 //! |--------------------|-------|----------------------|------------------------------------------------|
 //! | `obs`              | F32   | `[T*N, obs_dim]`     | observation the action was taken in            |
+//! | `next_obs`         | F32   | `[T*N, obs_dim]` or `[0, obs_dim]` | observation after the action (see below) |
 //! | `actions`          | I64 / F32 | `[T*N]` / `[T*N, act_dim]` | the action (Discrete / Box)          |
 //! | `logp`             | F32   | `[T*N]`              | log-probability of the action when sampled     |
 //! | `values`           | F32   | `[T*N]`              | value estimate of `obs`                        |
@@ -18,6 +19,12 @@
 //! | `episode_lengths`  | I64   | `[E]`                | their lengths                                  |
 //!
 //! Metadata: `format_version`, `policy_version`, `n_envs`, `worker_index`.
+//!
+//! `next_obs` is filled only for the off-policy algorithms, whose replay buffer stores whole
+//! transitions (PPO batches leave it empty: consecutive rows already hold it). Where an episode
+//! ended it is the final observation, never the reset one, so a truncated transition bootstraps
+//! from where the episode was cut. A sub-environment rebuilt after a failure has no final
+//! observation: its row is NaN, and the learner does not store that transition.
 
 use std::collections::HashMap;
 
@@ -50,6 +57,8 @@ pub struct TrajectoryBatch {
     pub obs_dim: usize,
     /// `[T*N, obs_dim]`.
     pub obs: Vec<f32>,
+    /// `[T*N, obs_dim]` for the off-policy algorithms, empty for PPO (see the module docs).
+    pub next_obs: Vec<f32>,
     /// Actions.
     pub actions: BatchActions,
     /// `[T*N]`.
@@ -101,6 +110,12 @@ impl TrajectoryBatch {
                 Dtype::F32,
                 vec![self.obs.len() / self.obs_dim.max(1), self.obs_dim],
                 le_bytes(&self.obs, f32::to_le_bytes),
+            ),
+            (
+                "next_obs",
+                Dtype::F32,
+                vec![self.next_obs.len() / self.obs_dim.max(1), self.obs_dim],
+                le_bytes(&self.next_obs, f32::to_le_bytes),
             ),
             ("logp", Dtype::F32, vec![self.logp.len()], le_bytes(&self.logp, f32::to_le_bytes)),
             ("values", Dtype::F32, vec![self.values.len()], le_bytes(&self.values, f32::to_le_bytes)),
@@ -177,6 +192,11 @@ impl TrajectoryBatch {
         let [obs_rows, obs_dim] = obs_t.shape()[..] else {
             return Err(bad(format!("obs: shape {:?}, expected [rows, obs_dim]", obs_t.shape())));
         };
+        let next_obs_t = tensor("next_obs", Dtype::F32)?;
+        let next_obs_rows = match next_obs_t.shape()[..] {
+            [rows, dim] if dim == obs_dim => rows,
+            _ => return Err(bad(format!("next_obs: shape {:?}, expected [rows, {obs_dim}]", next_obs_t.shape()))),
+        };
         let actions_t = st.tensor("actions").map_err(|e| bad(format!("actions: {e}")))?;
         let (actions, actions_rows) = match (actions_t.dtype(), actions_t.shape()) {
             (Dtype::I64, &[rows]) => (BatchActions::Discrete(from_le(actions_t.data(), i64::from_le_bytes)), rows),
@@ -195,6 +215,7 @@ impl TrajectoryBatch {
             n_envs: field("n_envs")? as usize,
             obs_dim,
             obs: from_le(obs_t.data(), f32::from_le_bytes),
+            next_obs: from_le(next_obs_t.data(), f32::from_le_bytes),
             actions,
             logp: f32s("logp")?,
             values: f32s("values")?,
@@ -223,6 +244,9 @@ impl TrajectoryBatch {
                 return Err(bad(format!("{name} has {len} rows, rewards has {rows}")));
             }
         }
+        if next_obs_rows != 0 && next_obs_rows != rows {
+            return Err(bad(format!("next_obs has {next_obs_rows} rows, rewards has {rows} (or 0)")));
+        }
         let (returns, lengths) = (batch.episode_returns.len(), batch.episode_lengths.len());
         if returns != lengths {
             return Err(bad(format!("episode_returns has {returns} episodes, episode_lengths has {lengths}")));
@@ -242,6 +266,7 @@ mod tests {
             n_envs: 2,
             obs_dim: 3,
             obs: (0..12).map(|i| i as f32 * 0.5).collect(),
+            next_obs: Vec::new(),
             actions: BatchActions::Discrete(vec![0, 1, 1, 0]),
             logp: vec![-0.1, -0.2, -0.3, -0.4],
             values: vec![1.0, 2.0, 3.0, 4.0],
@@ -263,6 +288,16 @@ mod tests {
         c.actions = BatchActions::Continuous(vec![0.5, -0.5, 1.0, 2.0]);
         c.obs_dim = 3;
         assert_eq!(TrajectoryBatch::from_bytes(&c.to_bytes()).unwrap(), c);
+        c.next_obs = (0..12).map(|i| i as f32 * -0.25).collect();
+        c.next_obs[4] = f32::NAN;
+        let back = TrajectoryBatch::from_bytes(&c.to_bytes()).unwrap();
+        assert_eq!(
+            back.next_obs.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            c.next_obs.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        c.next_obs.truncate(9);
+        let err = TrajectoryBatch::from_bytes(&c.to_bytes()).unwrap_err().to_string();
+        assert!(err.contains("next_obs has 3 rows"), "{err}");
     }
 
     #[test]

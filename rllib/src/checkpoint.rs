@@ -204,8 +204,7 @@ pub fn write_checkpoint(
         write_synced(&tmp.join(name), bytes)
     };
     write("metadata.json", (pretty_json("checkpoint metadata", metadata)? + "\n").as_bytes())?;
-    let yaml =
-        serde_saphyr::to_string(config).map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
+    let yaml = config.to_yaml().map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
     write("config.yaml", yaml.as_bytes())?;
     write("policy.safetensors", &state.policy)?;
     write("optimizer.safetensors", &optimizer_bytes(&state.optimizer))?;
@@ -276,7 +275,8 @@ fn pretty_json<T: Serialize>(what: &'static str, value: &T) -> Result<String> {
     serde_json::to_string_pretty(value).map_err(|e| Error::Serialize { what, message: e.to_string() })
 }
 
-fn optimizer_bytes(opt: &OptimizerState) -> Vec<u8> {
+/// Adam's state as `optimizer.safetensors` bytes (the moments as named F32 tensors, the step in the metadata).
+pub fn optimizer_bytes(opt: &OptimizerState) -> Vec<u8> {
     let raw: Vec<(&str, Vec<u8>, usize)> = opt
         .moments
         .iter()

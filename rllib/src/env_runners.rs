@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rl_runtime::cluster::PlacementGroup;
 use rl_runtime::{ActorHandle, ActorLocation, ActorOptions, Isolation, ObjectRef, Placement, Runtime, RuntimeError};
 
+use crate::acting::Exploration;
 use crate::config::{EnvRunnerIsolation, FaultToleranceConfig, TrainConfig};
 use crate::error::{Error, Result};
 use crate::normalization::{DriverNormalization, ObservationNormalization};
@@ -137,9 +138,10 @@ impl EnvRunnerGroup {
         self.actors().map(|a| (a.name().to_string(), a.location())).collect()
     }
 
-    /// Samples one fragment from every healthy runner with `weights` loaded, restarting failed
-    /// runners first when their delay has passed. See the module docs.
-    pub fn sample(&mut self, weights: &ObjectRef) -> Result<Samples> {
+    /// Samples one fragment from every healthy runner with `weights` loaded, exploring as
+    /// `exploration` says, restarting failed runners first when their delay has passed. See the
+    /// module docs.
+    pub fn sample(&mut self, weights: &ObjectRef, exploration: Exploration) -> Result<Samples> {
         loop {
             self.restart_due()?;
             if self.num_healthy() == 0 {
@@ -154,7 +156,7 @@ impl EnvRunnerGroup {
                 .filter_map(|s| {
                     s.actor.as_ref().map(|a| {
                         let set = a.call(RolloutMsg::SetWeights(weights.clone()));
-                        (s.index, set, a.call(RolloutMsg::Sample(filter.clone())))
+                        (s.index, set, a.call(RolloutMsg::Sample(filter.clone(), exploration)))
                     })
                 })
                 .collect();

@@ -3,19 +3,19 @@
 //!
 //! Episode `i` resets its env with `seed + i`, so an evaluation is a pure function of the
 //! weights, the config and the seed. The policy acts with its deterministic mode (argmax for
-//! Discrete, the mean for Box). The acting policy is built from the config's algorithm: the
-//! actor-critic's actor for PPO; a Q-network's argmax or a squashed Gaussian's mean for the
-//! off-policy algorithms, when they come, slot in at [`Agent::new`].
+//! Discrete, the mean for Box). The acting policy is built from the config's algorithm
+//! ([`ActingPolicy`]): the actor-critic's actor for PPO, the Q-network's argmax for DQN, the
+//! squashed Gaussian's `tanh(mean)` for SAC.
 
 use rl_env::rng::Pcg64;
 use rl_env::{Action, Actions, OwnedAction};
-use rl_policies::FastPolicy;
 
+use crate::acting::{ActMode, ActingPolicy, Exploration};
 use crate::action::PolicyActions;
 use crate::config::{AlgorithmId, TrainConfig};
 use crate::error::{Error, Result};
 use crate::normalization::ObservationNormalization;
-use crate::observation::{ObservationEncoder, actor_critic};
+use crate::observation::ObservationEncoder;
 use crate::seeding::{ACTING_STREAM, stream_rng};
 use crate::stats;
 
@@ -58,10 +58,10 @@ impl EvalStats {
 /// A trained policy acting in one env: greedy (deterministic) or sampling, one observation at a time.
 pub struct Agent {
     env: Box<dyn rl_env::Env>,
-    fast: FastPolicy,
+    policy: ActingPolicy,
     acting: PolicyActions,
     rng: Pcg64,
-    deterministic: bool,
+    mode: ActMode,
     encoder: ObservationEncoder,
     encoded: Vec<f32>,
     normalization: Option<ObservationNormalization>,
@@ -85,7 +85,8 @@ pub struct AgentStep {
 impl Agent {
     /// Builds the env of `config` and the policy with `weights`, which sees observations through
     /// `normalization` (frozen) when the run normalized them. With `deterministic`, actions are
-    /// the argmax / mean; otherwise they are sampled with a generator seeded by `sample_seed`.
+    /// the argmax / mean; otherwise they are sampled with a generator seeded by `sample_seed`
+    /// (DQN then acts epsilon-greedily with `exploration_final_eps`).
     pub fn new(
         config: &TrainConfig,
         weights: &[u8],
@@ -100,23 +101,22 @@ impl Agent {
         }
         let context = rl_env::EnvContext { worker_index: EVALUATION_WORKER_INDEX, ..Default::default() };
         let env = rl_env::make_with_context(&config.env, &config.env_config, &context)?;
-        let (fast, encoder) = match config.algorithm {
-            AlgorithmId::Ppo => {
-                let (mut policy, encoder) =
-                    actor_critic(&config.model, env.observation_space(), env.action_space(), config.seed)?;
-                policy.load_safetensors(weights)?;
-                (policy.fast_policy()?, encoder)
-            }
+        let (mut policy, encoder) = ActingPolicy::new(config, env.observation_space(), env.action_space())?;
+        policy.load(weights)?;
+        let mode = match (deterministic, config.algorithm) {
+            (true, _) => ActMode::Deterministic,
+            (false, AlgorithmId::Dqn) => ActMode::Explore(Exploration::EpsilonGreedy(config.exploration_final_eps)),
+            (false, _) => ActMode::Explore(Exploration::Policy),
         };
         Ok(Self {
-            fast,
+            policy,
+            mode,
             acting: PolicyActions::new(env.action_space(), 1),
             encoder,
             encoded: Vec::new(),
             normalization: normalization.cloned(),
             normalized: Vec::new(),
             rng: stream_rng(sample_seed, ACTING_STREAM),
-            deterministic,
             env,
         })
     }
@@ -138,7 +138,7 @@ impl Agent {
             None => obs,
         };
         let inputs = self.encoder.encode(obs, &mut self.encoded)?;
-        let (action, step) = match self.acting.act(&self.fast, inputs, &mut self.rng, self.deterministic)? {
+        let (action, step) = match self.acting.act(&self.policy, inputs, &mut self.rng, self.mode)? {
             Actions::Discrete(a) => (OwnedAction::Discrete(a[0]), self.env.step(Action::Discrete(a[0]))?),
             Actions::Continuous(a) => (OwnedAction::Continuous(a.to_vec()), self.env.step(Action::Continuous(a))?),
             Actions::MultiDiscrete(a) => {

@@ -1,5 +1,6 @@
-//! RL algorithms on the rl runtime: PPO with rollout-worker actors and a learner actor, and the
-//! machinery every algorithm shares (config, run directory, metrics, checkpoints, evaluation).
+//! RL algorithms on the rl runtime: PPO, DQN and SAC with rollout-worker actors and a learner
+//! actor, and the machinery every algorithm shares (config, run directory, metrics, checkpoints,
+//! evaluation).
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -15,6 +16,9 @@
 //!   every algorithm shares;
 //!   [`callbacks`]: how a run reports to the program that started it.
 //! - [`ppo`]: PPO, top to bottom: hyperparameters, driver step, learner, and [`ppo::loss`].
+//! - [`dqn`] and [`sac`]: the off-policy algorithms' learners, top to bottom; [`off_policy`]:
+//!   their shared driver rounds and replay side; [`replay`]: the replay buffer (uniform or
+//!   prioritized) and n-step returns; [`acting`]: the network a runner or evaluation acts with.
 //! - [`rollout`]: the rollout-worker actor; [`action`]: policy outputs to env actions;
 //!   [`observation`]: env observations to policy inputs (one-hot for Discrete spaces);
 //!   [`batch`]: trajectory batches as safetensors; [`gae`]: advantages with truncation
@@ -28,12 +32,14 @@
 //! The `rl` command line is the crate `rl-cli` (in `rllib/cli/`), built on this one.
 #![deny(missing_docs)]
 
+pub mod acting;
 pub mod action;
 pub mod algorithm;
 pub mod batch;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod config;
+pub mod dqn;
 pub mod env_runners;
 pub mod error;
 pub mod evaluation;
@@ -43,11 +49,13 @@ pub mod interrupt;
 pub mod metrics;
 pub mod normalization;
 pub mod observation;
+pub mod off_policy;
 pub mod optim;
 pub mod ppo;
 pub mod replay;
 pub mod rollout;
 pub mod run_dir;
+pub mod sac;
 pub mod seeding;
 pub mod stats;
 pub mod tensorboard;
@@ -58,6 +66,14 @@ pub use callbacks::Callbacks;
 pub use config::TrainConfig;
 pub use error::{Error, Result};
 pub use metrics::IterationResult;
-pub use ppo::register_actors;
 pub use run_dir::{RunDir, TrainSummary};
-pub use train::{resume, resume_on, train, train_on};
+pub use train::{build, resume, resume_on, train, train_on};
+
+/// Makes every algorithm's actor types buildable by name on `rt`: what every node of a cluster
+/// does at start, so a driver can place rollout workers (and learners) on it.
+pub fn register_actors(rt: &rl_runtime::Runtime) {
+    rt.register_actor::<ppo::Learner>();
+    rt.register_actor::<rollout::RolloutWorker>();
+    rt.register_actor::<dqn::DqnLearner>();
+    rt.register_actor::<sac::SacLearner>();
+}

@@ -79,6 +79,20 @@ impl ObservationEncoder {
         }
     }
 
+    /// Encodes `raw` (`[rows, raw_dim]`) into `out` (replacing what it held), as
+    /// [`ObservationEncoder::encode`] does.
+    pub fn encode_into(&self, raw: &[f32], out: &mut Vec<f32>) -> Result<()> {
+        if matches!(self, Self::Identity { .. }) {
+            out.clear();
+            out.extend_from_slice(raw);
+            return Ok(());
+        }
+        let mut buf = std::mem::take(out);
+        self.encode(raw, &mut buf)?;
+        *out = buf;
+        Ok(())
+    }
+
     /// Encodes `raw` (`[rows, raw_dim]`) into policy inputs (`[rows, dim]`): `raw` itself for
     /// Box observations, else one-hot rows written into `buf`. A value outside the space is an
     /// error naming it.

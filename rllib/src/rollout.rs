@@ -1,10 +1,13 @@
 //! The rollout-worker actor: a vector env and a policy copy that sample trajectory batches.
 //!
 //! Each worker owns `num_envs_per_env_runner` sub-envs (seeded `seed + worker_index * n_envs + i`)
-//! and an inference-only copy of the policy. `SetWeights` loads a published weight object
+//! and an inference-only copy of the acting network of the algorithm ([`ActingPolicy`]: PPO's
+//! actor-critic, DQN's Q-network, SAC's actor). `SetWeights` loads a published weight object
 //! (ignoring versions older than the one it has); `Sample` steps every sub-env
-//! `rollout_fragment_length` times with one batched forward pass per step, puts the
-//! [`TrajectoryBatch`] into the object store and replies with its ref.
+//! [`TrainConfig::fragment_length`] times (`rollout_fragment_length`, or `train_freq` for DQN and
+//! SAC) with one batched forward pass per step, exploring as the driver says ([`Exploration`]),
+//! puts the [`TrajectoryBatch`] into the object store and replies with its ref. For DQN and SAC
+//! the batch also holds every step's next observation (the final one where an episode ended).
 //!
 //! A worker restarted after a failure (`restarts > 0`, see [`crate::env_runners`]) re-seeds its
 //! envs and its sampling generator from its index and restart count
@@ -20,16 +23,16 @@
 
 use rl_env::rng::Pcg64;
 use rl_env::{MeanStdFilter, SyncVectorEnv, seed_for_restart};
-use rl_policies::{ActorCritic, FastPolicy};
 use rl_runtime::{Actor, ActorContext, BoxError, ObjectRef};
 use serde::{Deserialize, Serialize};
 
+use crate::acting::{ActMode, ActingPolicy, Exploration};
 use crate::action::PolicyActions;
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::normalization::{ObservationStats, RunnerNormalizerState, RunnerNormalizers};
-use crate::observation::{ObservationEncoder, actor_critic};
+use crate::observation::ObservationEncoder;
 use crate::seeding::{stream_rng, worker_stream};
 
 /// What a rollout worker is built from.
@@ -68,9 +71,9 @@ pub enum RolloutMsg {
     /// Load the weights in this object (safetensors from the learner) unless they are older
     /// than the current ones.
     SetWeights(ObjectRef),
-    /// Sample one fragment and put it into the object store; with `MeanStdFilter`, first take
-    /// the driver's merged filter.
-    Sample(Option<Box<MeanStdFilter>>),
+    /// Sample one fragment, exploring as given, and put it into the object store; with
+    /// `MeanStdFilter`, first take the driver's merged filter.
+    Sample(Option<Box<MeanStdFilter>>, Exploration),
     /// The worker's state, for checkpoints.
     State,
     /// Continue from a saved state (same worker index).
@@ -103,8 +106,7 @@ pub struct RolloutWorker {
     restarts: u32,
     env_seed: u64,
     envs: SyncVectorEnv,
-    policy: ActorCritic,
-    fast: FastPolicy,
+    policy: ActingPolicy,
     version: u64,
     rng: Pcg64,
     fragment: usize,
@@ -134,19 +136,17 @@ impl Actor for RolloutWorker {
         envs.reset(Some(env_seed))?;
         let mut normalizers = RunnerNormalizers::new(c, n, envs.obs_dim());
         normalizers.on_reset(&envs);
-        let (policy, encoder) =
-            actor_critic(&c.model, envs.single_observation_space(), envs.single_action_space(), c.seed)?;
+        let (policy, encoder) = ActingPolicy::new(c, envs.single_observation_space(), envs.single_action_space())?;
         Ok(Self {
             index: init.worker_index,
             restarts: init.restarts,
             env_seed,
-            fast: policy.fast_policy()?,
             acting: PolicyActions::new(envs.single_action_space(), n),
             envs,
             policy,
             version: 0,
             rng: stream_rng(seed_for_restart(c.seed, init.restarts), worker_stream(init.worker_index)),
-            fragment: c.rollout_fragment_length,
+            fragment: c.fragment_length(),
             env_id: c.env.clone(),
             steps: 0,
             encoder,
@@ -162,17 +162,16 @@ impl Actor for RolloutWorker {
                 let bytes = ctx.runtime().get_blocking(&r, None)?;
                 let version = rl_policies::weights_version(&bytes)?;
                 if version >= self.version {
-                    self.policy.load_safetensors(&bytes)?;
-                    self.fast = self.policy.fast_policy()?;
+                    self.policy.load(&bytes)?;
                     self.version = version;
                 }
                 Ok(RolloutReply::Weights(self.version))
             }
-            RolloutMsg::Sample(filter) => {
+            RolloutMsg::Sample(filter, exploration) => {
                 if let Some(f) = filter {
                     self.normalizers.sync_filter(&f);
                 }
-                let batch = self.sample().map_err(Error::into_actor_error)?;
+                let batch = self.sample(exploration).map_err(Error::into_actor_error)?;
                 let sub_env_restarts = self.envs.drain_sub_env_restarts();
                 for r in &sub_env_restarts {
                     tracing::warn!(worker = self.index, sub_env = r.env_idx, restarts = r.restarts, error = %r.error,
@@ -279,16 +278,18 @@ impl RolloutWorker {
     }
 
     /// Steps the vector env `fragment` times; see the module docs.
-    fn sample(&mut self) -> Result<TrajectoryBatch> {
+    fn sample(&mut self, exploration: Exploration) -> Result<TrajectoryBatch> {
         let n = self.envs.n_envs();
         let obs_dim = self.envs.obs_dim();
         let rows = self.fragment * n;
+        let transitions = self.policy.actor_critic().is_none();
         let mut b = TrajectoryBatch {
             policy_version: self.version,
             worker_index: self.index,
             n_envs: n,
             obs_dim,
             obs: Vec::with_capacity(rows * obs_dim),
+            next_obs: Vec::with_capacity(if transitions { rows * obs_dim } else { 0 }),
             actions: if self.acting.is_discrete() {
                 BatchActions::Discrete(Vec::with_capacity(rows))
             } else {
@@ -313,7 +314,7 @@ impl RolloutWorker {
             let obs = self.normalizers.observations();
             b.obs.extend_from_slice(obs);
             let inputs = self.encoder.encode(obs, &mut self.encoded)?;
-            let actions = self.acting.act(&self.fast, inputs, &mut self.rng, false)?;
+            let actions = self.acting.act(&self.policy, inputs, &mut self.rng, ActMode::Explore(exploration))?;
             self.envs.step(actions)?;
             self.steps += 1;
             self.check_finite()?;
@@ -331,10 +332,23 @@ impl RolloutWorker {
                 let (term, trunc) = (self.envs.terminated()[i], self.envs.truncated()[i]);
                 b.terminated.push(term);
                 b.truncated.push(trunc && !term);
-                let bootstrap = match self.envs.final_observation(i) {
-                    Some(_) if trunc && !term => {
+                if transitions {
+                    // The observation after the action: the final one where the episode ended.
+                    match (term || trunc, self.envs.final_observation(i)) {
+                        (false, _) => b
+                            .next_obs
+                            .extend_from_slice(&self.normalizers.observations()[i * obs_dim..(i + 1) * obs_dim]),
+                        (true, Some(_)) => b.next_obs.extend_from_slice(self.normalizers.final_observation(i)),
+                        // A rebuilt sub-environment: nothing to bootstrap from (see crate::batch).
+                        (true, None) => b.next_obs.extend(std::iter::repeat_n(f32::NAN, obs_dim)),
+                    }
+                    b.bootstrap_values.push(0.0);
+                    continue;
+                }
+                let bootstrap = match (self.envs.final_observation(i), self.policy.actor_critic()) {
+                    (Some(_), Some(fast)) if trunc && !term => {
                         let final_obs = self.normalizers.final_observation(i);
-                        self.fast.values(self.encoder.encode(final_obs, &mut self.encoded)?, &mut final_value)?;
+                        fast.values(self.encoder.encode(final_obs, &mut self.encoded)?, &mut final_value)?;
                         final_value[0]
                     }
                     _ => 0.0,
@@ -347,8 +361,9 @@ impl RolloutWorker {
             }
         }
         b.last_values = vec![0.0; n];
-        self.fast
-            .values(self.encoder.encode(self.normalizers.observations(), &mut self.encoded)?, &mut b.last_values)?;
+        if let Some(fast) = self.policy.actor_critic() {
+            fast.values(self.encoder.encode(self.normalizers.observations(), &mut self.encoded)?, &mut b.last_values)?;
+        }
         Ok(b)
     }
 }

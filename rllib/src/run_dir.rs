@@ -108,8 +108,7 @@ impl RunDir {
     pub fn create(path: &Path, config: &TrainConfig) -> Result<Self> {
         Self::check_new(path)?;
         std::fs::create_dir_all(path).map_err(Error::io("create run directory", path))?;
-        let yaml = serde_saphyr::to_string(config)
-            .map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
+        let yaml = config.to_yaml().map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
         let dir = Self { path: path.to_path_buf() };
         write_file(&dir.file(CONFIG_FILE), yaml.as_bytes())?;
         Ok(dir)

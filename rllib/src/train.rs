@@ -10,9 +10,12 @@ use crate::algorithm::{self, Algorithm};
 use crate::callbacks::Callbacks;
 use crate::checkpoint::ResumePoint;
 use crate::config::{AlgorithmId, TrainConfig};
+use crate::dqn::DqnLearner;
 use crate::error::{Error, Result};
+use crate::off_policy::OffPolicy;
 use crate::ppo::Ppo;
 use crate::run_dir::{RunDir, TrainSummary};
+use crate::sac::SacLearner;
 
 /// Trains the configured algorithm on an embedded runtime and writes the run directory at
 /// `output` (which must not exist or be empty), reporting to `callbacks`.
@@ -39,16 +42,21 @@ pub fn train_on(
     callbacks: &mut dyn Callbacks,
 ) -> Result<TrainSummary> {
     check(config, output)?;
-    match config.algorithm {
-        AlgorithmId::Ppo => {
-            let mut ppo = Ppo::new(rt, config)?;
-            let summary = algorithm::run(&mut ppo, config, output, callbacks)?;
-            if !rt.address().is_empty() {
-                write_cluster_file(rt, &ppo, output)?;
-            }
-            Ok(summary)
-        }
+    let mut algo = build(rt, config)?;
+    let summary = algorithm::run(algo.as_mut(), config, output, callbacks)?;
+    if !rt.address().is_empty() {
+        write_cluster_file(rt, algo.as_ref(), output)?;
     }
+    Ok(summary)
+}
+
+/// The configured algorithm, its actors spawned on `rt`.
+pub fn build(rt: &Runtime, config: &TrainConfig) -> Result<Box<dyn Algorithm>> {
+    Ok(match config.algorithm {
+        AlgorithmId::Ppo => Box::new(Ppo::new(rt, config)?),
+        AlgorithmId::Dqn => Box::new(OffPolicy::<DqnLearner>::new(rt, config)?),
+        AlgorithmId::Sac => Box::new(OffPolicy::<SacLearner>::new(rt, config)?),
+    })
 }
 
 /// Continues the unfinished run in `run_dir` from its newest complete checkpoint on an embedded
@@ -74,16 +82,12 @@ fn resume_with(
     point: ResumePoint,
     callbacks: &mut dyn Callbacks,
 ) -> Result<TrainSummary> {
-    match config.algorithm {
-        AlgorithmId::Ppo => {
-            let mut ppo = Ppo::new(rt, config)?;
-            let summary = algorithm::resume(&mut ppo, config, run, point, callbacks)?;
-            if !rt.address().is_empty() {
-                write_cluster_file(rt, &ppo, run.path())?;
-            }
-            Ok(summary)
-        }
+    let mut algo = build(rt, config)?;
+    let summary = algorithm::resume(algo.as_mut(), config, run, point, callbacks)?;
+    if !rt.address().is_empty() {
+        write_cluster_file(rt, algo.as_ref(), run.path())?;
     }
+    Ok(summary)
 }
 
 /// The run directory, its config and the checkpoint to resume from, with what is wrong named.
@@ -187,7 +191,7 @@ fn config_warnings(config: &TrainConfig, action_space: &Space) -> Vec<String> {
     // CleanRL's discrete ppo.py uses an entropy bonus of 0.01; its continuous ppo_continuous_action.py
     // and rl-baselines3-zoo's Pendulum settings use none: on a Gaussian policy the bonus keeps
     // widening the log-std instead of letting the policy settle.
-    if matches!(action_space, Space::Box(_)) && config.entropy_coeff > 0.0 {
+    if config.algorithm == AlgorithmId::Ppo && matches!(action_space, Space::Box(_)) && config.entropy_coeff > 0.0 {
         out.push(format!(
             "{} has continuous (Box) actions and entropy_coeff is {}: an entropy bonus tuned for discrete actions \
              keeps a Gaussian policy from settling; configs/ppo-pendulum.yaml has settings for continuous control \

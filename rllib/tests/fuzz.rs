@@ -283,6 +283,7 @@ fn valid_batch() -> impl Strategy<Value = TrajectoryBatch> {
                             worker_index: wi,
                             n_envs,
                             obs_dim,
+                            next_obs: if pv % 2 == 0 { Vec::new() } else { obs.iter().map(|v| -v).collect() },
                             obs,
                             actions,
                             logp,
@@ -558,7 +559,10 @@ fn valid_messages(weights: &ObjectRef) -> [Vec<Vec<u8>>; 6] {
         vec![enc(&RolloutWorkerInit { config: config.clone(), worker_index: 3, restarts: 1 })],
         vec![
             enc(&RolloutMsg::SetWeights(weights.clone())),
-            enc(&RolloutMsg::Sample(Some(Box::new(rl_env::MeanStdFilter::new(4, None))))),
+            enc(&RolloutMsg::Sample(
+                Some(Box::new(rl_env::MeanStdFilter::new(4, None))),
+                rllib::acting::Exploration::Policy,
+            )),
             enc(&RolloutMsg::State),
             enc(&RolloutMsg::Restore(Box::new(runner.clone()))),
         ],

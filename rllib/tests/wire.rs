@@ -96,7 +96,10 @@ fn rollout_worker_messages_round_trip() {
     };
     let msgs = vec![
         RolloutMsg::SetWeights(weights.clone()),
-        RolloutMsg::Sample(Some(Box::new(rl_env::MeanStdFilter::new(3, None)))),
+        RolloutMsg::Sample(
+            Some(Box::new(rl_env::MeanStdFilter::new(3, None))),
+            rllib::acting::Exploration::EpsilonGreedy(0.25),
+        ),
         RolloutMsg::State,
         RolloutMsg::Restore(Box::new(EnvRunnerState { envs: None, ..state.clone() })),
     ];
@@ -112,7 +115,7 @@ fn rollout_worker_messages_round_trip() {
     ];
     let msg_variant = |m: &RolloutMsg| match m {
         RolloutMsg::SetWeights(_) => 0,
-        RolloutMsg::Sample(_) => 1,
+        RolloutMsg::Sample(..) => 1,
         RolloutMsg::State => 2,
         RolloutMsg::Restore(_) => 3,
     };

@@ -37,6 +37,7 @@ use rl_runtime::{
 use serde::{Deserialize, Serialize};
 
 use self::loss::{LossCoeffs, LossInputs, ppo_loss};
+use crate::acting::Exploration;
 use crate::algorithm::{Algorithm, StepReport};
 use crate::batch::{BatchActions, TrajectoryBatch};
 use crate::checkpoint::{AlgorithmState, OptimizerState};
@@ -48,7 +49,6 @@ use crate::metrics::IterationResult;
 use crate::normalization::ObservationNormalization;
 use crate::observation::{ObservationEncoder, actor_critic};
 use crate::optim::{Adam, AdamStep};
-use crate::rollout::RolloutWorker;
 use crate::seeding::{LEARNER_STREAM, stream_rng};
 
 // === 1. Hyperparameters ===
@@ -166,7 +166,7 @@ const MAX_RESAMPLES: usize = 3;
 /// `num_cpus_per_env_runner` CPUs per worker under `placement_strategy` (after a first bundle of
 /// [`LEARNER_CPUS`] for the learner with `learner_in_placement_group`), placed before any actor
 /// starts (gang scheduling: all or none). `None` on the embedded runtime.
-fn env_runner_group(rt: &Runtime, config: &TrainConfig) -> Result<Option<PlacementGroup>> {
+pub(crate) fn env_runner_group(rt: &Runtime, config: &TrainConfig) -> Result<Option<PlacementGroup>> {
     if rt.address().is_empty() {
         return Ok(None);
     }
@@ -191,7 +191,7 @@ pub const LEARNER_CPUS: f64 = 1.0;
 impl Ppo {
     /// Registers PPO's actor types on `rt` and spawns the learner and the rollout workers.
     pub fn new(rt: &Runtime, config: &TrainConfig) -> Result<Self> {
-        register_actors(rt);
+        crate::register_actors(rt);
         // The learner and the workers take turns in a synchronous iteration, so the learner
         // reserves no CPU of its own; each worker reserves num_cpus_per_env_runner. On a
         // cluster the workers run on worker nodes through one placement group, and the learner
@@ -248,7 +248,7 @@ impl Algorithm for Ppo {
         let mut resamples = 0;
         let stats = loop {
             let sample_start = Instant::now();
-            let samples = self.runners.sample(&weights)?;
+            let samples = self.runners.sample(&weights, Exploration::Policy)?;
             sample_s += sample_start.elapsed().as_secs_f64();
 
             // 2. Learn: GAE and the PPO epochs on the learner.
@@ -339,13 +339,6 @@ impl Algorithm for Ppo {
             .chain(self.runners.locations())
             .collect()
     }
-}
-
-/// Makes PPO's actor types buildable by name on `rt`: what every node of a cluster does at start,
-/// so the driver can place rollout workers (and learners) on it.
-pub fn register_actors(rt: &Runtime) {
-    rt.register_actor::<Learner>();
-    rt.register_actor::<RolloutWorker>();
 }
 
 // === 3. The learner actor ===
@@ -508,7 +501,7 @@ impl Actor for Learner {
 }
 
 /// True for a failed fetch of an object whose node (its owner or the one holding it) is gone.
-fn lost_with_node(e: &rl_runtime::RuntimeError) -> bool {
+pub(crate) fn lost_with_node(e: &rl_runtime::RuntimeError) -> bool {
     use rl_runtime::RuntimeError as R;
     matches!(e, R::OwnerDied { .. } | R::NodeUnreachable { .. } | R::ObjectFreed(_))
 }

@@ -63,6 +63,7 @@ fn truncation_bootstraps_or_terminates() {
         n_envs: 1,
         obs_dim: 1,
         obs: vec![0.0, 0.0],
+        next_obs: Vec::new(),
         actions: BatchActions::Discrete(vec![0, 0]),
         logp: vec![0.0, 0.0],
         values: vec![0.0, 0.0],

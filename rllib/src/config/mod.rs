@@ -1,4 +1,5 @@
-//! Training configs: the YAML schema (RLlib key names), `--set` overrides and validation.
+//! Training configs: the YAML schema (RLlib key names, SB3's for the replay keys), `--set`
+//! overrides, per-algorithm defaults and validation.
 //!
 //! A config is read from YAML with unknown keys rejected, then `--set key=value` overrides are
 //! applied (dotted paths reach nested keys: `--set model.fcnet_hiddens=[32,32]`), then every
@@ -14,12 +15,24 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+mod algorithms;
+
+pub use self::algorithms::{TargetEntropy, TdErrorLossFn, algorithm_defaults, reads_key};
+pub use crate::replay::PrioritizedReplayConfig;
+
 /// The algorithm to train (the config's `algorithm` key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlgorithmId {
     /// Proximal Policy Optimization (Schulman et al. 2017), clipped surrogate objective.
     #[serde(rename = "PPO")]
     Ppo,
+    /// Deep Q-Network (Mnih et al. 2015), with double Q-learning, dueling heads, n-step returns
+    /// and prioritized replay as options.
+    #[serde(rename = "DQN")]
+    Dqn,
+    /// Soft Actor-Critic (Haarnoja et al. 2018), twin critics and automatic entropy tuning.
+    #[serde(rename = "SAC")]
+    Sac,
 }
 
 impl AlgorithmId {
@@ -27,6 +40,8 @@ impl AlgorithmId {
     pub fn name(self) -> &'static str {
         match self {
             Self::Ppo => "PPO",
+            Self::Dqn => "DQN",
+            Self::Sac => "SAC",
         }
     }
 }
@@ -329,6 +344,93 @@ pub struct TrainConfig {
     /// RLlib's `observation_filter` (`NoFilter` or `MeanStdFilter`).
     #[serde(default)]
     pub observation_filter: ObservationFilter,
+
+    // --- DQN and SAC: the replay buffer and the update cadence (SB3's names and meanings) ---
+    /// Transitions the replay buffer holds; the oldest are overwritten (SB3: 1,000,000).
+    #[serde(default = "default_buffer_size")]
+    pub buffer_size: usize,
+    /// Env steps sampled with uniformly random actions before learning starts; gradient steps
+    /// begin once more than this many were sampled (SB3: 100).
+    #[serde(default = "default_learning_starts")]
+    pub learning_starts: u64,
+    /// Transitions per gradient step (SB3: 32 for DQN, 256 for SAC).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Polyak coefficient of the target networks: `target = tau * online + (1 - tau) * target`
+    /// (1 is a hard copy; SB3: 1.0 for DQN, 0.005 for SAC).
+    #[serde(default = "default_tau")]
+    pub tau: f64,
+    /// Steps every sub-env of every runner takes per round before the round's gradient steps
+    /// (SB3's `train_freq` in steps, counting one step of the vector env made of all the
+    /// runners' sub-envs; SB3: 4 for DQN, 1 for SAC).
+    #[serde(default = "default_train_freq")]
+    pub train_freq: usize,
+    /// Gradient steps after each round, or -1 for as many as the round's env steps (SB3: 1).
+    #[serde(default = "default_gradient_steps")]
+    pub gradient_steps: i64,
+    /// How often the target networks are updated: every this many env steps for DQN (SB3's
+    /// DQN), every this many gradient steps for SAC (SB3's SAC; 10000 and 1 by default).
+    #[serde(default = "default_target_update_interval")]
+    pub target_update_interval: u64,
+    /// Steps per return: transitions store `sum_k gamma^k r_k` over up to `n_step` steps and
+    /// bootstrap from the observation after them (RLlib's `n_step`; 1 is plain TD).
+    #[serde(default = "default_one")]
+    pub n_step: usize,
+    /// Prioritized replay (Schaul et al. 2016) instead of uniform sampling (null: uniform).
+    #[serde(default)]
+    pub prioritized_replay: Option<PrioritizedReplayConfig>,
+    /// An iteration runs whole rounds until it sampled at least this many env steps (RLlib's
+    /// `min_sample_timesteps_per_iteration`; one row of `progress.csv` per iteration).
+    #[serde(default = "default_min_sample_timesteps_per_iteration")]
+    pub min_sample_timesteps_per_iteration: u64,
+
+    // --- DQN (SB3's exploration names, RLlib's option names) ---
+    /// Fraction of the planned env steps over which epsilon falls linearly from
+    /// `exploration_initial_eps` to `exploration_final_eps` (SB3: 0.1).
+    #[serde(default = "default_exploration_fraction")]
+    pub exploration_fraction: f64,
+    /// Epsilon at the start (SB3: 1.0).
+    #[serde(default = "default_exploration_initial_eps")]
+    pub exploration_initial_eps: f64,
+    /// Epsilon after the schedule (SB3: 0.05).
+    #[serde(default = "default_exploration_final_eps")]
+    pub exploration_final_eps: f64,
+    /// Double Q-learning (van Hasselt et al. 2016): the online network picks the next action,
+    /// the target network values it (RLlib's `double_q`; false here, as SB3 and CleanRL).
+    #[serde(default)]
+    pub double_q: bool,
+    /// Dueling heads (Wang et al. 2016): `Q = V + A - mean(A)` (RLlib's `dueling`; false here, as
+    /// SB3 and CleanRL).
+    #[serde(default)]
+    pub dueling: bool,
+    /// The loss on TD errors (RLlib's `td_error_loss_fn`: `huber`, SB3's, or `mse`, CleanRL's).
+    #[serde(default)]
+    pub td_error_loss_fn: TdErrorLossFn,
+
+    // --- SAC (RLlib's learning-rate names, CleanRL's `autotune` and `policy_frequency`) ---
+    /// Actor learning rate (CleanRL's `policy_lr` 3e-4).
+    #[serde(default = "default_actor_lr")]
+    pub actor_lr: f64,
+    /// Critics' learning rate (CleanRL's `q_lr` 1e-3).
+    #[serde(default = "default_critic_lr")]
+    pub critic_lr: f64,
+    /// Entropy coefficient's learning rate (CleanRL: `q_lr`, 1e-3).
+    #[serde(default = "default_critic_lr")]
+    pub alpha_lr: f64,
+    /// The entropy coefficient alpha at the start, or throughout without `autotune` (RLlib's
+    /// `initial_alpha`, 1.0, SB3's `ent_coef: auto` start).
+    #[serde(default = "default_initial_alpha")]
+    pub initial_alpha: f64,
+    /// Tune alpha so the policy's entropy tracks `target_entropy` (CleanRL's `autotune`: true).
+    #[serde(default = "default_true")]
+    pub autotune: bool,
+    /// The entropy alpha is tuned towards: `auto` is `-dim(A)`.
+    #[serde(default)]
+    pub target_entropy: TargetEntropy,
+    /// Actor (and alpha) updates happen every this many gradient steps, that many at once
+    /// (CleanRL's `policy_frequency`, 2 there; 1 updates every step, as SB3).
+    #[serde(default = "default_one")]
+    pub policy_frequency: usize,
 }
 
 fn default_algorithm() -> AlgorithmId {
@@ -391,6 +493,51 @@ fn default_minibatch_size() -> usize {
 fn default_true() -> bool {
     true
 }
+fn default_one() -> usize {
+    1
+}
+fn default_buffer_size() -> usize {
+    1_000_000
+}
+fn default_learning_starts() -> u64 {
+    100
+}
+fn default_batch_size() -> usize {
+    32
+}
+fn default_tau() -> f64 {
+    1.0
+}
+fn default_train_freq() -> usize {
+    4
+}
+fn default_gradient_steps() -> i64 {
+    1
+}
+fn default_target_update_interval() -> u64 {
+    10_000
+}
+fn default_min_sample_timesteps_per_iteration() -> u64 {
+    1000
+}
+fn default_exploration_fraction() -> f64 {
+    0.1
+}
+fn default_exploration_initial_eps() -> f64 {
+    1.0
+}
+fn default_exploration_final_eps() -> f64 {
+    0.05
+}
+fn default_actor_lr() -> f64 {
+    3e-4
+}
+fn default_critic_lr() -> f64 {
+    1e-3
+}
+fn default_initial_alpha() -> f64 {
+    1.0
+}
 
 impl TrainConfig {
     /// Env steps per iteration: runners x envs per runner x fragment length.
@@ -401,7 +548,8 @@ impl TrainConfig {
 
     /// Iterations the run is planned for, from the step or iteration budget (the smaller).
     pub fn planned_iterations(&self) -> Option<u64> {
-        let by_steps = self.stop.num_env_steps_sampled_lifetime.map(|s| s.div_ceil(self.train_batch_size() as u64));
+        let by_steps =
+            self.stop.num_env_steps_sampled_lifetime.map(|s| s.div_ceil(self.steps_per_iteration().max(1) as u64));
         match (by_steps, self.stop.training_iteration) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -431,16 +579,35 @@ impl TrainConfig {
     /// Parses a recorded config's YAML `text` (named `source` in errors) as it is; see
     /// [`TrainConfig::load_recorded`].
     pub fn parse_recorded(text: &str, source: &str) -> Result<Self> {
-        serde_saphyr::from_str(text).map_err(|e| yaml_error(&e.to_string(), source))
+        Ok(Self::from_text(text, source)?.0)
+    }
+
+    /// The config in `text` with its algorithm's defaults for the keys it leaves out, and the
+    /// keys as written (a tree).
+    fn from_text(text: &str, source: &str) -> Result<(Self, Value)> {
+        let config: TrainConfig = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e.to_string(), source))?;
+        // It parsed as a config, so it parses as a tree.
+        let given: Value = serde_saphyr::from_str(text).unwrap_or(Value::Null);
+        if config.algorithm == AlgorithmId::Ppo {
+            return Ok((config, given));
+        }
+        let mut tree = serde_json::to_value(&config)
+            .map_err(|e| Error::Serialize { what: "the config", message: e.to_string() })?;
+        algorithms::apply_defaults(config.algorithm, &mut tree, &given);
+        let config = serde_json::from_value(tree).map_err(|e| Error::config(source, e.to_string()))?;
+        Ok((config, given))
     }
 
     /// Parses YAML `text` (named `source` in errors) and applies `overrides`.
     pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<Self> {
-        let mut config: TrainConfig = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e.to_string(), source))?;
+        let (mut config, given) = Self::from_text(text, source)?;
         let origin = |key: &str| match find_key_line(text, key) {
             Some(line) => format!("{source}:{line}"),
             None => source.to_string(),
         };
+        if let Some((key, msg)) = algorithms::unread_key(config.algorithm, &given) {
+            return Err(Error::config(origin(&key), msg));
+        }
         config.validate().map_err(|(key, msg)| Error::config(origin(&key), format!("{key}: {msg}")))?;
         for o in overrides {
             config = config.with_override(o)?;
@@ -453,6 +620,15 @@ impl TrainConfig {
         let err = |msg: String| Error::config(format!("--set {arg}"), msg);
         let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected key=value".into()))?;
         let key = key.trim();
+        if key == "algorithm" {
+            return Err(err("the algorithm sets the defaults of other keys: set it in the config file".into()));
+        }
+        let top = key.split('.').next().unwrap_or(key);
+        if !reads_key(self.algorithm, top)
+            && serde_json::to_value(self).is_ok_and(|t| t.as_object().is_some_and(|m| m.contains_key(top)))
+        {
+            return Err(err(format!("{top} is not a setting of {}", self.algorithm.name())));
+        }
         let value = override_value(raw).map_err(err)?;
         let mut tree = serde_json::to_value(self).map_err(|e| err(e.to_string()))?;
         let mut node = &mut tree;
@@ -488,12 +664,16 @@ impl TrainConfig {
         {
             return fail("env", e.to_string());
         }
-        if let Err(e) = rl_env::make(&self.env, &self.env_config) {
-            // Name the argument the env refused when its message quotes one.
-            let message = e.to_string();
-            let key = self.env_config.keys().find(|k| message.contains(&format!("\"{k}\"")));
-            return fail(&key.map_or("env_config".into(), |k| format!("env_config.{k}")), message);
-        }
+        let env = match rl_env::make(&self.env, &self.env_config) {
+            Ok(env) => env,
+            Err(e) => {
+                // Name the argument the env refused when its message quotes one.
+                let message = e.to_string();
+                let key = self.env_config.keys().find(|k| message.contains(&format!("\"{k}\"")));
+                return fail(&key.map_or("env_config".into(), |k| format!("env_config.{k}")), message);
+            }
+        };
+        self.validate_action_space(env.action_space())?;
         let counts = [
             ("num_env_runners", self.num_env_runners),
             ("num_envs_per_env_runner", self.num_envs_per_env_runner),
@@ -507,7 +687,7 @@ impl TrainConfig {
             }
         }
         let steps = self.num_env_runners.checked_mul(self.num_envs_per_env_runner);
-        if steps.and_then(|n| n.checked_mul(self.rollout_fragment_length)).is_none() {
+        if steps.and_then(|n| n.checked_mul(self.fragment_length())).is_none() {
             let (k, _) = counts.iter().take(3).max_by_key(|(_, v)| *v).expect("three counts");
             return fail(
                 k,
@@ -556,7 +736,9 @@ impl TrainConfig {
                 return fail(k, format!("must be a non-negative number, got {v}"));
             }
         }
-        if self.minibatch_size > self.train_batch_size() {
+        if self.is_off_policy() {
+            self.validate_off_policy()?;
+        } else if self.minibatch_size > self.train_batch_size() {
             return fail(
                 "minibatch_size",
                 format!(
@@ -589,13 +771,14 @@ impl TrainConfig {
         if s.num_env_steps_sampled_lifetime == Some(0) || s.training_iteration == Some(0) {
             return fail("stop", "budgets must be at least 1".into());
         }
-        if self.lr_schedule == Schedule::Linear && self.planned_iterations().is_none() {
+        let ppo = self.algorithm == AlgorithmId::Ppo;
+        if ppo && self.lr_schedule == Schedule::Linear && self.planned_iterations().is_none() {
             return fail(
                 "lr_schedule",
                 "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
             );
         }
-        if self.clip_param_schedule == Schedule::Linear && self.planned_iterations().is_none() {
+        if ppo && self.clip_param_schedule == Schedule::Linear && self.planned_iterations().is_none() {
             return fail(
                 "clip_param_schedule",
                 "linear annealing needs stop.num_env_steps_sampled_lifetime or stop.training_iteration".into(),
@@ -626,6 +809,34 @@ impl TrainConfig {
 }
 
 impl TrainConfig {
+    /// DQN needs Discrete actions; SAC a Box with finite bounds (its actor squashes into them).
+    fn validate_action_space(&self, space: &Space) -> std::result::Result<(), (String, String)> {
+        let fail = |m: String| Err(("algorithm".to_string(), m));
+        match (self.algorithm, space) {
+            (AlgorithmId::Dqn, Space::Discrete { .. }) | (AlgorithmId::Ppo, _) => Ok(()),
+            (AlgorithmId::Dqn, other) => fail(format!(
+                "DQN needs Discrete actions and {} has {other}; SAC or PPO train on Box actions",
+                self.env
+            )),
+            (AlgorithmId::Sac, Space::Box(b)) => {
+                match b.low().iter().zip(b.high()).position(|(lo, hi)| !(lo.is_finite() && hi.is_finite())) {
+                    Some(d) => fail(format!(
+                        "SAC squashes actions into the Box bounds, and dimension {d} of {}'s action space is \
+                         unbounded ({}, {})",
+                        self.env,
+                        b.low()[d],
+                        b.high()[d]
+                    )),
+                    None => Ok(()),
+                }
+            }
+            (AlgorithmId::Sac, other) => fail(format!(
+                "SAC needs Box actions and {} has {other}; DQN or PPO train on Discrete actions",
+                self.env
+            )),
+        }
+    }
+
     /// True when the policy sees normalized observations (`normalize_observation` or
     /// `observation_filter: MeanStdFilter`).
     pub fn normalizes_observations(&self) -> bool {
@@ -760,133 +971,4 @@ fn find_key_line(text: &str, dotted: &str) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BASE: &str = "env: CartPole-v1\nstop:\n  num_env_steps_sampled_lifetime: 10000\n";
-
-    fn parse(text: &str) -> Result<TrainConfig> {
-        TrainConfig::parse(text, "ppo.yaml", &[])
-    }
-
-    #[test]
-    fn defaults_follow_cleanrl() {
-        let c = parse(BASE).unwrap();
-        assert_eq!(c.train_batch_size(), 512);
-        assert_eq!((c.lr, c.gamma, c.lambda, c.clip_param), (2.5e-4, 0.99, 0.95, 0.2));
-        assert_eq!((c.num_epochs, c.minibatch_size, c.grad_clip), (4, 128, Some(0.5)));
-        assert_eq!(c.planned_iterations(), Some(20));
-    }
-
-    #[test]
-    fn unknown_key_names_line_and_suggests() {
-        let err = parse(&format!("{BASE}lamda: 0.9\n")).unwrap_err().to_string();
-        assert!(err.starts_with("ppo.yaml: line 4 column 1: unknown field `lamda`"), "{err}");
-        assert!(err.contains("did you mean `lambda`?"), "{err}");
-    }
-
-    #[test]
-    fn wrong_type_names_line() {
-        let err = parse(&format!("{BASE}lr: fast\n")).unwrap_err().to_string();
-        assert!(err.contains("line 4 column 5") && err.contains("ppo.yaml:4:5"), "{err}");
-    }
-
-    #[test]
-    fn syntax_error_names_line() {
-        let err = parse("env: [CartPole\n").unwrap_err().to_string();
-        assert!(err.starts_with("ppo.yaml: line"), "{err}");
-    }
-
-    #[test]
-    fn out_of_range_values_name_line_and_key() {
-        let err = parse(&format!("{BASE}lr: -0.1\n")).unwrap_err().to_string();
-        assert_eq!(err, "ppo.yaml:4: lr: must be a positive number, got -0.1");
-        let err = parse(&format!("{BASE}minibatch_size: 1024\n")).unwrap_err().to_string();
-        assert!(err.starts_with("ppo.yaml:4: minibatch_size: 1024 is larger than the batch of 512"), "{err}");
-        let err = parse(&format!("{BASE}evaluation:\n  duration: 0\n")).unwrap_err().to_string();
-        assert_eq!(err, "ppo.yaml:5: evaluation.duration: must be at least 1 episode");
-    }
-
-    #[test]
-    fn unknown_env_suggests_close_ids() {
-        let err = parse(BASE.replace("CartPole-v1", "CartPole-v0").as_str()).unwrap_err().to_string();
-        assert!(err.starts_with("ppo.yaml:1: env: unknown env id \"CartPole-v0\"; did you mean CartPole-v1"), "{err}");
-    }
-
-    #[test]
-    fn yaml_messages_speak_of_the_config_not_the_parser() {
-        let err = parse("env: CartPole-v1\nlr: [0.1\nstop: {training_iteration: 1}\n").unwrap_err().to_string();
-        assert!(err.starts_with("ppo.yaml: line 2 column 5: expected a single value"), "{err}");
-        assert!(!err.contains("string scalar"), "{err}");
-        let err = parse("env: CartPole-v1\nlr: 0.1\nlr: 0.2\nstop: {training_iteration: 1}\n").unwrap_err().to_string();
-        assert!(err.starts_with("ppo.yaml: line 3 column 1: the key `lr` is given twice; keep one"), "{err}");
-        assert!(!err.contains("DuplicateKeyPolicy"), "{err}");
-    }
-
-    #[test]
-    fn env_config_errors_name_the_line_or_the_set_argument() {
-        let text = "env: CartPole-v1\nenv_config:\n  sutton_barto_reward: true\n  gravity: 9.8\nstop: {training_iteration: 1}\n";
-        let err = parse(text).unwrap_err().to_string();
-        assert!(
-            err.starts_with("ppo.yaml:4: env_config.gravity: CartPole-v1: unknown keyword argument \"gravity\""),
-            "{err}"
-        );
-        let err = TrainConfig::parse(BASE, "x.yaml", &["env_config.gravity=9.8".into()]).unwrap_err().to_string();
-        assert!(
-            err.starts_with("--set env_config.gravity=9.8: env_config.gravity: CartPole-v1: unknown keyword"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn stop_condition_is_required() {
-        let err = parse("env: CartPole-v1\nlr_schedule: constant\n").unwrap_err().to_string();
-        assert!(err.contains("stop: needs at least one of"), "{err}");
-    }
-
-    #[test]
-    fn overrides_apply_and_validate() {
-        let args = ["lr=1e-3".to_string(), "model.fcnet_hiddens=[32, 32]".into(), "env_config.g=9.81".into()];
-        let c = TrainConfig::parse(&BASE.replace("CartPole-v1", "Pendulum-v1"), "x.yaml", &args).unwrap();
-        assert_eq!(c.lr, 1e-3);
-        assert_eq!(c.model.fcnet_hiddens, vec![32, 32]);
-        assert_eq!(c.env_config["g"], 9.81);
-        let err = TrainConfig::parse(BASE, "x.yaml", &["lamda=0.9".into()]).unwrap_err().to_string();
-        assert_eq!(err, "--set lamda=0.9: unknown key \"lamda\"; did you mean lambda?");
-        let err = TrainConfig::parse(BASE, "x.yaml", &["gamma=2".into()]).unwrap_err().to_string();
-        assert_eq!(err, "--set gamma=2: gamma: must be within [0, 1], got 2");
-        let err = TrainConfig::parse(BASE, "x.yaml", &["gamma".into()]).unwrap_err().to_string();
-        assert_eq!(err, "--set gamma: expected key=value");
-        let err = TrainConfig::parse(BASE, "x.yaml", &["num_epochs=many".into()]).unwrap_err().to_string();
-        assert!(err.starts_with("--set num_epochs=many: invalid type"), "{err}");
-    }
-
-    /// Found by the config fuzz target: a product of counts that overflows was a panic.
-    #[test]
-    fn steps_per_iteration_that_overflow_are_refused() {
-        let err = parse(&format!("{BASE}num_env_runners: 9223372036854775807\n")).unwrap_err().to_string();
-        assert!(err.starts_with("ppo.yaml:4: num_env_runners: num_env_runners x num_envs_per_env_runner"), "{err}");
-        let err = TrainConfig::parse(BASE, "x.yaml", &["rollout_fragment_length=18446744073709551615".into()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("--set rollout_fragment_length=18446744073709551615: rollout_fragment_length: "),
-            "{err}"
-        );
-    }
-
-    /// Found by the config fuzz target: a dotted path through an env_config key that is not set
-    /// was a panic.
-    #[test]
-    fn a_path_through_an_unset_env_config_key_is_an_error() {
-        let err = TrainConfig::parse(BASE, "x.yaml", &["env_config.a.b=1".into()]).unwrap_err().to_string();
-        assert_eq!(err, "--set env_config.a.b=1: env_config.a is not a section");
-    }
-
-    #[test]
-    fn config_round_trips_through_yaml() {
-        let c = parse(BASE).unwrap();
-        let yaml = serde_saphyr::to_string(&c).unwrap();
-        assert_eq!(parse(&yaml).unwrap(), c);
-    }
-}
+mod tests;
