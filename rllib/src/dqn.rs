@@ -204,12 +204,11 @@ impl DqnLearner {
         let loss = (per_sample * weights)?.mean_all()?;
         let loss_value = loss.to_scalar::<f32>()?;
         let step = self.replay.counters.gradient_steps + 1;
-        let non_finite = |quantity, value: f64| Error::NonFiniteUpdate {
+        let non_finite = |quantity, value: f64| Error::NonFiniteGradientStep {
+            algorithm: "DQN",
             quantity,
             value,
-            version: self.version + 1,
-            epoch: 1,
-            minibatch: step as usize,
+            gradient_step: step,
         };
         if !loss_value.is_finite() {
             return Err(non_finite("loss", f64::from(loss_value)));

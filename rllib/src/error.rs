@@ -78,6 +78,22 @@ pub enum Error {
         /// The value of its first choice.
         start: i64,
     },
+    /// An off-policy gradient step met a non-finite loss or gradient and stopped before changing
+    /// the weights of the network it updates.
+    #[error(
+        "non-finite {quantity} ({value}) at {algorithm}'s gradient step {gradient_step}; the network it updates \
+         was left unchanged. Lower the learning rates or check the env's observations and rewards"
+    )]
+    NonFiniteGradientStep {
+        /// `DQN` or `SAC`.
+        algorithm: &'static str,
+        /// What was not finite (`loss`, `critic loss`, `actor gradient norm`, ...).
+        quantity: &'static str,
+        /// The offending value.
+        value: f64,
+        /// 1-based lifetime gradient step.
+        gradient_step: u64,
+    },
     /// A learner update met a non-finite loss or gradient and stopped before changing any weight.
     #[error(
         "non-finite {quantity} ({value}) in the learner's update towards policy version {version} \
@@ -199,7 +215,13 @@ impl Error {
     /// outside their space): supervisors
     /// must not restart or retry on them.
     pub fn is_unrecoverable(&self) -> bool {
-        matches!(self, Self::NonFiniteEnv { .. } | Self::NonFiniteUpdate { .. } | Self::ObservationOutsideSpace { .. })
+        matches!(
+            self,
+            Self::NonFiniteEnv { .. }
+                | Self::NonFiniteUpdate { .. }
+                | Self::NonFiniteGradientStep { .. }
+                | Self::ObservationOutsideSpace { .. }
+        )
     }
 
     /// The error as an actor handler returns it: marked [`rl_runtime::Unrecoverable`] when

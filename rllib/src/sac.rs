@@ -292,7 +292,7 @@ impl SacLearner {
     }
 
     fn non_finite(&self, quantity: &'static str, value: f64, step: u64) -> Error {
-        Error::NonFiniteUpdate { quantity, value, version: self.version + 1, epoch: 1, minibatch: step as usize }
+        Error::NonFiniteGradientStep { algorithm: "SAC", quantity, value, gradient_step: step }
     }
 
     /// The scalar value of `loss`, or the error that stops the run before any weight changes.

@@ -60,6 +60,72 @@ checkpoint: {frequency: 2}
     [plain, other]
 }
 
+/// DQN and SAC configs that take every off-policy option and both `target_entropy` forms.
+fn off_policy_configs() -> [TrainConfig; 3] {
+    let dqn = "algorithm: DQN
+env: CartPole-v1
+n_step: 3
+double_q: true
+dueling: true
+td_error_loss_fn: mse
+gradient_steps: -1
+prioritized_replay: {alpha: 0.7, beta: 0.5, beta_final: 0.9, eps: 1.0e-5}
+stop: {num_env_steps_sampled_lifetime: 5000}
+";
+    let sac = "algorithm: SAC\nenv: Pendulum-v1\nstop: {training_iteration: 3}\n";
+    let sac_fixed =
+        "algorithm: SAC\nenv: Pendulum-v1\ntarget_entropy: -2.5\nautotune: false\nstop: {training_iteration: 3}\n";
+    [dqn, sac, sac_fixed].map(|t| TrainConfig::parse(t, "c.yaml", &[]).unwrap())
+}
+
+#[test]
+fn off_policy_learner_messages_round_trip() {
+    use rllib::off_policy::{Counters, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, RoundStats};
+    for config in off_policy_configs().iter().chain(&configs()) {
+        round_trip(config);
+        round_trip(&RolloutWorkerInit { config: config.clone(), worker_index: 1, restarts: 0 });
+    }
+    let (store, weights, batch) = refs();
+    let counters = Counters { env_steps: 1 << 40, gradient_steps: 7, target_updates: 3, transitions_skipped: 1 };
+    let state = OffPolicyLearnerState {
+        policy: vec![1, 2, 3],
+        policy_version: 9,
+        optimizer: OptimizerState { step: 4, moments: vec![("m.0".into(), vec![0.25])] },
+        rng: (u128::MAX, 3),
+        extra_files: vec![("replay_buffer.safetensors".into(), vec![0; 17])],
+    };
+    let msgs = vec![
+        OffPolicyMsg::PublishWeights,
+        OffPolicyMsg::Round { batches: vec![batch.clone()] },
+        OffPolicyMsg::Report,
+        OffPolicyMsg::State,
+        OffPolicyMsg::Restore(Box::new(state.clone())),
+    ];
+    let stats = RoundStats { num_env_steps: 4, episode_returns: vec![-1.5], episode_lengths: vec![200], counters };
+    let replies = vec![
+        OffPolicyReply::Weights(weights.clone(), 3),
+        OffPolicyReply::Round(Box::new(stats)),
+        OffPolicyReply::BatchesLost("gone".into()),
+        OffPolicyReply::Report(vec![("learners/td_loss".into(), 0.5)]),
+        OffPolicyReply::State(Box::new(state)),
+        OffPolicyReply::Restored(counters),
+    ];
+    // The enums have no PartialEq (they hold refs): compare their debug forms, in which a
+    // decoded ref shows that it is borrowed (see check_borrowed).
+    let same = |back: String, original: String| assert_eq!(back.replace(", borrowed", ""), original);
+    for m in &msgs {
+        let back: OffPolicyMsg = decode(&encode(m).unwrap()).unwrap();
+        same(format!("{back:?}"), format!("{m:?}"));
+    }
+    for r in &replies {
+        let back: OffPolicyReply = decode(&encode(r).unwrap()).unwrap();
+        same(format!("{back:?}"), format!("{r:?}"));
+    }
+    drop((msgs, replies, store));
+    assert_eq!(<rllib::dqn::DqnLearner as rl_runtime::Actor>::TYPE_NAME, "DqnLearner");
+    assert_eq!(<rllib::sac::SacLearner as rl_runtime::Actor>::TYPE_NAME, "SacLearner");
+}
+
 /// Refs to two objects of `store`, owning, plus the store.
 fn refs() -> (ObjectStore, ObjectRef, ObjectRef) {
     let store = ObjectStore::new(StoreOptions::default());

@@ -239,3 +239,55 @@ fn the_learner_can_run_on_a_worker_node_in_the_placement_group_with_the_same_cur
     assert_eq!(bundles[1], node_of("env_runner_0")["node_id"], "{placed}");
     assert_eq!(bundles[2], node_of("env_runner_1")["node_id"], "{placed}");
 }
+
+/// DQN and SAC across a head and two nodes: the runners on the nodes send their transitions to
+/// the learner (and its replay buffer) in the driver, and the run's rows equal the embedded
+/// run's, for two runners of two sub-envs each.
+#[test]
+fn off_policy_algorithms_on_a_cluster_match_the_local_run() {
+    let c = Cluster::start("offpolicy", 2, 30_000);
+    let configs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/");
+    let cases: [(&str, &[&str]); 2] = [
+        (
+            "dqn-cartpole-zoo.yaml",
+            &[
+                "--set",
+                "stop.num_env_steps_sampled_lifetime=3000",
+                "--set",
+                "n_step=2",
+                "--set",
+                "prioritized_replay={}",
+            ],
+        ),
+        (
+            "sac-pendulum-zoo.yaml",
+            &["--set", "stop.num_env_steps_sampled_lifetime=1200", "--set", "model.fcnet_hiddens=[32,32]"],
+        ),
+    ];
+    for (file, extra) in cases {
+        let config = Path::new(configs).join(file);
+        let shared =
+            ["--set", "num_env_runners=2", "--set", "num_envs_per_env_runner=2", "--set", "evaluation.duration=3"];
+        let args = [&shared[..], extra].concat();
+        let cluster_run = c.dir.join(format!("cluster-{file}"));
+        let mut driver = c.train(&config, &cluster_run, &args);
+        assert!(driver.exit(Duration::from_secs(300)).success(), "{file}: {}", driver.err());
+        let local_run = c.dir.join(format!("local-{file}"));
+        let local = Command::new(RL)
+            .args(["train", "--config", config.to_str().unwrap(), "--output", local_run.to_str().unwrap(), "--quiet"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(local.status.success(), "{file}: {}", String::from_utf8_lossy(&local.stderr));
+        let rows = progress_without_timing(&cluster_run);
+        assert!(rows.len() >= 2, "{file}: {rows:?}");
+        assert_eq!(rows, progress_without_timing(&local_run), "{file}");
+        // The runners ran on the nodes, the learner in the driver.
+        let placed = read_json(&cluster_run.join("cluster.json"));
+        let driver_node = placed["driver"]["node_id"].as_u64().unwrap();
+        for actor in placed["actors"].as_array().unwrap() {
+            let on_driver = actor["node_id"].as_u64() == Some(driver_node);
+            assert_eq!(on_driver, actor["name"] == "learner", "{file}: {placed}");
+        }
+    }
+}

@@ -16,35 +16,10 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 mod algorithms;
+mod off_policy;
 
-pub use self::algorithms::{TargetEntropy, TdErrorLossFn, algorithm_defaults, reads_key};
+pub use self::algorithms::{AlgorithmId, TargetEntropy, TdErrorLossFn, algorithm_defaults, reads_key};
 pub use crate::replay::PrioritizedReplayConfig;
-
-/// The algorithm to train (the config's `algorithm` key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AlgorithmId {
-    /// Proximal Policy Optimization (Schulman et al. 2017), clipped surrogate objective.
-    #[serde(rename = "PPO")]
-    Ppo,
-    /// Deep Q-Network (Mnih et al. 2015), with double Q-learning, dueling heads, n-step returns
-    /// and prioritized replay as options.
-    #[serde(rename = "DQN")]
-    Dqn,
-    /// Soft Actor-Critic (Haarnoja et al. 2018), twin critics and automatic entropy tuning.
-    #[serde(rename = "SAC")]
-    Sac,
-}
-
-impl AlgorithmId {
-    /// The name used in configs, run directories and checkpoints (`"PPO"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ppo => "PPO",
-            Self::Dqn => "DQN",
-            Self::Sac => "SAC",
-        }
-    }
-}
 
 /// How a scheduled value (`lr`, `clip_param`) changes over training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
