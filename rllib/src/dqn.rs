@@ -191,17 +191,8 @@ impl DqnLearner {
 
         let q = self.q.forward(&obs)?.gather(&actions, 1)?.squeeze(1)?;
         let td = (&q - &y)?;
-        let per_sample = match c.td_error_loss_fn {
-            TdErrorLossFn::Huber => {
-                let a = td.abs()?;
-                let quadratic = a.clamp(0.0f32, 1.0f32)?;
-                let linear = (&a - &quadratic)?;
-                ((quadratic.sqr()? * 0.5)? + linear)?
-            }
-            TdErrorLossFn::Mse => td.sqr()?,
-        };
         let weights = Tensor::from_slice(&batch.weights, b, d)?;
-        let loss = (per_sample * weights)?.mean_all()?;
+        let loss = td_loss(&td, &weights, c.td_error_loss_fn)?;
         let loss_value = loss.to_scalar::<f32>()?;
         let step = self.replay.counters.gradient_steps + 1;
         let non_finite = |quantity, value: f64| Error::NonFiniteGradientStep {
@@ -253,5 +244,58 @@ impl DqnLearner {
         self.version = state.policy_version;
         self.published = None;
         Ok(())
+    }
+}
+
+/// The loss on TD errors `td` `[B]`, weighted by `weights` `[B]` and averaged (see the module
+/// docs): Huber with delta 1, or the squared error.
+pub fn td_loss(td: &Tensor, weights: &Tensor, kind: TdErrorLossFn) -> candle_core::Result<Tensor> {
+    let per_sample = match kind {
+        TdErrorLossFn::Huber => {
+            // 0.5 q^2 + (|td| - |q|) with q = clip(td, -1, 1): 0.5 td^2 inside, |td| - 0.5
+            // outside; written on td itself so the gradient at td = 0 is 0.
+            let inner = td.clamp(-1.0f32, 1.0f32)?;
+            let linear = (td.abs()? - inner.abs()?)?;
+            ((inner.sqr()? * 0.5)? + linear)?
+        }
+        TdErrorLossFn::Mse => td.sqr()?,
+    };
+    (per_sample * weights)?.mean_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Var;
+
+    use super::*;
+
+    /// Both losses and their gradients against the formulas: Huber's gradient is the TD error
+    /// clipped to [-1, 1], the squared error's twice the TD error, each times w / B.
+    #[test]
+    fn td_losses_and_their_gradients_follow_the_formulas() {
+        let d = Device::Cpu;
+        let values = [-3.0f32, -1.0, -0.25, 0.0, 0.5, 0.999, 2.0];
+        let w = [1.0f32, 0.5, 2.0, 1.0, 1.0, 0.25, 3.0];
+        let b = values.len() as f32;
+        let td = Var::from_slice(&values, values.len(), &d).unwrap();
+        let weights = Tensor::from_slice(&w, w.len(), &d).unwrap();
+        for kind in [TdErrorLossFn::Huber, TdErrorLossFn::Mse] {
+            let loss = td_loss(td.as_tensor(), &weights, kind).unwrap();
+            let grad: Vec<f32> = loss.backward().unwrap().get(td.as_tensor()).unwrap().to_vec1().unwrap();
+            let (mut expected_loss, mut expected_grad) = (0.0f32, Vec::new());
+            for (x, w) in values.iter().zip(&w) {
+                let (l, g) = match kind {
+                    TdErrorLossFn::Huber if x.abs() < 1.0 => (0.5 * x * x, *x),
+                    TdErrorLossFn::Huber => (x.abs() - 0.5, x.signum()),
+                    TdErrorLossFn::Mse => (x * x, 2.0 * x),
+                };
+                expected_loss += w * l / b;
+                expected_grad.push(w * g / b);
+            }
+            assert!((loss.to_scalar::<f32>().unwrap() - expected_loss).abs() < 1e-6, "{kind:?} loss");
+            for (g, e) in grad.iter().zip(&expected_grad) {
+                assert!((g - e).abs() < 1e-6, "{kind:?}: gradient {grad:?}, expected {expected_grad:?}");
+            }
+        }
     }
 }
