@@ -136,6 +136,7 @@ pub trait OffPolicyLearner: Actor<Msg = OffPolicyMsg, Reply = OffPolicyReply, In
 /// DQN or SAC on a runtime: the learner actor `L` and the env runners.
 #[derive(Debug)]
 pub struct OffPolicy<L: OffPolicyLearner> {
+    rt: Runtime,
     config: TrainConfig,
     learner: ActorHandle<L>,
     runners: EnvRunnerGroup,
@@ -163,7 +164,7 @@ impl<L: OffPolicyLearner> OffPolicy<L> {
         };
         let runners = EnvRunnerGroup::new(rt, config, group, first_worker_bundle)?;
         let learner = rt.spawn::<L>(config.clone(), opts)?;
-        Ok(Self { config: config.clone(), learner, runners, counters: Counters::default() })
+        Ok(Self { rt: rt.clone(), config: config.clone(), learner, runners, counters: Counters::default() })
     }
 
     /// The exploration of the next round (SB3's: random before `learning_starts`; DQN's
@@ -264,7 +265,11 @@ impl<L: OffPolicyLearner> Algorithm for OffPolicy<L> {
     }
 
     fn policy_weights(&mut self) -> Result<Vec<u8>> {
-        Ok(self.learner_state()?.policy)
+        // The published object, not the learner's whole state (which holds the replay buffer).
+        let OffPolicyReply::Weights(weights, _) = self.learner.call(OffPolicyMsg::PublishWeights).wait()? else {
+            unreachable!("PublishWeights answers Weights")
+        };
+        Ok(self.rt.get_blocking(&weights, None)?.to_vec())
     }
 
     fn state(&mut self) -> Result<AlgorithmState> {
