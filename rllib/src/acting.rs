@@ -10,7 +10,7 @@
 //! Before `learning_starts` the off-policy algorithms sample uniformly random actions from the
 //! action space (SB3's warm-up), whatever the network says.
 
-use rl_env::Space;
+use rl_env::{BoxSpace, Space};
 use rl_policies::{ActorCritic, FastPolicy, FastQNetwork, FastSquashedActor, QNetwork, SquashedGaussianActor};
 use serde::{Deserialize, Serialize};
 
@@ -83,31 +83,13 @@ impl ActingPolicy {
             return Ok((Self::ActorCritic { fast: Box::new(policy.fast_policy()?), policy }, encoder));
         }
         let encoder = ObservationEncoder::new(obs_space);
-        let m = &config.model;
-        let device = candle_core::Device::Cpu;
         let policy = match (config.algorithm, act_space) {
             (AlgorithmId::Dqn, Space::Discrete { n, .. }) => {
-                let net = QNetwork::new(
-                    encoder.dim(),
-                    *n as usize,
-                    &m.fcnet_hiddens,
-                    m.fcnet_activation,
-                    config.dueling,
-                    config.seed,
-                    &device,
-                )?;
+                let net = q_network(config, encoder.dim(), *n as usize)?;
                 Self::Q { fast: Box::new(net.fast()?), net }
             }
             (AlgorithmId::Sac, Space::Box(b)) => {
-                let actor = SquashedGaussianActor::new(
-                    encoder.dim(),
-                    b.low(),
-                    b.high(),
-                    &m.fcnet_hiddens,
-                    m.fcnet_activation,
-                    config.seed,
-                    &device,
-                )?;
+                let actor = squashed_actor(config, encoder.dim(), b)?;
                 Self::Squashed { fast: Box::new(actor.fast()?), actor }
             }
             (algorithm, space) => {
@@ -149,4 +131,28 @@ impl ActingPolicy {
             _ => None,
         }
     }
+}
+
+/// DQN's Q-network for `config` (its model, `dueling`, the run seed), on the CPU: the one
+/// constructor runners and the learner share, so their initial weights agree.
+pub fn q_network(config: &TrainConfig, obs_dim: usize, n_actions: usize) -> Result<QNetwork> {
+    let m = &config.model;
+    let device = candle_core::Device::Cpu;
+    Ok(QNetwork::new(obs_dim, n_actions, &m.fcnet_hiddens, m.fcnet_activation, config.dueling, config.seed, &device)?)
+}
+
+/// SAC's actor for `config` (its model, the run seed) squashing into `bounds`, on the CPU: the
+/// one constructor runners and the learner share, so their initial weights agree.
+pub fn squashed_actor(config: &TrainConfig, obs_dim: usize, bounds: &BoxSpace) -> Result<SquashedGaussianActor> {
+    let m = &config.model;
+    let device = candle_core::Device::Cpu;
+    Ok(SquashedGaussianActor::new(
+        obs_dim,
+        bounds.low(),
+        bounds.high(),
+        &m.fcnet_hiddens,
+        m.fcnet_activation,
+        config.seed,
+        &device,
+    )?)
 }

@@ -19,17 +19,18 @@
 //! is averaged over the batch, weighted by the importance weights `w` (all 1 without
 //! prioritized replay).
 
-use bytes::Bytes;
 use candle_core::{D, Device, Tensor};
 use rl_env::Space;
 use rl_policies::{QNetwork, load_vars_safetensors, vars_to_safetensors};
-use rl_runtime::{Actor, ActorContext, BoxError, ObjectRef};
+use rl_runtime::{Actor, ActorContext, BoxError};
 
 use crate::checkpoint::OptimizerState;
 use crate::config::{AlgorithmId, TdErrorLossFn, TrainConfig};
 use crate::error::{Error, Result};
 use crate::observation::ObservationEncoder;
-use crate::off_policy::{OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, ReplaySide, find_file};
+use crate::off_policy::{
+    OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, Published, ReplaySide, find_file,
+};
 use crate::optim::{Adam, AdamStep};
 use crate::replay::ReplaySample;
 use crate::seeding::{LEARNER_STREAM, stream_rng};
@@ -58,92 +59,26 @@ pub struct DqnLearner {
     adam: Adam,
     replay: ReplaySide,
     version: u64,
-    /// The weights object of `version`, published once.
-    published: Option<(u64, ObjectRef)>,
+    published: Published,
     device: Device,
 }
 
 impl OffPolicyLearner for DqnLearner {
     const ALGORITHM: AlgorithmId = AlgorithmId::Dqn;
     const METRIC_COLUMNS: &'static [&'static str] = METRIC_COLUMNS;
-}
 
-impl Actor for DqnLearner {
-    const TYPE_NAME: &'static str = "DqnLearner";
-    type Init = TrainConfig;
-    type Msg = OffPolicyMsg;
-    type Reply = OffPolicyReply;
-
-    fn new(config: TrainConfig, _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
-        let env = rl_env::make(&config.env, &config.env_config)?;
-        let Space::Discrete { n, .. } = env.action_space() else {
-            return Err(
-                Error::config("algorithm", format!("DQN needs Discrete actions, {} has others", config.env)).into()
-            );
-        };
-        let encoder = ObservationEncoder::new(env.observation_space());
-        let device = Device::Cpu;
-        // The same network, seed and all, as the runners build (crate::acting).
-        let m = &config.model;
-        let q = QNetwork::new(
-            encoder.dim(),
-            *n as usize,
-            &m.fcnet_hiddens,
-            m.fcnet_activation,
-            config.dueling,
-            config.seed,
-            &device,
-        )?;
-        let target = q.duplicate()?;
-        let rng = stream_rng(config.seed, LEARNER_STREAM);
-        Ok(Self {
-            adam: Adam::new(q.vars()),
-            replay: ReplaySide::new(&config, encoder, 1, true, rng),
-            q,
-            target,
-            config,
-            version: 0,
-            published: None,
-            device,
-        })
+    fn replay(&mut self) -> &mut ReplaySide {
+        &mut self.replay
     }
 
-    fn handle(&mut self, msg: OffPolicyMsg, ctx: &ActorContext) -> std::result::Result<OffPolicyReply, BoxError> {
-        match msg {
-            OffPolicyMsg::PublishWeights => {
-                if self.published.as_ref().is_none_or(|(v, _)| *v != self.version) {
-                    let bytes = self.q.to_safetensors(self.version)?;
-                    self.published = Some((self.version, ctx.runtime().put(Bytes::from(bytes))?));
-                }
-                let (version, weights) = self.published.clone().expect("published above");
-                Ok(OffPolicyReply::Weights(weights, version))
-            }
-            OffPolicyMsg::Round { batches } => {
-                let mut stats = match self.replay.insert(ctx.runtime(), &batches)? {
-                    Ok(stats) => stats,
-                    Err(lost) => return Ok(OffPolicyReply::BatchesLost(lost)),
-                };
-                self.round(stats.num_env_steps).map_err(Error::into_actor_error)?;
-                stats.counters = self.replay.counters;
-                Ok(OffPolicyReply::Round(Box::new(stats)))
-            }
-            OffPolicyMsg::Report => {
-                let mut metrics = self.replay.take_report();
-                metrics.push(("learners/lr".into(), self.config.lr));
-                metrics.push(("learners/replay_buffer_size".into(), self.replay.buffer.len() as f64));
-                metrics.push(("learners/policy_version".into(), self.version as f64));
-                Ok(OffPolicyReply::Report(metrics))
-            }
-            OffPolicyMsg::State => Ok(OffPolicyReply::State(Box::new(self.state()?))),
-            OffPolicyMsg::Restore(state) => {
-                self.restore(&state).map_err(Error::into_actor_error)?;
-                Ok(OffPolicyReply::Restored(self.replay.counters))
-            }
-        }
+    fn acting_weights(&self) -> Result<Vec<u8>> {
+        Ok(self.q.to_safetensors(self.version)?)
     }
-}
 
-impl DqnLearner {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
     /// The round's target updates and gradient steps, after `new_steps` env steps were stored.
     fn round(&mut self, new_steps: u64) -> Result<()> {
         let c = self.config.clone();
@@ -167,6 +102,75 @@ impl DqnLearner {
         Ok(())
     }
 
+    fn gauges(&self) -> Result<Vec<(String, f64)>> {
+        Ok(vec![("learners/lr".into(), self.config.lr)])
+    }
+
+    fn state(&self) -> Result<OffPolicyLearnerState> {
+        let (step, moments) = self.adam.state();
+        let mut extra_files = self.replay.files()?;
+        extra_files.push((TARGET_FILE.into(), vars_to_safetensors(&self.target.named_vars(), &[])?));
+        Ok(OffPolicyLearnerState {
+            policy: self.q.to_safetensors(self.version)?,
+            policy_version: self.version,
+            optimizer: OptimizerState { step, moments },
+            rng: self.replay.rng.state(),
+            extra_files,
+        })
+    }
+
+    fn restore(&mut self, state: &OffPolicyLearnerState) -> Result<()> {
+        self.q.load_safetensors(&state.policy)?;
+        load_vars_safetensors(&self.target.named_vars(), find_file(&state.extra_files, TARGET_FILE)?)?;
+        self.adam
+            .restore(state.optimizer.step, &state.optimizer.moments)
+            .map_err(|m| Error::Resume(format!("the optimizer state does not fit the Q-network: {m}")))?;
+        self.replay.restore(&state.extra_files, state.rng)?;
+        self.version = state.policy_version;
+        Ok(())
+    }
+}
+
+impl Actor for DqnLearner {
+    const TYPE_NAME: &'static str = "DqnLearner";
+    type Init = TrainConfig;
+    type Msg = OffPolicyMsg;
+    type Reply = OffPolicyReply;
+
+    fn new(config: TrainConfig, _ctx: &ActorContext) -> std::result::Result<Self, BoxError> {
+        let env = rl_env::make(&config.env, &config.env_config)?;
+        let Space::Discrete { n, .. } = env.action_space() else {
+            return Err(
+                Error::config("algorithm", format!("DQN needs Discrete actions, {} has others", config.env)).into()
+            );
+        };
+        let encoder = ObservationEncoder::new(env.observation_space());
+        let device = Device::Cpu;
+        // The same network, seed and all, as the runners build (crate::acting).
+        let q = crate::acting::q_network(&config, encoder.dim(), *n as usize)?;
+        let target = q.duplicate()?;
+        let rng = stream_rng(config.seed, LEARNER_STREAM);
+        Ok(Self {
+            adam: Adam::new(q.vars()),
+            replay: ReplaySide::new(&config, encoder, 1, true, rng),
+            q,
+            target,
+            config,
+            version: 0,
+            published: Published::default(),
+            device,
+        })
+    }
+
+    fn handle(&mut self, msg: OffPolicyMsg, ctx: &ActorContext) -> std::result::Result<OffPolicyReply, BoxError> {
+        let mut published = std::mem::take(&mut self.published);
+        let reply = crate::off_policy::handle(self, &mut published, msg, ctx);
+        self.published = published;
+        reply
+    }
+}
+
+impl DqnLearner {
     /// One gradient step on `batch` (see the module docs).
     fn gradient_step(&mut self, batch: &ReplaySample) -> Result<()> {
         let c = &self.config;
@@ -218,31 +222,6 @@ impl DqnLearner {
         self.replay.record("learners/td_loss", f64::from(loss_value));
         self.replay.record("learners/q_values", f64::from(q.detach().mean_all()?.to_scalar::<f32>()?));
         self.replay.record("learners/grad_norm", stats.grad_norm);
-        Ok(())
-    }
-
-    fn state(&self) -> Result<OffPolicyLearnerState> {
-        let (step, moments) = self.adam.state();
-        let mut extra_files = self.replay.files()?;
-        extra_files.push((TARGET_FILE.into(), vars_to_safetensors(&self.target.named_vars(), &[])?));
-        Ok(OffPolicyLearnerState {
-            policy: self.q.to_safetensors(self.version)?,
-            policy_version: self.version,
-            optimizer: OptimizerState { step, moments },
-            rng: self.replay.rng.state(),
-            extra_files,
-        })
-    }
-
-    fn restore(&mut self, state: &OffPolicyLearnerState) -> Result<()> {
-        self.q.load_safetensors(&state.policy)?;
-        load_vars_safetensors(&self.target.named_vars(), find_file(&state.extra_files, TARGET_FILE)?)?;
-        self.adam
-            .restore(state.optimizer.step, &state.optimizer.moments)
-            .map_err(|m| Error::Resume(format!("the optimizer state does not fit the Q-network: {m}")))?;
-        self.replay.restore(&state.extra_files, state.rng)?;
-        self.version = state.policy_version;
-        self.published = None;
         Ok(())
     }
 }

@@ -27,8 +27,11 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use bytes::Bytes;
 use rl_env::rng::Pcg64;
-use rl_runtime::{Actor, ActorHandle, ActorLocation, ActorOptions, ObjectRef, Placement, Runtime};
+use rl_runtime::{
+    Actor, ActorContext, ActorHandle, ActorLocation, ActorOptions, BoxError, ObjectRef, Placement, Runtime,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::acting::Exploration;
@@ -125,12 +128,79 @@ pub struct OffPolicyLearnerState {
 
 // === 2. The driver ===
 
-/// What an off-policy learner actor is to the shared driver.
+/// What an off-policy learner actor is to the shared driver: its algorithm's part of each
+/// message; [`handle`] does the rest.
 pub trait OffPolicyLearner: Actor<Msg = OffPolicyMsg, Reply = OffPolicyReply, Init = TrainConfig> {
     /// Its algorithm.
     const ALGORITHM: AlgorithmId;
     /// Its `progress.csv` columns (RLlib-style `learners/...` names), in order.
     const METRIC_COLUMNS: &'static [&'static str];
+    /// Its replay side.
+    fn replay(&mut self) -> &mut ReplaySide;
+    /// The acting network's weights (safetensors with `version`), to publish.
+    fn acting_weights(&self) -> Result<Vec<u8>>;
+    /// The version of those weights: the rounds that took gradient steps.
+    fn version(&self) -> u64;
+    /// The round's target updates and gradient steps, after `new_steps` env steps were stored.
+    fn round(&mut self, new_steps: u64) -> Result<()>;
+    /// Its metrics that are values now rather than means over gradient steps.
+    fn gauges(&self) -> Result<Vec<(String, f64)>>;
+    /// Its state, for a checkpoint.
+    fn state(&self) -> Result<OffPolicyLearnerState>;
+    /// Continues from a checkpoint's state.
+    fn restore(&mut self, state: &OffPolicyLearnerState) -> Result<()>;
+}
+
+/// An off-policy learner's weights object of one version, put into the store once.
+#[derive(Debug, Default)]
+pub struct Published(Option<(u64, ObjectRef)>);
+
+impl Published {
+    /// Forgets the object (after a restore, whose weights may share the version number).
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Handles `msg` for learner `l`: the message protocol every off-policy learner shares.
+pub fn handle<L: OffPolicyLearner>(
+    l: &mut L,
+    published: &mut Published,
+    msg: OffPolicyMsg,
+    ctx: &ActorContext,
+) -> std::result::Result<OffPolicyReply, BoxError> {
+    match msg {
+        OffPolicyMsg::PublishWeights => {
+            let version = l.version();
+            if published.0.as_ref().is_none_or(|(v, _)| *v != version) {
+                published.0 = Some((version, ctx.runtime().put(Bytes::from(l.acting_weights()?))?));
+            }
+            let (version, weights) = published.0.clone().expect("published above");
+            Ok(OffPolicyReply::Weights(weights, version))
+        }
+        OffPolicyMsg::Round { batches } => {
+            let mut stats = match l.replay().insert(ctx.runtime(), &batches)? {
+                Ok(stats) => stats,
+                Err(lost) => return Ok(OffPolicyReply::BatchesLost(lost)),
+            };
+            l.round(stats.num_env_steps).map_err(Error::into_actor_error)?;
+            stats.counters = l.replay().counters;
+            Ok(OffPolicyReply::Round(Box::new(stats)))
+        }
+        OffPolicyMsg::Report => {
+            let mut metrics = l.replay().take_report();
+            metrics.extend(l.gauges()?);
+            metrics.push(("learners/replay_buffer_size".into(), l.replay().buffer.len() as f64));
+            metrics.push(("learners/policy_version".into(), l.version() as f64));
+            Ok(OffPolicyReply::Report(metrics))
+        }
+        OffPolicyMsg::State => Ok(OffPolicyReply::State(Box::new(l.state()?))),
+        OffPolicyMsg::Restore(state) => {
+            l.restore(&state).map_err(Error::into_actor_error)?;
+            published.clear();
+            Ok(OffPolicyReply::Restored(l.replay().counters))
+        }
+    }
 }
 
 /// DQN or SAC on a runtime: the learner actor `L` and the env runners.

@@ -22,18 +22,18 @@
 //! `discount` is `gamma^k` for a k-step transition and 0 where the episode terminated; a
 //! truncated episode bootstraps from its final observation.
 
-use bytes::Bytes;
 use candle_core::{Device, Tensor, Var};
 use rl_env::Space;
 use rl_policies::{QCritic, SquashedGaussianActor, load_vars_safetensors, vars_to_safetensors};
-use rl_runtime::{Actor, ActorContext, BoxError, ObjectRef};
+use rl_runtime::{Actor, ActorContext, BoxError};
 
 use crate::checkpoint::{OptimizerState, optimizer_bytes, read_optimizer};
 use crate::config::{AlgorithmId, TrainConfig};
 use crate::error::{Error, Result};
 use crate::observation::ObservationEncoder;
 use crate::off_policy::{
-    OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, ReplaySide, find_file, standard_normal,
+    OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, Published, ReplaySide, find_file,
+    standard_normal,
 };
 use crate::optim::{Adam, AdamStep};
 use crate::replay::ReplaySample;
@@ -76,13 +76,82 @@ pub struct SacLearner {
     target_entropy: f64,
     replay: ReplaySide,
     version: u64,
-    published: Option<(u64, ObjectRef)>,
+    published: Published,
     device: Device,
 }
 
 impl OffPolicyLearner for SacLearner {
     const ALGORITHM: AlgorithmId = AlgorithmId::Sac;
     const METRIC_COLUMNS: &'static [&'static str] = METRIC_COLUMNS;
+
+    fn replay(&mut self) -> &mut ReplaySide {
+        &mut self.replay
+    }
+
+    fn acting_weights(&self) -> Result<Vec<u8>> {
+        Ok(self.actor.to_safetensors(self.version)?)
+    }
+
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The round's gradient steps, once more than `learning_starts` env steps were sampled.
+    fn round(&mut self, _new_steps: u64) -> Result<()> {
+        let c = self.config.clone();
+        let steps = self.replay.counters.env_steps;
+        if steps <= c.learning_starts || self.replay.buffer.is_empty() {
+            return Ok(());
+        }
+        for _ in 0..c.gradient_steps_per_round() {
+            let batch = self.replay.sample(c.batch_size, ReplaySide::beta(&c, steps));
+            self.gradient_step(&batch)?;
+        }
+        self.version += 1;
+        Ok(())
+    }
+
+    fn gauges(&self) -> Result<Vec<(String, f64)>> {
+        Ok(vec![("learners/alpha".into(), f64::from(self.alpha()?))])
+    }
+
+    fn state(&self) -> Result<OffPolicyLearnerState> {
+        let adam = |a: &Adam| {
+            let (step, moments) = a.state();
+            OptimizerState { step, moments }
+        };
+        let mut extra_files = self.replay.files()?;
+        extra_files.push((CRITICS_FILE.into(), vars_to_safetensors(&self.critic_vars(), &[])?));
+        extra_files.push((CRITIC_OPTIMIZER_FILE.into(), optimizer_bytes(&adam(&self.critic_adam))));
+        extra_files.push((ALPHA_OPTIMIZER_FILE.into(), optimizer_bytes(&adam(&self.alpha_adam))));
+        Ok(OffPolicyLearnerState {
+            policy: self.actor.to_safetensors(self.version)?,
+            policy_version: self.version,
+            optimizer: adam(&self.actor_adam),
+            rng: self.replay.rng.state(),
+            extra_files,
+        })
+    }
+
+    fn restore(&mut self, state: &OffPolicyLearnerState) -> Result<()> {
+        self.actor.load_safetensors(&state.policy)?;
+        load_vars_safetensors(&self.critic_vars(), find_file(&state.extra_files, CRITICS_FILE)?)?;
+        let restore = |adam: &mut Adam, opt: &OptimizerState, what: &str| {
+            adam.restore(opt.step, &opt.moments)
+                .map_err(|m| Error::Resume(format!("the {what} optimizer state does not fit: {m}")))
+        };
+        restore(&mut self.actor_adam, &state.optimizer, "actor")?;
+        for (file, adam, what) in [
+            (CRITIC_OPTIMIZER_FILE, &mut self.critic_adam, "critic"),
+            (ALPHA_OPTIMIZER_FILE, &mut self.alpha_adam, "alpha"),
+        ] {
+            let opt = read_optimizer(find_file(&state.extra_files, file)?, std::path::Path::new(file))?;
+            restore(adam, &opt, what)?;
+        }
+        self.replay.restore(&state.extra_files, state.rng)?;
+        self.version = state.policy_version;
+        Ok(())
+    }
 }
 
 impl Actor for SacLearner {
@@ -100,15 +169,7 @@ impl Actor for SacLearner {
         let device = Device::Cpu;
         let (m, obs_dim, act_dim) = (&config.model, encoder.dim(), bounds.len());
         // The actor as the runners build it (crate::acting); each critic from a seed of its own.
-        let actor = SquashedGaussianActor::new(
-            obs_dim,
-            bounds.low(),
-            bounds.high(),
-            &m.fcnet_hiddens,
-            m.fcnet_activation,
-            config.seed,
-            &device,
-        )?;
+        let actor = crate::acting::squashed_actor(&config, obs_dim, bounds)?;
         let critic = |name: &str, k: u64| {
             let seed = rl_env::rng::mix_seed(config.seed, k);
             QCritic::new(name, obs_dim, act_dim, &m.fcnet_hiddens, m.fcnet_activation, seed, &device)
@@ -131,64 +192,22 @@ impl Actor for SacLearner {
             log_alpha,
             config,
             version: 0,
-            published: None,
+            published: Published::default(),
             device,
         })
     }
 
     fn handle(&mut self, msg: OffPolicyMsg, ctx: &ActorContext) -> std::result::Result<OffPolicyReply, BoxError> {
-        match msg {
-            OffPolicyMsg::PublishWeights => {
-                if self.published.as_ref().is_none_or(|(v, _)| *v != self.version) {
-                    let bytes = self.actor.to_safetensors(self.version)?;
-                    self.published = Some((self.version, ctx.runtime().put(Bytes::from(bytes))?));
-                }
-                let (version, weights) = self.published.clone().expect("published above");
-                Ok(OffPolicyReply::Weights(weights, version))
-            }
-            OffPolicyMsg::Round { batches } => {
-                let mut stats = match self.replay.insert(ctx.runtime(), &batches)? {
-                    Ok(stats) => stats,
-                    Err(lost) => return Ok(OffPolicyReply::BatchesLost(lost)),
-                };
-                self.round().map_err(Error::into_actor_error)?;
-                stats.counters = self.replay.counters;
-                Ok(OffPolicyReply::Round(Box::new(stats)))
-            }
-            OffPolicyMsg::Report => {
-                let mut metrics = self.replay.take_report();
-                metrics.push(("learners/alpha".into(), f64::from(self.alpha()?)));
-                metrics.push(("learners/replay_buffer_size".into(), self.replay.buffer.len() as f64));
-                metrics.push(("learners/policy_version".into(), self.version as f64));
-                Ok(OffPolicyReply::Report(metrics))
-            }
-            OffPolicyMsg::State => Ok(OffPolicyReply::State(Box::new(self.state()?))),
-            OffPolicyMsg::Restore(state) => {
-                self.restore(&state).map_err(Error::into_actor_error)?;
-                Ok(OffPolicyReply::Restored(self.replay.counters))
-            }
-        }
+        let mut published = std::mem::take(&mut self.published);
+        let reply = crate::off_policy::handle(self, &mut published, msg, ctx);
+        self.published = published;
+        reply
     }
 }
 
 impl SacLearner {
     fn alpha(&self) -> Result<f32> {
         Ok(self.log_alpha.as_tensor().exp()?.to_vec1::<f32>()?[0])
-    }
-
-    /// The round's gradient steps, once more than `learning_starts` env steps were sampled.
-    fn round(&mut self) -> Result<()> {
-        let c = self.config.clone();
-        let steps = self.replay.counters.env_steps;
-        if steps <= c.learning_starts || self.replay.buffer.is_empty() {
-            return Ok(());
-        }
-        for _ in 0..c.gradient_steps_per_round() {
-            let batch = self.replay.sample(c.batch_size, ReplaySide::beta(&c, steps));
-            self.gradient_step(&batch)?;
-        }
-        self.version += 1;
-        Ok(())
     }
 
     /// One gradient step on `batch` (see the module docs).
@@ -309,44 +328,5 @@ impl SacLearner {
         }
         vars.push(("log_alpha".into(), self.log_alpha.clone()));
         vars
-    }
-
-    fn state(&self) -> Result<OffPolicyLearnerState> {
-        let adam = |a: &Adam| {
-            let (step, moments) = a.state();
-            OptimizerState { step, moments }
-        };
-        let mut extra_files = self.replay.files()?;
-        extra_files.push((CRITICS_FILE.into(), vars_to_safetensors(&self.critic_vars(), &[])?));
-        extra_files.push((CRITIC_OPTIMIZER_FILE.into(), optimizer_bytes(&adam(&self.critic_adam))));
-        extra_files.push((ALPHA_OPTIMIZER_FILE.into(), optimizer_bytes(&adam(&self.alpha_adam))));
-        Ok(OffPolicyLearnerState {
-            policy: self.actor.to_safetensors(self.version)?,
-            policy_version: self.version,
-            optimizer: adam(&self.actor_adam),
-            rng: self.replay.rng.state(),
-            extra_files,
-        })
-    }
-
-    fn restore(&mut self, state: &OffPolicyLearnerState) -> Result<()> {
-        self.actor.load_safetensors(&state.policy)?;
-        load_vars_safetensors(&self.critic_vars(), find_file(&state.extra_files, CRITICS_FILE)?)?;
-        let restore = |adam: &mut Adam, opt: &OptimizerState, what: &str| {
-            adam.restore(opt.step, &opt.moments)
-                .map_err(|m| Error::Resume(format!("the {what} optimizer state does not fit: {m}")))
-        };
-        restore(&mut self.actor_adam, &state.optimizer, "actor")?;
-        for (file, adam, what) in [
-            (CRITIC_OPTIMIZER_FILE, &mut self.critic_adam, "critic"),
-            (ALPHA_OPTIMIZER_FILE, &mut self.alpha_adam, "alpha"),
-        ] {
-            let opt = read_optimizer(find_file(&state.extra_files, file)?, std::path::Path::new(file))?;
-            restore(adam, &opt, what)?;
-        }
-        self.replay.restore(&state.extra_files, state.rng)?;
-        self.version = state.policy_version;
-        self.published = None;
-        Ok(())
     }
 }
