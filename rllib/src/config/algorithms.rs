@@ -236,7 +236,7 @@ pub fn unread_key(algorithm: AlgorithmId, tree: &Value) -> Option<(String, Strin
 /// The defaults of the keys whose default depends on the algorithm, as `(key, value)`; `model`
 /// is given as a map of its own keys.
 ///
-/// Sources: PPO from CleanRL's `ppo.py` (the serde defaults of [`TrainConfig`]); DQN from SB3's
+/// Sources: PPO from CleanRL's `ppo.py` (the serde defaults of `TrainConfig`); DQN from SB3's
 /// `DQN` (1 env, `learning_rate` 1e-4, `batch_size` 32, `tau` 1.0, `train_freq` 4,
 /// `target_update_interval` 10000, `max_grad_norm` 10, `net_arch` [64, 64] with ReLU, Adam's
 /// PyTorch epsilon 1e-8); SAC from SB3's `SAC` (1 env, `batch_size` 256, `tau` 0.005,
