@@ -289,9 +289,12 @@ pub fn aggregate(metric: Metric, runs: &[&TrainSummary]) -> Option<MeanStd> {
 }
 
 /// Whether `mean` is within two reference standard deviations of the reference mean (with a
-/// 1e-9 tolerance, so a reference with std 0 accepts exactly its mean).
+/// 1e-9 tolerance). A reference with std 0 (a perfect score such as CartPole's 500 +- 0) has no
+/// spread to compare with: there the result must reach 97.5% of it, i.e. lie within 2.5% of
+/// its magnitude.
 pub fn within_two_std(mean: f64, reference: &Reference) -> bool {
-    (mean - reference.mean).abs() <= 2.0 * reference.std + 1e-9
+    let band = if reference.std == 0.0 { 0.025 * reference.mean.abs() } else { 2.0 * reference.std };
+    (mean - reference.mean).abs() <= band + 1e-9
 }
 
 /// The outcome of one row: its result and how its runs went.
@@ -383,7 +386,8 @@ pub fn render_table(spec: &ExperimentSpec, provenance: &Provenance, rows: &[RowR
     out += "\n*train*: per seed, the mean return of the last 100 training episodes, then mean ± std over seeds. \
             *evaluation*: the final deterministic evaluation episodes of all seeds pooled, mean ± std over \
             episodes. ± is the population standard deviation; *Within 2 std* compares the result's mean with \
-            the reference mean ± 2 reference std. *Truncation*: a time-limit truncation is *bootstrapped* from the \
+            the reference mean ± 2 reference std (with a reference std of 0, it must reach 97.5% of the \
+            reference). *Truncation*: a time-limit truncation is *bootstrapped* from the \
             value of the final observation (`bootstrap_truncated: true`, as SB3) or *terminal* (value 0, as \
             CleanRL's ppo.py; `bootstrap_truncated: false`).\n";
     let mut sources: Vec<(&str, Vec<&str>)> = Vec::new();

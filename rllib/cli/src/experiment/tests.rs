@@ -129,9 +129,12 @@ fn within_two_std_includes_the_boundary_and_handles_std_zero() {
     let r = Reference { mean: 100.0, std: 5.0, source: String::new() };
     assert!(within_two_std(110.0, &r) && within_two_std(90.0, &r) && within_two_std(100.0, &r));
     assert!(!within_two_std(110.01, &r) && !within_two_std(89.99, &r));
+    // A reference with std 0 accepts 97.5% of it and more (up to the same distance above).
     let exact = Reference { mean: 500.0, std: 0.0, source: String::new() };
-    assert!(within_two_std(500.0, &exact) && within_two_std(500.0 + 1e-12, &exact));
-    assert!(!within_two_std(499.9, &exact));
+    assert!(within_two_std(500.0, &exact) && within_two_std(487.5, &exact));
+    assert!(!within_two_std(487.4, &exact) && !within_two_std(236.67, &exact));
+    let negative = Reference { mean: -200.0, std: 0.0, source: String::new() };
+    assert!(within_two_std(-195.0, &negative) && !within_two_std(-194.9, &negative));
 }
 
 #[test]
