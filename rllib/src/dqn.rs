@@ -25,12 +25,10 @@ use rl_policies::{QNetwork, load_vars_safetensors, vars_to_safetensors};
 use rl_runtime::{Actor, ActorContext, BoxError};
 
 use crate::checkpoint::OptimizerState;
-use crate::config::{AlgorithmId, TdErrorLossFn, TrainConfig};
+use crate::config::{TdErrorLossFn, TrainConfig};
 use crate::error::{Error, Result};
 use crate::observation::ObservationEncoder;
-use crate::off_policy::{
-    OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, Published, ReplaySide, find_file,
-};
+use crate::off_policy::{OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, ReplaySide, find_file};
 use crate::optim::{Adam, AdamStep};
 use crate::replay::ReplaySample;
 use crate::seeding::{LEARNER_STREAM, stream_rng};
@@ -59,12 +57,10 @@ pub struct DqnLearner {
     adam: Adam,
     replay: ReplaySide,
     version: u64,
-    published: Published,
     device: Device,
 }
 
 impl OffPolicyLearner for DqnLearner {
-    const ALGORITHM: AlgorithmId = AlgorithmId::Dqn;
     const METRIC_COLUMNS: &'static [&'static str] = METRIC_COLUMNS;
 
     fn replay(&mut self) -> &mut ReplaySide {
@@ -152,21 +148,17 @@ impl Actor for DqnLearner {
         let rng = stream_rng(config.seed, LEARNER_STREAM);
         Ok(Self {
             adam: Adam::new(q.vars()),
-            replay: ReplaySide::new(&config, encoder, 1, true, rng),
+            replay: ReplaySide::new(&config, encoder, 1, rng),
             q,
             target,
             config,
             version: 0,
-            published: Published::default(),
             device,
         })
     }
 
     fn handle(&mut self, msg: OffPolicyMsg, ctx: &ActorContext) -> std::result::Result<OffPolicyReply, BoxError> {
-        let mut published = std::mem::take(&mut self.published);
-        let reply = crate::off_policy::handle(self, &mut published, msg, ctx);
-        self.published = published;
-        reply
+        crate::off_policy::handle(self, msg, ctx)
     }
 }
 

@@ -131,8 +131,6 @@ pub struct OffPolicyLearnerState {
 /// What an off-policy learner actor is to the shared driver: its algorithm's part of each
 /// message; [`handle`] does the rest.
 pub trait OffPolicyLearner: Actor<Msg = OffPolicyMsg, Reply = OffPolicyReply, Init = TrainConfig> {
-    /// Its algorithm.
-    const ALGORITHM: AlgorithmId;
     /// Its `progress.csv` columns (RLlib-style `learners/...` names), in order.
     const METRIC_COLUMNS: &'static [&'static str];
     /// Its replay side.
@@ -151,31 +149,20 @@ pub trait OffPolicyLearner: Actor<Msg = OffPolicyMsg, Reply = OffPolicyReply, In
     fn restore(&mut self, state: &OffPolicyLearnerState) -> Result<()>;
 }
 
-/// An off-policy learner's weights object of one version, put into the store once.
-#[derive(Debug, Default)]
-pub struct Published(Option<(u64, ObjectRef)>);
-
-impl Published {
-    /// Forgets the object (after a restore, whose weights may share the version number).
-    pub fn clear(&mut self) {
-        self.0 = None;
-    }
-}
-
 /// Handles `msg` for learner `l`: the message protocol every off-policy learner shares.
 pub fn handle<L: OffPolicyLearner>(
     l: &mut L,
-    published: &mut Published,
     msg: OffPolicyMsg,
     ctx: &ActorContext,
 ) -> std::result::Result<OffPolicyReply, BoxError> {
     match msg {
         OffPolicyMsg::PublishWeights => {
             let version = l.version();
-            if published.0.as_ref().is_none_or(|(v, _)| *v != version) {
-                published.0 = Some((version, ctx.runtime().put(Bytes::from(l.acting_weights()?))?));
+            if l.replay().published.as_ref().is_none_or(|(v, _)| *v != version) {
+                let weights = ctx.runtime().put(Bytes::from(l.acting_weights()?))?;
+                l.replay().published = Some((version, weights));
             }
-            let (version, weights) = published.0.clone().expect("published above");
+            let (version, weights) = l.replay().published.clone().expect("published above");
             Ok(OffPolicyReply::Weights(weights, version))
         }
         OffPolicyMsg::Round { batches } => {
@@ -197,7 +184,8 @@ pub fn handle<L: OffPolicyLearner>(
         OffPolicyMsg::State => Ok(OffPolicyReply::State(Box::new(l.state()?))),
         OffPolicyMsg::Restore(state) => {
             l.restore(&state).map_err(Error::into_actor_error)?;
-            published.clear();
+            // The restored weights may carry the version of an object published before.
+            l.replay().published = None;
             Ok(OffPolicyReply::Restored(l.replay().counters))
         }
     }
@@ -406,8 +394,10 @@ pub struct ReplaySide {
     pub counters: Counters,
     /// The learner's generator.
     pub rng: Pcg64,
+    /// The acting network's weights object and its version, put into the store once per
+    /// version.
+    pub published: Option<(u64, ObjectRef)>,
     encoder: ObservationEncoder,
-    discrete: bool,
     bootstrap_truncated: bool,
     n_envs: usize,
     runners: usize,
@@ -426,15 +416,15 @@ pub const COUNTERS_FILE: &str = "learner_counters.json";
 impl ReplaySide {
     /// An empty buffer for `config` (sized `buffer_size`), observations encoded by `encoder`,
     /// actions of `act_dim` values (1 for a Discrete index).
-    pub fn new(config: &TrainConfig, encoder: ObservationEncoder, act_dim: usize, discrete: bool, rng: Pcg64) -> Self {
+    pub fn new(config: &TrainConfig, encoder: ObservationEncoder, act_dim: usize, rng: Pcg64) -> Self {
         let streams = config.num_env_runners * config.num_envs_per_env_runner;
         Self {
             buffer: ReplayBuffer::new(config.buffer_size, encoder.dim(), act_dim, config.prioritized_replay),
             nstep: NStepAccumulator::new(config.n_step, config.gamma, streams),
             counters: Counters::default(),
             rng,
+            published: None,
             encoder,
-            discrete,
             bootstrap_truncated: config.bootstrap_truncated,
             n_envs: config.num_envs_per_env_runner,
             runners: config.num_env_runners,
@@ -525,7 +515,6 @@ impl ReplaySide {
                 truncated && !terminated,
             );
         }
-        debug_assert!(self.discrete == matches!(b.actions, BatchActions::Discrete(_)));
         Ok(())
     }
 

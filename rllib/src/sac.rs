@@ -28,12 +28,11 @@ use rl_policies::{QCritic, SquashedGaussianActor, load_vars_safetensors, vars_to
 use rl_runtime::{Actor, ActorContext, BoxError};
 
 use crate::checkpoint::{OptimizerState, optimizer_bytes, read_optimizer};
-use crate::config::{AlgorithmId, TrainConfig};
+use crate::config::TrainConfig;
 use crate::error::{Error, Result};
 use crate::observation::ObservationEncoder;
 use crate::off_policy::{
-    OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, Published, ReplaySide, find_file,
-    standard_normal,
+    OffPolicyLearner, OffPolicyLearnerState, OffPolicyMsg, OffPolicyReply, ReplaySide, find_file, standard_normal,
 };
 use crate::optim::{Adam, AdamStep};
 use crate::replay::ReplaySample;
@@ -76,12 +75,10 @@ pub struct SacLearner {
     target_entropy: f64,
     replay: ReplaySide,
     version: u64,
-    published: Published,
     device: Device,
 }
 
 impl OffPolicyLearner for SacLearner {
-    const ALGORITHM: AlgorithmId = AlgorithmId::Sac;
     const METRIC_COLUMNS: &'static [&'static str] = METRIC_COLUMNS;
 
     fn replay(&mut self) -> &mut ReplaySide {
@@ -183,7 +180,7 @@ impl Actor for SacLearner {
             critic_adam: Adam::new(qf1.vars().into_iter().chain(qf2.vars()).collect()),
             alpha_adam: Adam::new(vec![log_alpha.clone()]),
             target_entropy: config.target_entropy.resolve(act_dim),
-            replay: ReplaySide::new(&config, encoder, act_dim, false, rng),
+            replay: ReplaySide::new(&config, encoder, act_dim, rng),
             actor,
             qf1,
             qf2,
@@ -192,16 +189,12 @@ impl Actor for SacLearner {
             log_alpha,
             config,
             version: 0,
-            published: Published::default(),
             device,
         })
     }
 
     fn handle(&mut self, msg: OffPolicyMsg, ctx: &ActorContext) -> std::result::Result<OffPolicyReply, BoxError> {
-        let mut published = std::mem::take(&mut self.published);
-        let reply = crate::off_policy::handle(self, &mut published, msg, ctx);
-        self.published = published;
-        reply
+        crate::off_policy::handle(self, msg, ctx)
     }
 }
 
@@ -212,7 +205,10 @@ impl SacLearner {
 
     /// One gradient step on `batch` (see the module docs).
     fn gradient_step(&mut self, batch: &ReplaySample) -> Result<()> {
-        let c = self.config.clone();
+        let c = &self.config;
+        let critic_step = AdamStep { lr: c.critic_lr, eps: c.adam_epsilon, max_grad_norm: None };
+        let (prioritized, policy_frequency) = (c.prioritized_replay.is_some(), c.policy_frequency);
+        let (target_update_interval, tau) = (c.target_update_interval, c.tau);
         let (b, dim, act_dim) = (batch.rewards.len(), self.replay.buffer.obs_dim(), self.actor.act_dim());
         let d = self.device.clone();
         let obs = Tensor::from_slice(&batch.obs, (b, dim), &d)?;
@@ -240,12 +236,11 @@ impl SacLearner {
         let qf_loss = ((td1.sqr()? * &weights)?.mean_all()? + (td2.sqr()? * &weights)?.mean_all()?)?;
         let qf_loss_value = self.finite("critic loss", &qf_loss, step)?;
         let grads = qf_loss.backward()?;
-        let critic_step = AdamStep { lr: c.critic_lr, eps: c.adam_epsilon, max_grad_norm: None };
         let stats = self.critic_adam.step(&grads, &critic_step)?;
         if !stats.grad_norm.is_finite() {
             return Err(self.non_finite("critic gradient norm", stats.grad_norm, step));
         }
-        if c.prioritized_replay.is_some() {
+        if prioritized {
             let td1: Vec<f32> = td1.detach().to_vec1()?;
             let td2: Vec<f32> = td2.detach().to_vec1()?;
             let td: Vec<f32> = td1.iter().zip(&td2).map(|(a, b)| 0.5 * (a.abs() + b.abs())).collect();
@@ -256,16 +251,16 @@ impl SacLearner {
 
         // 2. Actor and alpha, every policy_frequency steps, that many times (CleanRL's delayed
         //    update that keeps one actor update per gradient step on average).
-        if step.is_multiple_of(c.policy_frequency as u64) {
-            for _ in 0..c.policy_frequency {
+        if step.is_multiple_of(policy_frequency as u64) {
+            for _ in 0..policy_frequency {
                 self.actor_step(&obs, b, step)?;
             }
         }
 
         // 3. Targets.
-        if step.is_multiple_of(c.target_update_interval) {
-            self.qf1_target.soft_update_from(&self.qf1, c.tau)?;
-            self.qf2_target.soft_update_from(&self.qf2, c.tau)?;
+        if step.is_multiple_of(target_update_interval) {
+            self.qf1_target.soft_update_from(&self.qf1, tau)?;
+            self.qf2_target.soft_update_from(&self.qf2, tau)?;
             self.replay.counters.target_updates += 1;
         }
         self.replay.counters.gradient_steps += 1;
