@@ -62,6 +62,7 @@ mod distributions;
 mod error;
 mod fast;
 mod fastmath;
+mod frozen;
 mod init;
 mod kernel;
 mod mlp;
@@ -80,6 +81,7 @@ pub use distributions::{
 pub use error::{PolicyError, Result};
 pub use fast::{FAST_BLOCK_ROWS, FastPolicy};
 pub use fastmath::{FastTanh, exp_f32, tanh_f32};
+pub use frozen::FrozenMatmul;
 pub use init::orthogonal;
 pub use mlp::{FastMlp, Mlp, load_vars_safetensors, vars_to_safetensors};
 pub use model::{ActionKind, ActorCritic, Architecture};

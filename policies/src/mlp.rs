@@ -71,6 +71,17 @@ impl Mlp {
         last.forward(&run_layers(hidden, self.act, x)?, None)
     }
 
+    /// [`Mlp::forward`] with every parameter a constant: the output's gradient reaches `x` and
+    /// whatever `x` came from, never this MLP's vars (see [`crate::FrozenMatmul`]).
+    pub fn forward_frozen(&self, x: &Tensor) -> Result<Tensor> {
+        let (last, hidden) = self.layers.split_last().expect("an MLP has at least one layer");
+        let mut h = x.clone();
+        for l in hidden {
+            h = l.forward_frozen(&h, Some(self.act))?;
+        }
+        last.forward_frozen(&h, None)
+    }
+
     /// Every parameter with its name, layer by layer (weight, then bias).
     pub fn named_vars(&self) -> Vec<(String, Var)> {
         dense_vars(&self.layers)

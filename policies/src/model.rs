@@ -23,6 +23,7 @@ use crate::categorical_ops::{CategoricalEntropy, CategoricalLogProb};
 use crate::config::{Activation, PolicyConfig};
 use crate::distributions::{Categorical, DiagGaussian};
 use crate::error::{PolicyError, Result};
+use crate::frozen::FrozenMatmul;
 use crate::init::orthogonal;
 
 /// What the policy head produces.
@@ -140,17 +141,29 @@ impl Dense {
     /// `act(x W^T + b)` for `x` `[batch, in]`; on the CPU the bias and activation are one fused
     /// op ([`BiasAct`]), elsewhere primitive candle ops.
     pub(crate) fn forward(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
-        let z = x.matmul(&self.w.as_tensor().t()?)?;
-        if z.device().is_cpu() {
-            return Ok(z.contiguous()?.apply_op2(self.b.as_tensor(), BiasAct(act))?);
-        }
-        let z = z.broadcast_add(self.b.as_tensor())?;
-        Ok(match act {
-            Some(Activation::Tanh) => z.tanh()?,
-            Some(Activation::Relu) => z.relu()?,
-            None => z,
-        })
+        bias_act(x.matmul(&self.w.as_tensor().t()?)?, self.b.as_tensor(), act)
     }
+
+    /// [`Dense::forward`] with the layer's parameters as constants: gradients flow to `x` only
+    /// ([`FrozenMatmul`] on the CPU, detached parameters elsewhere).
+    pub(crate) fn forward_frozen(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+        let w = self.w.as_tensor();
+        let z = if x.device().is_cpu() { x.apply_op1(FrozenMatmul::new(w))? } else { x.matmul(&w.detach().t()?)? };
+        bias_act(z, &self.b.as_tensor().detach(), act)
+    }
+}
+
+/// `act(z + b)` for `z` `[batch, out]`: the part of a Linear layer after its matrix product.
+fn bias_act(z: Tensor, b: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+    if z.device().is_cpu() {
+        return Ok(z.contiguous()?.apply_op2(b, BiasAct(act))?);
+    }
+    let z = z.broadcast_add(b)?;
+    Ok(match act {
+        Some(Activation::Tanh) => z.tanh()?,
+        Some(Activation::Relu) => z.relu()?,
+        None => z,
+    })
 }
 
 fn mlp(prefix: &str, n_in: usize, hiddens: &[usize], rng: &mut NpRandom, device: &Device) -> Result<Vec<Dense>> {

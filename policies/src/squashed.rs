@@ -320,6 +320,18 @@ impl QCritic {
 
     /// Q-values `[B]` of observations `[B, obs_dim]` and actions `[B, act_dim]` (env units).
     pub fn forward(&self, obs: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        Ok(self.mlp.forward(&self.input(obs, actions)?)?.squeeze(1)?)
+    }
+
+    /// [`QCritic::forward`] for a loss that must not train this critic (SAC's actor loss): the
+    /// gradient reaches the actions (and what they came from) but none of the critic's vars, and
+    /// the backward pass skips the weight products it would throw away.
+    pub fn forward_frozen(&self, obs: &Tensor, actions: &Tensor) -> Result<Tensor> {
+        Ok(self.mlp.forward_frozen(&self.input(obs, actions)?)?.squeeze(1)?)
+    }
+
+    /// `[obs, actions]`, `[B, obs_dim + act_dim]`, after checking both shapes.
+    fn input(&self, obs: &Tensor, actions: &Tensor) -> Result<Tensor> {
         let (b, od) = obs.dims2()?;
         let (ba, ad) = actions.dims2()?;
         if (od, ad, ba) != (self.obs_dim, self.act_dim, b) {
@@ -328,8 +340,7 @@ impl QCritic {
                 self.obs_dim, self.act_dim
             )));
         }
-        let x = Tensor::cat(&[obs, actions], 1)?;
-        Ok(self.mlp.forward(&x)?.squeeze(1)?)
+        Ok(Tensor::cat(&[obs, actions], 1)?)
     }
 
     /// Every parameter with its name (`prefix.{i}.weight|bias`).
@@ -582,6 +593,26 @@ mod tests {
         let q = crate::QNetwork::new(3, 2, &[8], Activation::Relu, false, 0, &d).unwrap();
         let err = b.load_safetensors(&q.to_safetensors(1).unwrap()).unwrap_err().to_string();
         assert_eq!(err, "cannot load weights: they are q_network weights, this network is a squashed_gaussian");
+    }
+
+    /// SAC's actor loss through a frozen critic: same Q-values and the same gradient at the
+    /// actions, bit for bit, and no gradient for any critic var.
+    #[test]
+    fn frozen_critic_passes_gradients_to_the_actions_only() {
+        let d = Device::Cpu;
+        let c = QCritic::new("qf1", 3, 2, &[16, 16], Activation::Relu, 4, &d).unwrap();
+        let o = Tensor::from_slice(&obs(6, 3), (6, 3), &d).unwrap();
+        let a = Var::from_slice(&noise(6, 2), (6, 2), &d).unwrap();
+        let (q, q_frozen) = (c.forward(&o, &a).unwrap(), c.forward_frozen(&o, &a).unwrap());
+        assert_eq!(q.to_vec1::<f32>().unwrap(), q_frozen.to_vec1::<f32>().unwrap());
+        let grads = q.sum_all().unwrap().backward().unwrap();
+        let frozen = q_frozen.sum_all().unwrap().backward().unwrap();
+        let at_actions = |g: &candle_core::backprop::GradStore| g.get(a.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(at_actions(&grads), at_actions(&frozen));
+        for v in c.vars() {
+            assert!(grads.get(v.as_tensor()).is_some());
+            assert!(frozen.get(v.as_tensor()).is_none(), "a frozen critic var got a gradient");
+        }
     }
 
     #[test]

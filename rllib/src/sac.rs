@@ -274,7 +274,7 @@ impl SacLearner {
         let alpha = f64::from(self.alpha()?);
         let noise = self.noise(b)?;
         let (pi, logp) = self.actor.sample(obs, &noise)?;
-        let min_q = self.qf1.forward(obs, &pi)?.minimum(&self.qf2.forward(obs, &pi)?)?;
+        let min_q = self.qf1.forward_frozen(obs, &pi)?.minimum(&self.qf2.forward_frozen(obs, &pi)?)?;
         let actor_loss = ((logp.clone() * alpha)? - min_q)?.mean_all()?;
         let actor_loss_value = self.finite("actor loss", &actor_loss, step)?;
         let grads = actor_loss.backward()?;
