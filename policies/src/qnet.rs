@@ -373,14 +373,7 @@ mod tests {
         assert_eq!(values(&net(true, 7)), values(&net(true, 7)));
         assert_ne!(values(&net(true, 7)), values(&net(true, 8)));
         for dueling in [false, true] {
-            let n = net(dueling, 1);
-            for layer in n.named_vars().chunks(2) {
-                let bound = 1.0 / (layer[0].1.dims()[1] as f32).sqrt();
-                for (name, v) in layer {
-                    let xs = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                    assert!(xs.iter().all(|x| x.abs() <= bound), "{name}");
-                }
-            }
+            crate::test_utils::assert_pytorch_default_bounds(&net(dueling, 1).named_vars());
         }
     }
 

@@ -562,13 +562,7 @@ mod tests {
         };
         assert_eq!(values(&make(4).vars()), values(&make(4).vars()));
         assert_ne!(values(&make(4).vars()), values(&make(5).vars()));
-        for layer in make(4).named_vars().chunks(2) {
-            let bound = 1.0 / (layer[0].1.dims()[1] as f32).sqrt();
-            for (name, v) in layer {
-                let xs = v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                assert!(xs.iter().all(|x| x.abs() <= bound), "{name}");
-            }
-        }
+        crate::test_utils::assert_pytorch_default_bounds(&make(4).named_vars());
     }
 
     #[test]

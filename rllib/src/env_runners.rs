@@ -43,6 +43,9 @@ struct Slot {
     dropped: bool,
 }
 
+/// How many times one step samples again after the learner lost batches with their node.
+pub const MAX_RESAMPLES: usize = 3;
+
 /// What one round of sampling produced.
 #[derive(Debug, Default)]
 pub struct Samples {
@@ -136,6 +139,38 @@ impl EnvRunnerGroup {
     /// Where each healthy runner runs.
     pub fn locations(&self) -> Vec<(String, ActorLocation)> {
         self.actors().map(|a| (a.name().to_string(), a.location())).collect()
+    }
+
+    /// One sample-then-learn step: samples with `weights` loaded and hands the batch refs to
+    /// the learner through `learn`, which answers `Ok(stats)`, or `Err(why)` when the learner
+    /// could not fetch batches that lived only on a node that died. Lost batches are sampled
+    /// again (their runners fail on the next call and are restarted elsewhere), up to
+    /// [`MAX_RESAMPLES`] times in a row before the step fails. The seconds spent are added to
+    /// `sample_s` and `learn_s`.
+    pub fn sample_and_learn<R>(
+        &mut self,
+        weights: &ObjectRef,
+        exploration: Exploration,
+        (sample_s, learn_s): (&mut f64, &mut f64),
+        mut learn: impl FnMut(Vec<ObjectRef>) -> Result<std::result::Result<R, String>>,
+    ) -> Result<R> {
+        let mut resamples = 0;
+        loop {
+            let start = Instant::now();
+            let samples = self.sample(weights, exploration)?;
+            *sample_s += start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            let outcome = learn(samples.batches)?;
+            *learn_s += start.elapsed().as_secs_f64();
+            match outcome {
+                Ok(stats) => return Ok(stats),
+                Err(why) if resamples < MAX_RESAMPLES => {
+                    resamples += 1;
+                    tracing::warn!(error = %why, attempt = resamples, "batches were lost with their node; sampling again");
+                }
+                Err(why) => return Err(Error::EnvRunners(format!("batches lost {resamples} times in a row: {why}"))),
+            }
+        }
     }
 
     /// Samples one fragment from every healthy runner with `weights` loaded, exploring as
@@ -346,6 +381,36 @@ impl EnvRunnerGroup {
     /// Sets the run's sub-environment restart count (from a checkpoint).
     pub fn set_num_sub_env_restarts(&mut self, n: u64) {
         self.sub_env_restarts_total = n;
+    }
+
+    /// The checkpoint file of the driver's observation statistics (`normalization.json`), when
+    /// observations are normalized: what every algorithm adds to its `extra_files`.
+    pub fn normalization_file(&self) -> Result<Option<(String, Vec<u8>)>> {
+        match self.observation_normalization() {
+            Some(n) => Ok(Some((ObservationNormalization::FILE.to_string(), n.to_json()?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Everything of a checkpoint that belongs to the runners: the restart count, the
+    /// observation statistics (from `extra_files`, when there) and each runner's state. Returns
+    /// false if any runner's envs could not be restored exactly ([`EnvRunnerGroup::restore`]).
+    pub fn restore_from_checkpoint(
+        &mut self,
+        num_sub_env_restarts: u64,
+        extra_files: &[(String, Vec<u8>)],
+        states: &[EnvRunnerState],
+    ) -> Result<bool> {
+        self.set_num_sub_env_restarts(num_sub_env_restarts);
+        if let Some((name, bytes)) = extra_files.iter().find(|(name, _)| name == ObservationNormalization::FILE) {
+            self.restore_normalization(&ObservationNormalization::from_json(bytes, std::path::Path::new(name))?)?;
+        }
+        self.restore(states)
+    }
+
+    /// Where the learner `learner` and each healthy runner run, the learner first.
+    pub fn locations_with<A: rl_runtime::Actor>(&self, learner: &ActorHandle<A>) -> Vec<(String, ActorLocation)> {
+        std::iter::once((learner.name().to_string(), learner.location())).chain(self.locations()).collect()
     }
 }
 

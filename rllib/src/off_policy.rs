@@ -25,7 +25,6 @@
 //! config and seed give the same run on one machine or a cluster.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use bytes::Bytes;
 use rl_env::rng::Pcg64;
@@ -201,9 +200,6 @@ pub struct OffPolicy<L: OffPolicyLearner> {
     counters: Counters,
 }
 
-/// How many times one round samples again after batches were lost with their node.
-const MAX_RESAMPLES: usize = 3;
-
 impl<L: OffPolicyLearner> OffPolicy<L> {
     /// Registers the actor types and spawns the learner and the env runners (on a cluster the
     /// runners go through one placement group, as PPO's).
@@ -244,29 +240,17 @@ impl<L: OffPolicyLearner> OffPolicy<L> {
             unreachable!("PublishWeights answers Weights")
         };
         let exploration = self.exploration();
-        let mut resamples = 0;
-        loop {
-            let start = Instant::now();
-            let samples = self.runners.sample(&weights, exploration)?;
-            *sample_s += start.elapsed().as_secs_f64();
-            let start = Instant::now();
-            let reply = self.learner.call(OffPolicyMsg::Round { batches: samples.batches }).wait()?;
-            *learn_s += start.elapsed().as_secs_f64();
-            match reply {
-                OffPolicyReply::Round(stats) => {
-                    self.counters = stats.counters;
-                    return Ok(*stats);
+        let learner = &self.learner;
+        let stats =
+            self.runners.sample_and_learn(&weights, exploration, (sample_s, learn_s), |batches| {
+                match learner.call(OffPolicyMsg::Round { batches }).wait()? {
+                    OffPolicyReply::Round(stats) => Ok(Ok(stats)),
+                    OffPolicyReply::BatchesLost(why) => Ok(Err(why)),
+                    other => unreachable!("Round answers Round or BatchesLost, got {other:?}"),
                 }
-                OffPolicyReply::BatchesLost(why) if resamples < MAX_RESAMPLES => {
-                    resamples += 1;
-                    tracing::warn!(error = %why, attempt = resamples, "batches were lost with their node; sampling again");
-                }
-                OffPolicyReply::BatchesLost(why) => {
-                    return Err(Error::EnvRunners(format!("batches lost {resamples} times in a row: {why}")));
-                }
-                other => unreachable!("Round answers Round or BatchesLost, got {other:?}"),
-            }
-        }
+            })?;
+        self.counters = stats.counters;
+        Ok(*stats)
     }
 
     fn learner_state(&self) -> Result<OffPolicyLearnerState> {
@@ -281,13 +265,17 @@ impl<L: OffPolicyLearner> OffPolicy<L> {
 /// `exploration_final_eps` over `exploration_fraction` of the planned env steps, then constant
 /// (SB3's `get_linear_fn`, with its progress measured in env steps).
 pub fn epsilon(c: &TrainConfig, env_steps: u64) -> f64 {
-    let planned = c.planned_env_steps().unwrap_or(0) as f64;
-    let span = c.exploration_fraction * planned;
+    let span = c.exploration_fraction * c.planned_env_steps().unwrap_or(0) as f64;
+    linear_schedule(c.exploration_initial_eps, c.exploration_final_eps, env_steps, span)
+}
+
+/// `start` moving linearly to `end` over the first `span` env steps, then `end` (SB3's
+/// `get_linear_fn`); a span of 0 is `end` from the start.
+fn linear_schedule(start: f64, end: f64, env_steps: u64, span: f64) -> f64 {
     if span <= 0.0 {
-        return c.exploration_final_eps;
+        return end;
     }
-    let progress = (env_steps as f64 / span).min(1.0);
-    c.exploration_initial_eps + progress * (c.exploration_final_eps - c.exploration_initial_eps)
+    start + (env_steps as f64 / span).min(1.0) * (end - start)
 }
 
 impl<L: OffPolicyLearner> Algorithm for OffPolicy<L> {
@@ -333,9 +321,7 @@ impl<L: OffPolicyLearner> Algorithm for OffPolicy<L> {
     fn state(&mut self) -> Result<AlgorithmState> {
         let learner = self.learner_state()?;
         let mut extra_files = learner.extra_files;
-        if let Some(n) = self.runners.observation_normalization() {
-            extra_files.push((ObservationNormalization::FILE.to_string(), n.to_json()?));
-        }
+        extra_files.extend(self.runners.normalization_file()?);
         Ok(AlgorithmState {
             policy: learner.policy,
             policy_version: learner.policy_version,
@@ -348,8 +334,8 @@ impl<L: OffPolicyLearner> Algorithm for OffPolicy<L> {
     }
 
     fn restore(&mut self, state: &AlgorithmState) -> Result<bool> {
-        let (normalization, extra_files): (Vec<_>, Vec<_>) =
-            state.extra_files.iter().cloned().partition(|(name, _)| name == ObservationNormalization::FILE);
+        let extra_files =
+            state.extra_files.iter().filter(|(name, _)| name != ObservationNormalization::FILE).cloned().collect();
         let learner = OffPolicyLearnerState {
             policy: state.policy.clone(),
             policy_version: state.policy_version,
@@ -362,12 +348,7 @@ impl<L: OffPolicyLearner> Algorithm for OffPolicy<L> {
             unreachable!("Restore answers Restored")
         };
         self.counters = counters;
-        self.runners.set_num_sub_env_restarts(state.num_sub_env_restarts);
-        if let Some((name, bytes)) = normalization.first() {
-            let saved = ObservationNormalization::from_json(bytes, std::path::Path::new(name))?;
-            self.runners.restore_normalization(&saved)?;
-        }
-        self.runners.restore(&state.env_runners)
+        self.runners.restore_from_checkpoint(state.num_sub_env_restarts, &state.extra_files, &state.env_runners)
     }
 
     fn observation_normalization(&self) -> Option<ObservationNormalization> {
@@ -375,9 +356,7 @@ impl<L: OffPolicyLearner> Algorithm for OffPolicy<L> {
     }
 
     fn actor_locations(&self) -> Vec<(String, ActorLocation)> {
-        std::iter::once((self.learner.name().to_string(), self.learner.location()))
-            .chain(self.runners.locations())
-            .collect()
+        self.runners.locations_with(&self.learner)
     }
 }
 
@@ -528,8 +507,7 @@ impl ReplaySide {
     pub fn beta(config: &TrainConfig, env_steps: u64) -> f64 {
         let Some(p) = &config.prioritized_replay else { return 0.0 };
         let planned = config.planned_env_steps().unwrap_or(1).max(1) as f64;
-        let progress = (env_steps as f64 / planned).min(1.0);
-        p.beta + progress * (p.beta_final - p.beta)
+        linear_schedule(p.beta, p.beta_final, env_steps, planned)
     }
 
     /// Adds one gradient step's value of metric `name` to the iteration's mean.

@@ -3,10 +3,12 @@
 //! runners), recovery (runners restarted), sub-environment restarts (only the sub-env restarts);
 //! and the kinds of faults a thread runner can survive (panic, error, a stall past the timeout).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rllib::run_dir::Progress;
 use rllib::{Error, TrainConfig, train};
+
+mod common;
 
 fn config(extra: &[&str]) -> TrainConfig {
     let base = [
@@ -22,12 +24,6 @@ fn config(extra: &[&str]) -> TrainConfig {
     let overrides: Vec<String> = base.iter().chain(extra).map(|s| s.to_string()).collect();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
     TrainConfig::load(&path, &overrides).unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rllib-ft-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 /// The last row's value of `column`.
@@ -53,7 +49,7 @@ fn with(extra: &[String], more: &[&str]) -> TrainConfig {
 
 #[test]
 fn restarts_off_fail_the_run_with_a_clear_error() {
-    let dir = scratch("off");
+    let dir = common::scratch("ft", "off");
     let c = with(&crash("panic"), &["fault_tolerance.restart_failed_env_runners=false"]);
     let err = train(&c, &dir, &mut ()).unwrap_err();
     assert!(matches!(err, Error::EnvRunners(_)), "{err}");
@@ -65,7 +61,7 @@ fn restarts_off_fail_the_run_with_a_clear_error() {
 
 #[test]
 fn ignored_failures_go_on_with_the_healthy_runners() {
-    let dir = scratch("ignore");
+    let dir = common::scratch("ft", "ignore");
     let c = with(
         &crash("error"),
         &["fault_tolerance.restart_failed_env_runners=false", "fault_tolerance.ignore_env_runner_failures=true"],
@@ -84,7 +80,7 @@ fn ignored_failures_go_on_with_the_healthy_runners() {
 #[test]
 fn failed_runners_are_restarted_for_panics_and_errors() {
     for kind in ["panic", "error"] {
-        let dir = scratch(&format!("recover-{kind}"));
+        let dir = common::scratch("ft", &format!("recover-{kind}"));
         let summary = train(&with(&crash(kind), &[]), &dir, &mut ()).unwrap();
         assert_eq!(summary.iterations, 6, "{kind}");
         assert_eq!(last(&dir, "fault_tolerance/num_remote_worker_restarts"), 1.0, "{kind}");
@@ -95,7 +91,7 @@ fn failed_runners_are_restarted_for_panics_and_errors() {
 
 #[test]
 fn a_runner_that_stalls_past_the_sample_timeout_is_replaced() {
-    let dir = scratch("stall");
+    let dir = common::scratch("ft", "stall");
     // A thread cannot be interrupted: the stalled runner holds its CPU until its stall ends,
     // and only then is there room for its replacement. So this run lasts past the stall.
     let c = with(
@@ -118,7 +114,7 @@ fn a_runner_that_stalls_past_the_sample_timeout_is_replaced() {
 
 #[test]
 fn a_failed_sub_environment_restarts_alone() {
-    let dir = scratch("subenv");
+    let dir = common::scratch("ft", "subenv");
     let mut extra = crash("panic");
     extra.push("env_config.crash_on_vector_indices=[0]".into());
     let c = with(&extra, &["fault_tolerance.restart_failed_sub_environments=true"]);

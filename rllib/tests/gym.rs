@@ -3,12 +3,14 @@
 //! Python or package fails them.
 #![cfg(feature = "gym")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Once;
 
 use rllib::checkpoint::Checkpoint;
 use rllib::evaluation::evaluate;
 use rllib::{RunDir, TrainConfig, train};
+
+mod common;
 
 /// False (with a note) unless the bridge tests are switched on; puts rl-env's fixture envs
 /// (`gym_envs`) on `PYTHONPATH`.
@@ -31,12 +33,6 @@ fn enabled() -> bool {
     true
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rllib-gym-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn mujoco_config(extra: &[&str]) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo-mujoco.yaml");
     let overrides: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -56,7 +52,7 @@ fn ppo_learns_inverted_pendulum_through_the_bridge() {
     if !enabled() {
         return;
     }
-    let dir = scratch("inverted-pendulum");
+    let dir = common::scratch("gym", "inverted-pendulum");
     let c = mujoco_config(&[
         "env=gym:InvertedPendulum-v4",
         "stop.num_env_steps_sampled_lifetime=81920",
@@ -101,7 +97,7 @@ fn ppo_on_bridged_cartpole_matches_the_native_env() {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
     let run = |env: &str| {
-        let dir = scratch(&env.replace(':', "-"));
+        let dir = common::scratch("gym", &env.replace(':', "-"));
         let overrides = [format!("env={env}"), "stop.training_iteration=6".into(), "evaluation.interval=3".into()];
         let c = TrainConfig::load(&path, &overrides).unwrap();
         train(&c, &dir, &mut ()).unwrap();
@@ -141,7 +137,7 @@ fn off_policy_on_bridged_envs_matches_the_native_envs() {
     ];
     for (file, id, budget, model) in cases {
         let run = |env: &str| {
-            let dir = scratch(&format!("{file}-{}", env.replace(':', "-")));
+            let dir = common::scratch("gym", &format!("{file}-{}", env.replace(':', "-")));
             let overrides = [format!("env={env}"), budget.into(), model.into(), "num_envs_per_env_runner=2".into()];
             let c = TrainConfig::load(&configs.join(file), &overrides).unwrap();
             train(&c, &dir, &mut ()).unwrap();
@@ -164,7 +160,7 @@ fn a_segfaulting_python_env_is_survived_by_restarting_its_runner() {
     if !enabled() {
         return;
     }
-    let dir = scratch("crash-once");
+    let dir = common::scratch("gym", "crash-once");
     std::fs::create_dir_all(&dir).unwrap();
     let marker = dir.join("crashed");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");

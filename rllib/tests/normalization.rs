@@ -2,12 +2,14 @@
 //! merge, the `normalization.json` a checkpoint keeps, and evaluation from a checkpoint acting
 //! with those frozen statistics exactly as the run's own evaluation did.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rllib::checkpoint::Checkpoint;
 use rllib::evaluation::evaluate;
 use rllib::normalization::ObservationNormalization;
 use rllib::{RunDir, TrainConfig, train};
+
+mod common;
 
 fn config(extra: &[&str]) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo-pendulum.yaml");
@@ -28,12 +30,6 @@ fn config(extra: &[&str]) -> TrainConfig {
     TrainConfig::load(&path, &overrides).unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rllib-normalization-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn saved(dir: &Path, iteration: u64) -> ObservationNormalization {
     let path = dir.join(format!("checkpoints/iter_{iteration:06}/{}", ObservationNormalization::FILE));
     ObservationNormalization::from_json(&std::fs::read(&path).unwrap(), &path).unwrap()
@@ -45,7 +41,7 @@ fn saved(dir: &Path, iteration: u64) -> ObservationNormalization {
 #[test]
 fn the_driver_merges_every_runners_observations() {
     for (scheme, extra) in [("gymnasium", "normalize_observation={}"), ("filter", "observation_filter=MeanStdFilter")] {
-        let dir = scratch(scheme);
+        let dir = common::scratch("normalization", scheme);
         train(&config(&[extra]), &dir, &mut ()).unwrap();
         match saved(&dir, 2) {
             ObservationNormalization::Gymnasium(n) => {
@@ -74,7 +70,7 @@ fn the_driver_merges_every_runners_observations() {
 #[test]
 fn evaluation_from_a_checkpoint_uses_the_frozen_statistics() {
     for extra in ["normalize_observation={}", "observation_filter=MeanStdFilter"] {
-        let dir = scratch("eval");
+        let dir = common::scratch("normalization", "eval");
         let c = config(&[extra, "normalize_reward={}"]);
         train(&c, &dir, &mut ()).unwrap();
         let progress = RunDir::open(&dir).unwrap().read_progress().unwrap();
@@ -105,7 +101,7 @@ fn evaluation_from_a_checkpoint_uses_the_frozen_statistics() {
 #[test]
 fn episode_returns_stay_unnormalized() {
     let row = |extra: &[&str], name: &str| {
-        let dir = scratch(name);
+        let dir = common::scratch("normalization", name);
         // 200 steps: every Pendulum episode ends within the first iteration.
         let c = config(&[&["rollout_fragment_length=200", "stop.training_iteration=1"], extra].concat());
         train(&c, &dir, &mut ()).unwrap();

@@ -2,38 +2,23 @@
 //! same seed, exact resume with the replay buffer in the checkpoint, target-update cadence, and
 //! the transitions a rollout worker sends (truncations keep their final observation).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rl_runtime::{ActorOptions, Runtime, RuntimeOptions};
 use rllib::acting::Exploration;
 use rllib::batch::{BatchActions, TrajectoryBatch};
 use rllib::checkpoint::{Checkpoint, ResumePoint};
-use rllib::metrics::{columns, is_timing_column};
+use rllib::metrics::columns;
 use rllib::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit};
 use rllib::{RunDir, TrainConfig, resume, train};
+
+mod common;
+use common::{copy_dir, progress_rows};
 
 fn config(file: &str, overrides: &[&str]) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(file);
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     TrainConfig::load(&path, &overrides).unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rllib-offpolicy-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// progress.csv's rows without the timing columns.
-fn rows(dir: &Path, metric_columns: &'static [&'static str]) -> Vec<Vec<String>> {
-    let cols = columns(metric_columns);
-    let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
-    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
-    assert_eq!(header, cols, "progress.csv columns");
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').zip(&cols).filter(|(_, c)| !is_timing_column(c)).map(|(v, _)| v.to_string()).collect())
-        .collect()
 }
 
 fn column(dir: &Path, metric_columns: &'static [&'static str], name: &str) -> Vec<String> {
@@ -46,7 +31,7 @@ fn column(dir: &Path, metric_columns: &'static [&'static str], name: &str) -> Ve
 /// scores about 22; the threshold is 150, as the acceptance asks.
 #[test]
 fn dqn_learns_cartpole_on_a_short_budget() {
-    let dir = scratch("dqn-learns");
+    let dir = common::scratch("offpolicy", "dqn-learns");
     let c = config("dqn-cartpole-zoo.yaml", &["stop.num_env_steps_sampled_lifetime=20000", "evaluation.duration=10"]);
     let summary = train(&c, &dir, &mut ()).unwrap();
     let eval = summary.final_evaluation.return_mean();
@@ -63,7 +48,7 @@ fn dqn_learns_cartpole_on_a_short_budget() {
 /// threshold is -600, as the acceptance asks.
 #[test]
 fn sac_learns_pendulum_on_a_short_budget() {
-    let dir = scratch("sac-learns");
+    let dir = common::scratch("offpolicy", "sac-learns");
     let c = config(
         "sac-pendulum-zoo.yaml",
         &["stop.num_env_steps_sampled_lifetime=5000", "model.fcnet_hiddens=[64,64]", "evaluation.duration=10"],
@@ -91,10 +76,11 @@ fn the_same_seed_gives_the_same_rows() {
         ),
     ];
     for (i, (c, cols)) in cases.iter().enumerate() {
-        let (a, b) = (scratch(&format!("seed-a{i}")), scratch(&format!("seed-b{i}")));
+        let (a, b) =
+            (common::scratch("offpolicy", &format!("seed-a{i}")), common::scratch("offpolicy", &format!("seed-b{i}")));
         train(c, &a, &mut ()).unwrap();
         train(c, &b, &mut ()).unwrap();
-        let (ra, rb) = (rows(&a, cols), rows(&b, cols));
+        let (ra, rb) = (progress_rows(&a, cols), progress_rows(&b, cols));
         assert!(ra.len() >= 2);
         assert_eq!(ra, rb, "{}", c.algorithm.name());
         std::fs::remove_dir_all(&a).unwrap();
@@ -158,32 +144,19 @@ fn a_resumed_off_policy_run_writes_the_rows_of_the_uninterrupted_one() {
         for o in common {
             c = c.with_override(o).unwrap();
         }
-        let full = scratch(&format!("resume-full{i}"));
+        let full = common::scratch("offpolicy", &format!("resume-full{i}"));
         train(&c, &full, &mut ()).unwrap();
-        let expected = rows(&full, cols);
+        let expected = progress_rows(&full, cols);
         assert_eq!(expected.len(), 7, "{}", c.algorithm.name());
-        let cut_dir = scratch(&format!("resume-cut{i}"));
+        let cut_dir = common::scratch("offpolicy", &format!("resume-cut{i}"));
         copy_dir(&full, &cut_dir);
         cut(&cut_dir, 3);
         let point = ResumePoint::latest(&RunDir::open(&cut_dir).unwrap()).unwrap().unwrap();
         assert!(point.join("replay_buffer.safetensors").is_file());
         resume(&cut_dir, &mut ()).unwrap();
-        assert_eq!(rows(&cut_dir, cols), expected, "{}", c.algorithm.name());
+        assert_eq!(progress_rows(&cut_dir, cols), expected, "{}", c.algorithm.name());
         std::fs::remove_dir_all(&full).unwrap();
         std::fs::remove_dir_all(&cut_dir).unwrap();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
     }
 }
 
@@ -192,7 +165,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// `learning_starts`.
 #[test]
 fn dqn_counts_target_updates_and_gradient_steps_in_env_steps() {
-    let dir = scratch("cadence");
+    let dir = common::scratch("offpolicy", "cadence");
     let c = config(
         "dqn-cartpole-zoo.yaml",
         &[

@@ -3,47 +3,20 @@
 //! progress.csv as the uninterrupted run, timing columns aside; damaged checkpoints are refused
 //! with the file named.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rllib::checkpoint::{Checkpoint, ResumePoint};
-use rllib::metrics::{columns, is_timing_column};
 use rllib::ppo::METRIC_COLUMNS;
 use rllib::{RunDir, TrainConfig, resume, train};
+
+mod common;
+use common::{copy_dir, progress_rows};
 
 fn config(extra: &[&str]) -> TrainConfig {
     let base = ["stop.training_iteration=8", "evaluation.interval=3", "checkpoint.frequency=1"];
     let overrides: Vec<String> = base.iter().chain(extra).map(|s| s.to_string()).collect();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
     TrainConfig::load(&path, &overrides).unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rllib-resume-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// progress.csv without its timing columns.
-fn rows(dir: &Path) -> Vec<Vec<String>> {
-    let cols = columns(METRIC_COLUMNS);
-    let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').zip(&cols).filter(|(_, c)| !is_timing_column(c)).map(|(v, _)| v.to_string()).collect())
-        .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// Turns the finished run `dir` into what a run killed after writing iteration `rows_written`
@@ -64,13 +37,13 @@ fn cut(dir: &Path, k: u64) {
 
 #[test]
 fn a_resumed_run_writes_the_rows_of_the_uninterrupted_one() {
-    let full = scratch("full");
+    let full = common::scratch("resume", "full");
     let c = config(&[]);
     train(&c, &full, &mut ()).unwrap();
-    let expected = rows(&full);
+    let expected = progress_rows(&full, METRIC_COLUMNS);
     assert_eq!(expected.len(), 8);
     for k in [3, 5] {
-        let cut_dir = scratch(&format!("cut-{k}"));
+        let cut_dir = common::scratch("resume", &format!("cut-{k}"));
         copy_dir(&full, &cut_dir);
         // Rows 1..=8 stay in the file: those after k must be replaced, not duplicated.
         cut(&cut_dir, k);
@@ -80,7 +53,7 @@ fn a_resumed_run_writes_the_rows_of_the_uninterrupted_one() {
         );
         let summary = resume(&cut_dir, &mut ()).unwrap();
         assert_eq!(summary.iterations, 8);
-        assert_eq!(rows(&cut_dir), expected, "resumed after iteration {k}");
+        assert_eq!(progress_rows(&cut_dir, METRIC_COLUMNS), expected, "resumed after iteration {k}");
         let lines = std::fs::read_to_string(cut_dir.join("result.jsonl")).unwrap().lines().count();
         assert_eq!(lines, 8);
         std::fs::remove_dir_all(&cut_dir).unwrap();
@@ -99,14 +72,14 @@ fn a_normalized_run_resumes_exactly() {
         ("gymnasium", ["normalize_observation={}", "normalize_reward={}"]),
         ("filter", ["observation_filter=MeanStdFilter", "normalize_reward={clip: null}"]),
     ] {
-        let full = scratch(&format!("norm-{name}"));
+        let full = common::scratch("resume", &format!("norm-{name}"));
         train(&config(&extra), &full, &mut ()).unwrap();
-        let expected = rows(&full);
-        let cut_dir = scratch(&format!("norm-{name}-cut"));
+        let expected = progress_rows(&full, METRIC_COLUMNS);
+        let cut_dir = common::scratch("resume", &format!("norm-{name}-cut"));
         copy_dir(&full, &cut_dir);
         cut(&cut_dir, 4);
         resume(&cut_dir, &mut ()).unwrap();
-        assert_eq!(rows(&cut_dir), expected, "{name}");
+        assert_eq!(progress_rows(&cut_dir, METRIC_COLUMNS), expected, "{name}");
         for dir in [full, cut_dir] {
             std::fs::remove_dir_all(dir).unwrap();
         }
@@ -115,7 +88,7 @@ fn a_normalized_run_resumes_exactly() {
 
 #[test]
 fn damaged_checkpoints_are_refused_naming_the_file() {
-    let dir = scratch("damaged");
+    let dir = common::scratch("resume", "damaged");
     train(&config(&["stop.training_iteration=2"]), &dir, &mut ()).unwrap();
     let ckpt = dir.join("checkpoints/iter_000002");
     let load_err = || ResumePoint::load(&ckpt).unwrap_err().to_string();
@@ -185,9 +158,9 @@ fn an_env_without_saved_state_resumes_from_fresh_episodes() {
         Ok(Box::new(NoState(rl_env::make("CartPole-v1", kw)?)))
     }))
     .unwrap();
-    let dir = scratch("nostate");
+    let dir = common::scratch("resume", "nostate");
     train(&config(&["env=NoStateCartPole-v0"]), &dir, &mut ()).unwrap();
-    let full = rows(&dir);
+    let full = progress_rows(&dir, METRIC_COLUMNS);
     let runners: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoints/iter_000004/env_runners.json")).unwrap())
             .unwrap();
@@ -195,7 +168,7 @@ fn an_env_without_saved_state_resumes_from_fresh_episodes() {
     cut(&dir, 4);
     let summary = resume(&dir, &mut ()).unwrap();
     assert_eq!(summary.iterations, 8);
-    let resumed = rows(&dir);
+    let resumed = progress_rows(&dir, METRIC_COLUMNS);
     assert_eq!(resumed.len(), 8);
     // Up to the checkpoint the rows stay; after it the episodes started over from new seeds.
     assert_eq!(resumed[..4], full[..4]);

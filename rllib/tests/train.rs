@@ -8,23 +8,19 @@ use rllib::metrics::{columns, is_timing_column};
 use rllib::ppo::METRIC_COLUMNS;
 use rllib::{TrainConfig, train};
 
+mod common;
+
 fn config(overrides: &[&str]) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     TrainConfig::load(&path, &overrides).unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rllib-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 /// PPO with CleanRL's hyperparameters learns CartPole on a short budget: 40k env steps
 /// (lr annealed over them) reach a deterministic evaluation of at least 195.
 #[test]
 fn ppo_learns_cartpole_on_a_short_budget() {
-    let dir = scratch("learn");
+    let dir = common::scratch("test", "learn");
     let c = config(&["stop.num_env_steps_sampled_lifetime=40000", "evaluation.interval=0", "checkpoint.frequency=40"]);
     let summary = train(&c, &dir, &mut ()).unwrap();
     let eval = &summary.final_evaluation;
@@ -74,7 +70,7 @@ fn same_seed_same_progress() {
     let c = config(&["stop.training_iteration=12", "evaluation.interval=5", "lr_schedule=constant"]);
     let columns = columns(METRIC_COLUMNS);
     let run = |name: &str| {
-        let dir = scratch(name);
+        let dir = common::scratch("test", name);
         train(&c, &dir, &mut ()).unwrap();
         let text = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
@@ -159,7 +155,7 @@ fn discrete_observations_are_one_hot_encoded() {
         }))
     }))
     .unwrap();
-    let dir = scratch("parity");
+    let dir = common::scratch("test", "parity");
     let text = "env: Parity-v0\nentropy_coeff: 0.0\nlr: 1.0e-2\nstop: {num_env_steps_sampled_lifetime: 20480}\nevaluation: {duration: 5}\n";
     let c = TrainConfig::parse(text, "parity.yaml", &[]).unwrap();
     let summary = train(&c, &dir, &mut ()).unwrap();

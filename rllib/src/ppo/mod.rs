@@ -22,8 +22,6 @@
 pub mod loss;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Instant;
 
 use bytes::Bytes;
 use candle_core::{Device, Tensor};
@@ -158,10 +156,6 @@ pub struct Ppo {
     runners: EnvRunnerGroup,
 }
 
-/// How many times one iteration samples again after batches were lost with their node before
-/// the iteration fails.
-const MAX_RESAMPLES: usize = 3;
-
 /// On a cluster, the placement group of the rollout workers: a bundle of
 /// `num_cpus_per_env_runner` CPUs per worker under `placement_strategy` (after a first bundle of
 /// [`LEARNER_CPUS`] for the learner with `learner_in_placement_group`), placed before any actor
@@ -243,32 +237,17 @@ impl Algorithm for Ppo {
         let LearnerReply::Weights(weights, _) = self.learner.call(LearnerMsg::PublishWeights).wait()? else {
             unreachable!("PublishWeights answers Weights")
         };
-        let mut learn_s = 0.0;
-        let mut sample_s = 0.0;
-        let mut resamples = 0;
-        let stats = loop {
-            let sample_start = Instant::now();
-            let samples = self.runners.sample(&weights, Exploration::Policy)?;
-            sample_s += sample_start.elapsed().as_secs_f64();
-
-            // 2. Learn: GAE and the PPO epochs on the learner.
-            let learn_start = Instant::now();
-            let reply = self.learner.call(LearnerMsg::Update { batches: samples.batches, hyperparams: hp }).wait()?;
-            learn_s += learn_start.elapsed().as_secs_f64();
-            match reply {
-                LearnerReply::Updated(stats) => break stats,
-                // Batches that lived only on a node that died are gone: sample again (their
-                // runners fail on the next call and are restarted elsewhere).
-                LearnerReply::BatchesLost(why) if resamples < MAX_RESAMPLES => {
-                    resamples += 1;
-                    tracing::warn!(error = %why, attempt = resamples, "batches were lost with their node; sampling again");
-                }
-                LearnerReply::BatchesLost(why) => {
-                    return Err(Error::EnvRunners(format!("batches lost {resamples} times in a row: {why}")));
-                }
+        // 2. Learn: GAE and the PPO epochs on the learner (sampling again when batches were lost
+        //    with their node).
+        let (mut sample_s, mut learn_s) = (0.0, 0.0);
+        let (learner, timers) = (&self.learner, (&mut sample_s, &mut learn_s));
+        let stats = self.runners.sample_and_learn(&weights, Exploration::Policy, timers, |batches| {
+            match learner.call(LearnerMsg::Update { batches, hyperparams: hp }).wait()? {
+                LearnerReply::Updated(stats) => Ok(Ok(stats)),
+                LearnerReply::BatchesLost(why) => Ok(Err(why)),
                 other => unreachable!("Update answers Updated or BatchesLost, got {other:?}"),
             }
-        };
+        })?;
 
         // 3. Report.
         r.set("learners/policy_loss", stats.policy_loss);
@@ -307,10 +286,7 @@ impl Algorithm for Ppo {
             learner_rng: learner.rng,
             env_runners: self.runners.states()?,
             num_sub_env_restarts: self.runners.num_sub_env_restarts(),
-            extra_files: match self.runners.observation_normalization() {
-                Some(n) => vec![(ObservationNormalization::FILE.to_string(), n.to_json()?)],
-                None => Vec::new(),
-            },
+            extra_files: self.runners.normalization_file()?.into_iter().collect(),
         })
     }
 
@@ -322,12 +298,7 @@ impl Algorithm for Ppo {
             rng: state.learner_rng,
         };
         self.learner.call(LearnerMsg::Restore(Box::new(learner))).wait()?;
-        self.runners.set_num_sub_env_restarts(state.num_sub_env_restarts);
-        let saved = state.extra_files.iter().find(|(name, _)| name == ObservationNormalization::FILE);
-        if let Some((name, bytes)) = saved {
-            self.runners.restore_normalization(&ObservationNormalization::from_json(bytes, Path::new(name))?)?;
-        }
-        self.runners.restore(&state.env_runners)
+        self.runners.restore_from_checkpoint(state.num_sub_env_restarts, &state.extra_files, &state.env_runners)
     }
 
     fn observation_normalization(&self) -> Option<ObservationNormalization> {
@@ -335,9 +306,7 @@ impl Algorithm for Ppo {
     }
 
     fn actor_locations(&self) -> Vec<(String, ActorLocation)> {
-        std::iter::once((self.learner.name().to_string(), self.learner.location()))
-            .chain(self.runners.locations())
-            .collect()
+        self.runners.locations_with(&self.learner)
     }
 }
 
