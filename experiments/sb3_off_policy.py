@@ -44,7 +44,10 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("algo", choices=["dqn", "sac"])
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--torch-threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     args = p.parse_args()
+    if args.torch_threads is not None:
+        torch.set_num_threads(args.torch_threads)
     model, env_id, steps = build(args.algo, args.seed)
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps)
