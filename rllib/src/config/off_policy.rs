@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
+use super::TrainConfig;
 use super::algorithms::{AlgorithmId, TargetEntropy, reads_key, reads_model_key};
-use super::{TrainConfig, positive};
+use super::validate::{Check, positive};
 
 impl TrainConfig {
     /// True for DQN and SAC, which learn from a replay buffer.
@@ -52,7 +53,7 @@ impl TrainConfig {
     }
 
     /// Range checks of the DQN and SAC keys (see [`TrainConfig::validate`]).
-    pub(super) fn validate_off_policy(&self) -> std::result::Result<(), (String, String)> {
+    pub(super) fn validate_off_policy(&self) -> Check {
         let fail = |k: &str, m: String| Err((k.to_string(), m));
         let counts = [
             ("buffer_size", self.buffer_size as u64),
