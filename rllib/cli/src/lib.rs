@@ -261,7 +261,7 @@ fn configure_threads() {
 /// an munmap: a third of DQN CartPole's wall-clock went to the kernel. Raising the mmap and trim
 /// thresholds to 256 MiB and 512 MiB makes those buffers come from (and go back to) the heap, as
 /// PyTorch's caching allocator does for its tensors; `rl bench` and
-/// `experiments/speed_vs_sb3_off_policy.sh` measure the effect. Memory stays bounded by the peak
+/// `experiments/speed_vs_sb3.sh dqn sac` measure the effect. Memory stays bounded by the peak
 /// in use. Only glibc has these knobs; elsewhere this does nothing.
 fn configure_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
