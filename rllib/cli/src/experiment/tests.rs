@@ -211,3 +211,22 @@ fn committed_results_sit_beside_the_spec() {
     );
     assert_eq!(committed_results_dir(Path::new("spec.yaml")), Path::new("results"));
 }
+
+/// Every committed spec parses, and each row's config file exists.
+#[test]
+fn committed_specs_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    let mut specs: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    specs.sort();
+    assert!(specs.len() >= 6, "found {specs:?}");
+    for path in specs {
+        let spec = ExperimentSpec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        for row in &spec.rows {
+            assert!(row.config.is_file(), "{}: {} has no config {}", path.display(), row.label, row.config.display());
+        }
+    }
+}
