@@ -148,7 +148,11 @@ impl Dense {
     /// ([`FrozenMatmul`] on the CPU, detached parameters elsewhere).
     pub(crate) fn forward_frozen(&self, x: &Tensor, act: Option<Activation>) -> Result<Tensor> {
         let w = self.w.as_tensor();
-        let z = if x.device().is_cpu() { x.apply_op1(FrozenMatmul::new(w))? } else { x.matmul(&w.detach().t()?)? };
+        let z = if x.device().is_cpu() {
+            x.contiguous()?.apply_op1(FrozenMatmul::new(w))?
+        } else {
+            x.matmul(&w.detach().t()?)?
+        };
         bias_act(z, &self.b.as_tensor().detach(), act)
     }
 }
