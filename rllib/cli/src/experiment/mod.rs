@@ -375,8 +375,12 @@ pub fn render_table(spec: &ExperimentSpec, provenance: &Provenance, rows: &[RowR
     }
     let _ = writeln!(
         out,
-        "Produced by `{}` on {} (UTC) with rllib {}, {} runs in parallel on {} cores.\n",
-        p.command, p.date, p.version, p.jobs, p.cores
+        "Produced by `{}` on {} (UTC) with rllib {}, {} on {} cores.\n",
+        p.command,
+        p.date,
+        p.version,
+        if p.jobs == 1 { "one run at a time".to_string() } else { format!("{} runs in parallel", p.jobs) },
+        p.cores
     );
     out += "| Environment | Metric | Result (mean ± std) | Reference (mean ± std) | Within 2 std | Seeds | Env steps \
             | Truncation | Wall-clock per run (s) |\n|---|---|---|---|---|---|---|---|---|\n";
@@ -718,7 +722,8 @@ fn write_plots(spec: &ExperimentSpec, runs: &[Run], outcomes: &[RunOutcome], res
         if band.points.is_empty() {
             continue;
         }
-        let title = format!("{}: {} ({} seeds)", spec.name, row.label, curves.len());
+        let seeds = if curves.len() == 1 { "1 seed".to_string() } else { format!("{} seeds", curves.len()) };
+        let title = format!("{}: {} ({seeds})", spec.name, row.label);
         draw(&results.join(format!("{}-{}.png", spec.name, row.slug)), &title, std::slice::from_ref(&band));
         bands.push(band);
     }
