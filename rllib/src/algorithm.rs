@@ -264,7 +264,8 @@ fn evaluate_current(algo: &mut dyn Algorithm, config: &TrainConfig) -> Result<Ev
 }
 
 /// Writes the iteration's checkpoint every `checkpoint.frequency` iterations, and when a signal
-/// asked the run to stop ([`crate::interrupt`]), after which it fails with `Interrupted`.
+/// asked the run to stop ([`crate::interrupt`]), after which it fails with `Interrupted`. Then
+/// deletes the oldest beyond `checkpoint.num_to_keep`.
 fn checkpoint_if_due(
     algo: &mut dyn Algorithm,
     config: &TrainConfig,
@@ -278,6 +279,9 @@ fn checkpoint_if_due(
         return Ok(());
     }
     let checkpoint = save_checkpoint(algo, config, run, &format!("iter_{iteration:06}"), training)?;
+    if let Some(keep) = config.checkpoint.num_to_keep {
+        crate::checkpoint::prune_iteration_checkpoints(run, keep)?;
+    }
     match signal {
         Some(signal) => {
             Err(crate::Error::Interrupted { signal, iteration, checkpoint, run_dir: run.path().to_path_buf() })

@@ -259,6 +259,47 @@ pub fn write_checkpoint(
     Ok(dir.to_path_buf())
 }
 
+/// Deletes the oldest iteration checkpoints (`iter_*`) of `run` so that at most `keep` remain
+/// (`checkpoint.num_to_keep`), and returns the deleted directories, oldest first. `final` and
+/// hidden directories are not counted. Each is first renamed to a hidden `.NAME.del` (atomic),
+/// then deleted, so a crash mid-delete never leaves a partial checkpoint under a final name;
+/// leftovers of such a crash are deleted on the next call. A directory that cannot be deleted is
+/// logged and skipped: retention never fails a run.
+pub fn prune_iteration_checkpoints(run: &RunDir, keep: usize) -> Result<Vec<PathBuf>> {
+    let dir = run.file(CHECKPOINTS_DIR);
+    let mut iterations = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(Error::io("read", &dir))? {
+        let path = entry.map_err(Error::io("read", &dir))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if name.starts_with('.') && name.ends_with(".del") {
+            remove_logged(&path);
+        } else if let Some(i) = name.strip_prefix("iter_").and_then(|n| n.parse::<u64>().ok()) {
+            iterations.push((i, path));
+        }
+    }
+    iterations.sort();
+    let excess = iterations.len().saturating_sub(keep);
+    let mut deleted = Vec::new();
+    for (_, path) in iterations.into_iter().take(excess) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let doomed = dir.join(format!(".{name}.del"));
+        match std::fs::rename(&path, &doomed) {
+            Ok(()) => {
+                remove_logged(&doomed);
+                deleted.push(path);
+            }
+            Err(e) => tracing::warn!(checkpoint = %path.display(), error = %e, "could not delete an old checkpoint"),
+        }
+    }
+    Ok(deleted)
+}
+
+fn remove_logged(path: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not delete an old checkpoint");
+    }
+}
+
 /// Writes `bytes` to `path` and syncs them to disk.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;

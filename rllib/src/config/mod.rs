@@ -69,12 +69,17 @@ impl Default for EvaluationConfig {
     }
 }
 
-/// Checkpoint cadence.
+/// Checkpoint cadence and retention.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
     /// Write a checkpoint every this many iterations; 0 writes only the final one.
     pub frequency: u64,
+    /// Keep at most this many iteration checkpoints (`iter_*`, periodic or written on a
+    /// signal) on disk: once a new one is complete, the oldest beyond this count are deleted
+    /// (Ray Tune's `CheckpointConfig.num_to_keep`, ordered by recency). `None` keeps them all;
+    /// `final` is never deleted. At least 1.
+    pub num_to_keep: Option<usize>,
 }
 
 /// What happens when an env runner (rollout worker) fails: RLlib's `fault_tolerance` settings,

@@ -44,6 +44,8 @@ fn out_of_range_values_name_line_and_key() {
     assert!(err.starts_with("ppo.yaml:4: minibatch_size: 1024 is larger than the batch of 512"), "{err}");
     let err = parse(&format!("{BASE}evaluation:\n  duration: 0\n")).unwrap_err().to_string();
     assert_eq!(err, "ppo.yaml:5: evaluation.duration: must be at least 1 episode");
+    let err = parse(&format!("{BASE}checkpoint:\n  num_to_keep: 0\n")).unwrap_err().to_string();
+    assert!(err.starts_with("ppo.yaml:5: checkpoint.num_to_keep: must be at least 1"), "{err}");
 }
 
 #[test]

@@ -145,7 +145,8 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// At least one stop condition, budgets of at least 1, and a budget for linear schedules.
+    /// At least one stop condition, budgets of at least 1, a budget for linear schedules, and a
+    /// checkpoint retention of at least 1.
     fn validate_stop_and_schedules(&self) -> Check {
         let fail = |k: &str, m: String| Err((k.to_string(), m));
         let s = &self.stop;
@@ -163,6 +164,12 @@ impl TrainConfig {
         }
         if s.num_env_steps_sampled_lifetime == Some(0) || s.training_iteration == Some(0) {
             return fail("stop", "budgets must be at least 1".into());
+        }
+        if self.checkpoint.num_to_keep == Some(0) {
+            return fail(
+                "checkpoint.num_to_keep",
+                "must be at least 1 (null keeps every checkpoint; the newest is what a resume needs)".into(),
+            );
         }
         let ppo = self.algorithm == AlgorithmId::Ppo;
         if ppo && self.lr_schedule == Schedule::Linear && self.planned_iterations().is_none() {
