@@ -260,12 +260,11 @@ pub fn write_checkpoint(
 }
 
 /// Deletes the oldest iteration checkpoints (`iter_*`) of `run` so that at most `keep` remain
-/// (`checkpoint.num_to_keep`), and returns the deleted directories, oldest first. `final` and
-/// hidden directories are not counted. Each is first renamed to a hidden `.NAME.del` (atomic),
+/// (`checkpoint.num_to_keep`). `final` and hidden directories are not counted. Each is first renamed to a hidden `.NAME.del` (atomic),
 /// then deleted, so a crash mid-delete never leaves a partial checkpoint under a final name;
 /// leftovers of such a crash are deleted on the next call. A directory that cannot be deleted is
 /// logged and skipped: retention never fails a run.
-pub fn prune_iteration_checkpoints(run: &RunDir, keep: usize) -> Result<Vec<PathBuf>> {
+pub fn prune_iteration_checkpoints(run: &RunDir, keep: usize) -> Result<()> {
     let dir = run.file(CHECKPOINTS_DIR);
     let mut iterations = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(Error::io("read", &dir))? {
@@ -279,19 +278,15 @@ pub fn prune_iteration_checkpoints(run: &RunDir, keep: usize) -> Result<Vec<Path
     }
     iterations.sort();
     let excess = iterations.len().saturating_sub(keep);
-    let mut deleted = Vec::new();
     for (_, path) in iterations.into_iter().take(excess) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let doomed = dir.join(format!(".{name}.del"));
         match std::fs::rename(&path, &doomed) {
-            Ok(()) => {
-                remove_logged(&doomed);
-                deleted.push(path);
-            }
+            Ok(()) => remove_logged(&doomed),
             Err(e) => tracing::warn!(checkpoint = %path.display(), error = %e, "could not delete an old checkpoint"),
         }
     }
-    Ok(deleted)
+    Ok(())
 }
 
 fn remove_logged(path: &Path) {
