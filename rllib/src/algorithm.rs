@@ -278,7 +278,8 @@ fn checkpoint_if_due(
     if !periodic && signal.is_none() {
         return Ok(());
     }
-    let checkpoint = save_checkpoint(algo, config, run, &format!("iter_{iteration:06}"), training)?;
+    let checkpoint =
+        save_checkpoint(algo, config, run, &crate::checkpoint::iteration_checkpoint_name(iteration), training)?;
     if let Some(keep) = config.checkpoint.num_to_keep {
         crate::checkpoint::prune_iteration_checkpoints(run, keep)?;
     }

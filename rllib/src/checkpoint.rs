@@ -259,6 +259,17 @@ pub fn write_checkpoint(
     Ok(dir.to_path_buf())
 }
 
+/// The directory name of iteration `iteration`'s checkpoint: `iter_000100`.
+pub fn iteration_checkpoint_name(iteration: u64) -> String {
+    format!("iter_{iteration:06}")
+}
+
+/// The iteration an iteration checkpoint's directory name stands for; `None` for `final`,
+/// hidden directories and anything else.
+pub fn checkpoint_iteration(name: &str) -> Option<u64> {
+    name.strip_prefix("iter_")?.parse().ok()
+}
+
 /// Deletes the oldest iteration checkpoints (`iter_*`) of `run` so that at most `keep` remain
 /// (`checkpoint.num_to_keep`). `final` and hidden directories are not counted. Each is first renamed to a hidden `.NAME.del` (atomic),
 /// then deleted, so a crash mid-delete never leaves a partial checkpoint under a final name;
@@ -272,7 +283,7 @@ pub fn prune_iteration_checkpoints(run: &RunDir, keep: usize) -> Result<()> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
         if name.starts_with('.') && name.ends_with(".del") {
             remove_logged(&path);
-        } else if let Some(i) = name.strip_prefix("iter_").and_then(|n| n.parse::<u64>().ok()) {
+        } else if let Some(i) = checkpoint_iteration(name) {
             iterations.push((i, path));
         }
     }

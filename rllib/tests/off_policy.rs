@@ -13,7 +13,7 @@ use rllib::rollout::{RolloutMsg, RolloutReply, RolloutWorker, RolloutWorkerInit}
 use rllib::{RunDir, TrainConfig, resume, train};
 
 mod common;
-use common::{copy_dir, progress_rows};
+use common::{copy_dir, cut, progress_rows};
 
 fn config(file: &str, overrides: &[&str]) -> TrainConfig {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs").join(file);
@@ -85,20 +85,6 @@ fn the_same_seed_gives_the_same_rows() {
         assert_eq!(ra, rb, "{}", c.algorithm.name());
         std::fs::remove_dir_all(&a).unwrap();
         std::fs::remove_dir_all(&b).unwrap();
-    }
-}
-
-/// Removes the summary and the checkpoints after iteration `k`, as a run killed then leaves it.
-fn cut(dir: &Path, k: u64) {
-    for f in ["summary.json", "summary.txt"] {
-        std::fs::remove_file(dir.join(f)).unwrap();
-    }
-    for e in std::fs::read_dir(dir.join("checkpoints")).unwrap() {
-        let path = e.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        if name.strip_prefix("iter_").and_then(|n| n.parse::<u64>().ok()).is_none_or(|i| i > k) {
-            std::fs::remove_dir_all(&path).unwrap();
-        }
     }
 }
 

@@ -10,29 +10,13 @@ use rllib::ppo::METRIC_COLUMNS;
 use rllib::{RunDir, TrainConfig, resume, train};
 
 mod common;
-use common::{copy_dir, progress_rows};
+use common::{copy_dir, cut, progress_rows};
 
 fn config(extra: &[&str]) -> TrainConfig {
     let base = ["stop.training_iteration=8", "evaluation.interval=3", "checkpoint.frequency=1"];
     let overrides: Vec<String> = base.iter().chain(extra).map(|s| s.to_string()).collect();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/ppo.yaml");
     TrainConfig::load(&path, &overrides).unwrap()
-}
-
-/// Turns the finished run `dir` into what a run killed after writing iteration `rows_written`
-/// leaves, with its newest checkpoint at iteration `k`.
-fn cut(dir: &Path, k: u64) {
-    for f in ["summary.json", "summary.txt"] {
-        std::fs::remove_file(dir.join(f)).unwrap();
-    }
-    for e in std::fs::read_dir(dir.join("checkpoints")).unwrap() {
-        let path = e.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let keep = name.strip_prefix("iter_").and_then(|n| n.parse::<u64>().ok()).is_some_and(|i| i <= k);
-        if !keep {
-            std::fs::remove_dir_all(&path).unwrap();
-        }
-    }
 }
 
 #[test]

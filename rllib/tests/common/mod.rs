@@ -1,9 +1,11 @@
-//! Helpers the integration tests share: scratch directories, progress rows, directory copies.
+//! Helpers the integration tests share: scratch directories, progress rows, directory copies,
+//! killed-run layouts.
 // Each test crate compiles this module and uses a part of it.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
+use rllib::checkpoint::checkpoint_iteration;
 use rllib::metrics::{columns, is_timing_column};
 
 /// A fresh directory path under the temp dir, unique to this process, suite and name.
@@ -36,6 +38,22 @@ pub fn copy_dir(from: &Path, to: &Path) {
             copy_dir(&e.path(), &target);
         } else {
             std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// Turns the finished run `dir` into what a run killed after its checkpoint of iteration `k`
+/// leaves: no summary, no checkpoint after `k` and no `final` (the rows it wrote after `k`
+/// stay in the files, as a killed run leaves them).
+pub fn cut(dir: &Path, k: u64) {
+    for f in ["summary.json", "summary.txt"] {
+        std::fs::remove_file(dir.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(dir.join("checkpoints")).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if checkpoint_iteration(&name).is_none_or(|i| i > k) {
+            std::fs::remove_dir_all(&path).unwrap();
         }
     }
 }
