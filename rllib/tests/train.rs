@@ -165,3 +165,55 @@ fn discrete_observations_are_one_hot_encoded() {
     assert_eq!(policy.architecture().obs_dim, 10);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The rows (timing columns dropped) and final weights of seed-1 runs are those recorded from the
+/// commit before the runtime seam and the per-algorithm configs (`experiments/baseline.sh`, which
+/// also checks the full DQN and SAC runs): a refactor changes no number.
+fn assert_matches_baseline(config: &str, name: &str, overrides: &[&str]) {
+    use sha2::Digest;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = root.join("tests/fixtures/baseline").join(name);
+    let dir = common::scratch("baseline", name);
+    let mut overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    overrides.push("seed=1".into());
+    let c = TrainConfig::load(&root.join("../configs").join(config), &overrides).unwrap();
+    train(&c, &dir, &mut ()).unwrap();
+
+    let progress = std::fs::read_to_string(dir.join("progress.csv")).unwrap();
+    let mut lines = progress.lines().map(|l| l.split(',').collect::<Vec<_>>());
+    let header = lines.next().unwrap();
+    let keep: Vec<bool> = header.iter().map(|c| !is_timing_column(c)).collect();
+    let stripped: Vec<String> = std::iter::once(header)
+        .chain(lines)
+        .map(|cells| cells.iter().zip(&keep).filter(|(_, k)| **k).map(|(c, _)| *c).collect::<Vec<_>>().join(","))
+        .collect();
+    let expected = std::fs::read_to_string(fixture.join("progress.csv")).unwrap();
+    let expected: Vec<&str> = expected.lines().collect();
+    assert_eq!(stripped.len(), expected.len(), "{name}: row count");
+    for (i, (ours, theirs)) in stripped.iter().zip(&expected).enumerate() {
+        assert_eq!(ours, theirs, "{name}: progress.csv line {} differs from the baseline", i + 1);
+    }
+
+    let hashes = std::fs::read_to_string(fixture.join("weights.sha256")).unwrap();
+    for line in hashes.lines() {
+        let (hash, file) = line.split_once("  ").unwrap();
+        let bytes = std::fs::read(dir.join("checkpoints/final").join(file)).unwrap();
+        let ours: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(ours, hash, "{name}: final {file} differs from the baseline");
+    }
+}
+
+#[test]
+fn baseline_ppo_cartpole_rows_and_weights_are_unchanged() {
+    assert_matches_baseline("ppo.yaml", "ppo", &[]);
+}
+
+#[test]
+fn baseline_dqn_cartpole_rows_and_weights_are_unchanged() {
+    assert_matches_baseline("dqn.yaml", "dqn-short", &["stop.num_env_steps_sampled_lifetime=20000"]);
+}
+
+#[test]
+fn baseline_sac_pendulum_rows_and_weights_are_unchanged() {
+    assert_matches_baseline("sac-pendulum-zoo.yaml", "sac-short", &["stop.num_env_steps_sampled_lifetime=1500"]);
+}
